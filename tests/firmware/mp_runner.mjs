@@ -1,0 +1,67 @@
+// Runs firmware test scenarios on the official MicroPython WebAssembly port.
+//
+// Usage: node mp_runner.mjs <job.json>
+// job = {"mounts": {"/fw": "<host dir>", ...}, "module": "fw_x",
+//        "tests": ["test_a", ...], "purge": ["ota_manager", ...], "heapsize": n}
+// Every *.py / *.mpy file of each host dir is copied into MicroPython's
+// in-memory filesystem. Each test runs in a fresh empty working directory
+// (the board's filesystem) with the firmware modules imported afresh.
+// Results are printed as "@@RESULT <json>" lines; anything else the test
+// prints is returned with its result.
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+
+const job = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const out = [];
+const mp = await loadMicroPython({
+  heapsize: job.heapsize || 1024 * 1024,
+  stdout: (line) => out.push(line),
+  stderr: (line) => out.push(line),
+});
+
+for (const [target, source] of Object.entries(job.mounts)) {
+  mp.FS.mkdirTree(target);
+  for (const name of readdirSync(source)) {
+    if (name.endsWith(".py") || name.endsWith(".mpy")) {
+      mp.FS.writeFile(join(target, name), readFileSync(join(source, name)));
+    }
+  }
+}
+
+const paths = Object.keys(job.mounts);
+const driver = `
+import sys, os, gc, json, io
+for p in ${JSON.stringify(paths)}:
+    sys.path.insert(0, p)
+PURGE = ${JSON.stringify(job.purge)}
+
+def _run(index, name):
+    for m in PURGE:
+        if m in sys.modules:
+            del sys.modules[m]
+    gc.collect()
+    home = '/run%d' % index
+    os.mkdir(home)
+    os.chdir(home)
+    print('@@BEGIN ' + name)
+    try:
+        module = __import__(${JSON.stringify(job.module)})
+        value = getattr(module, name)()
+        result = {'test': name, 'ok': True, 'value': value}
+    except BaseException as e:
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        result = {'test': name, 'ok': False, 'error': buf.getvalue()}
+    os.chdir('/')
+    print('@@RESULT ' + json.dumps(result))
+
+for i, n in enumerate(${JSON.stringify(job.tests)}):
+    _run(i, n)
+`;
+try {
+  mp.runPython(driver);
+} catch (err) {
+  out.push("@@FATAL " + String(err));
+}
+process.stdout.write(out.join("\n") + "\n");

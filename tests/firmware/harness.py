@@ -5,7 +5,10 @@ named `test_*`, written in the subset of Python that MicroPython runs. Each
 test runs in a fresh, empty working directory (the board's filesystem) with
 every firmware and support module imported afresh, so class attributes and
 files never leak from one test into the next. A test passes when it returns;
-a returned dict of figures is reported with the result.
+a returned dict of figures is reported with the result. A test may be a
+generator: on MicroPython each `yield` lets the garbage collector run (the
+WebAssembly port collects only between top-level calls), which heap figures
+need; its return value is the result.
 
 Tests named `test_mpy_*` run on MicroPython against firmware compiled to
 `.mpy` by mpy-cross, the way users are told to install it.
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +119,12 @@ def run_on_cpython(module: str, test: str, home: Path) -> Outcome:
     with cpython_board(home):
         scenario = __import__(module)
         value = getattr(scenario, test)()
+        if isinstance(value, types.GeneratorType):  # a stepped test, see mp_runner.mjs
+            try:
+                while True:
+                    next(value)
+            except StopIteration as stop:
+                value = stop.value
     return Outcome(ok=True, value=value)
 
 

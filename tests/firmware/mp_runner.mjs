@@ -30,13 +30,31 @@ for (const [target, source] of Object.entries(job.mounts)) {
 }
 
 const paths = Object.keys(job.mounts);
+// A test that returns a generator runs one step per runPython call, with a
+// gc.collect() at top level before each step: inside a runPython call this
+// port's collector frees nothing, so heap figures need these breaks.
 const driver = `
 import sys, os, gc, json, io
 for p in ${JSON.stringify(paths)}:
     sys.path.insert(0, p)
 PURGE = ${JSON.stringify(job.purge)}
+_GEN = type((lambda: (yield))())
+_pending = None
+
+def _report(name, value=None, error=None):
+    global _pending
+    _pending = None
+    os.chdir('/')
+    if error is None:
+        result = {'test': name, 'ok': True, 'value': value}
+    else:
+        buf = io.StringIO()
+        sys.print_exception(error, buf)
+        result = {'test': name, 'ok': False, 'error': buf.getvalue()}
+    print('@@RESULT ' + json.dumps(result))
 
 def _run(index, name):
+    global _pending
     for m in PURGE:
         if m in sys.modules:
             del sys.modules[m]
@@ -48,19 +66,31 @@ def _run(index, name):
     try:
         module = __import__(${JSON.stringify(job.module)})
         value = getattr(module, name)()
-        result = {'test': name, 'ok': True, 'value': value}
     except BaseException as e:
-        buf = io.StringIO()
-        sys.print_exception(e, buf)
-        result = {'test': name, 'ok': False, 'error': buf.getvalue()}
-    os.chdir('/')
-    print('@@RESULT ' + json.dumps(result))
+        _report(name, error=e)
+        return
+    if isinstance(value, _GEN):
+        _pending = (name, value)
+    else:
+        _report(name, value)
 
-for i, n in enumerate(${JSON.stringify(job.tests)}):
-    _run(i, n)
+def _step():
+    name, gen = _pending
+    try:
+        next(gen)
+    except StopIteration as e:
+        _report(name, e.value)
+    except BaseException as e:
+        _report(name, error=e)
 `;
 try {
   mp.runPython(driver);
+  job.tests.forEach((name, index) => {
+    mp.runPython(`_run(${index}, ${JSON.stringify(name)})`);
+    while (mp.globals.get("_pending")) {
+      mp.runPython("gc.collect()\n_step()");
+    }
+  });
 } catch (err) {
   out.push("@@FATAL " + String(err));
 }

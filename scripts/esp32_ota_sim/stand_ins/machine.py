@@ -2,9 +2,20 @@
 
 `reset()` never returns on a board; here it raises `Reset` (a BaseException,
 so firmware `except Exception` blocks cannot swallow it) after counting it.
+`reset_cause()` answers what the test or simulator last set in `cause`.
 """
 
+import time
+
+# ESP32 values of machine.reset_cause().
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
 resets = 0
+cause = PWRON_RESET  # test hook: the cause the next boot reports
 
 
 class Reset(BaseException):
@@ -12,22 +23,41 @@ class Reset(BaseException):
 
 
 def reset():
-    global resets
+    global resets  # noqa: PLW0603 - module state, as on a board
     resets += 1
-    raise Reset()
+    raise Reset
 
 
 def soft_reset():
     reset()
 
 
+def reset_cause():
+    return cause
+
+
 class WDT:
-    def __init__(self, id=0, timeout=5000):
+    """Records feeds; `overdue()` tells whether a board would have reset."""
+
+    def __init__(self, id=0, timeout=5000):  # noqa: A002 - MicroPython's signature
         self.timeout = timeout
         self.feeds = 0
+        self.last_feed = _now_ms()
 
     def feed(self):
         self.feeds += 1
+        self.last_feed = _now_ms()
+
+    def overdue(self):
+        return _now_ms() - self.last_feed > self.timeout
+
+
+def _now_ms():
+    # MicroPython (and the firmware tests' CPython) have ticks_ms; plain CPython not.
+    ticks_ms = getattr(time, "ticks_ms", None)
+    if ticks_ms is None:
+        return int(time.monotonic() * 1000)
+    return ticks_ms()
 
 
 def unique_id():

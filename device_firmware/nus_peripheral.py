@@ -1,0 +1,378 @@
+"""Nordic UART Service (NUS) peripheral with OTA updates built in.
+
+Why this shape: on an ESP32 the BLE IRQ handler runs on the NimBLE task with
+the scheduler locked, so a flash write inside it would stall the radio. The
+handler therefore only copies each write into a small bounded queue (and
+restarts advertising after a disconnect). `poll()`, called from your main loop
+or run by `serve()` as an asyncio task, rebuilds the lines and hands them to
+the OTA engine or to your application, outside the IRQ.
+
+    p = NUSPeripheral(app=my_handler)   # my_handler(line) -> reply or None
+    while True:
+        p.poll()
+
+A write may hold part of a line or several lines; lines end with "\\n".
+Lines that start with "OTA:" go to the OTA engine, all others to `app`.
+"""
+
+import bluetooth
+from micropython import const
+from ota_manager import OTAManager
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_IRQ_MTU_EXCHANGED = const(21)
+
+_ADV_INTERVAL_US = const(250000)
+_PREFERRED_MTU = const(517)  # ask for the largest; the central picks the minimum
+_DEFAULT_MTU = const(23)  # until the MTU exchange
+_NOTIFY_TRIES = const(3)
+
+_NUS = bluetooth.UUID("6E400001-B5A3-F393-E0A9-E50E24DCCA9E")
+_RX = (
+    bluetooth.UUID("6E400002-B5A3-F393-E0A9-E50E24DCCA9E"),
+    bluetooth.FLAG_WRITE | bluetooth.FLAG_WRITE_NO_RESPONSE,
+)
+_TX = (
+    bluetooth.UUID("6E400003-B5A3-F393-E0A9-E50E24DCCA9E"),
+    bluetooth.FLAG_READ | bluetooth.FLAG_NOTIFY,
+)
+# The service UUID as it goes on the air (little-endian), for advertising.
+_NUS_ON_AIR = b"\x9e\xca\xdc\x24\x0e\xe5\xa9\xe0\x93\xf3\xa3\xb5\x01\x00\x40\x6e"
+
+# Home Assistant recognises our boards by this manufacturer data: company id
+# 0xFFFF (reserved for tests/internal use) followed by b"OTA" and the
+# protocol version. Plain NUS devices are not claimed.
+MARKER = b"OTA"
+PROTOCOL = 2
+NAME_PREFIX = "ESP32-OTA-"
+
+_GAP = const(1)  # queue flag: writes were lost before this one
+
+
+def advertising_payload():
+    """Flags + NUS service UUID + marker manufacturer data: 29 of 31 bytes."""
+    return (
+        b"\x02\x01\x06"  # LE general discoverable, no BR/EDR
+        + b"\x11\x07"
+        + _NUS_ON_AIR
+        + b"\x07\xff\xff\xff"
+        + MARKER
+        + bytes((PROTOCOL,))
+    )
+
+
+def scan_response_payload(name):
+    """The name goes in the scan response, cut to fit 31 bytes if need be."""
+    raw = name.encode()
+    kind = 0x09  # complete local name
+    if len(raw) > 29:
+        raw = raw[:29]
+        kind = 0x08  # shortened local name
+    return bytes((len(raw) + 1, kind)) + raw
+
+
+def default_name(ble):
+    """ESP32-OTA- plus the last two bytes of the Bluetooth address."""
+    mac = ble.config("mac")[1]
+    return NAME_PREFIX + "%02X%02X" % (mac[-2], mac[-1])
+
+
+class NUSPeripheral:
+    """NUS GATT server: one connection, OTA lines to the engine, the rest to `app`."""
+
+    def __init__(self, app=None, name=None, ota=None, wdt=None, ble=None, rxbuf=0):
+        cfg = _config()
+        _configure_ota(cfg)
+        self._ble = ble or bluetooth.BLE()
+        self._app = app
+        self.ota = OTAManager(self.send, wdt) if ota is None else ota
+        # The queue holds as many writes as the engine lets a client have in
+        # flight (HELLO `win`); a line may be as long as HELLO `line`, "\n"
+        # included.
+        self.window = self.ota.WINDOW
+        self.line_max = self.ota.LINE_MAX - 1
+        self._q = [None] * self.window
+        self._qgen = bytearray(self.window)
+        self._qflag = bytearray(self.window)
+        self._wrap = 2 * self.window  # head/tail run modulo 2*window
+        self._head = 0  # advanced by poll() only
+        self._tail = 0  # advanced by the IRQ only
+        self._pos = 0  # read position in the write at the head
+        self._part = bytearray(self.line_max)  # a line that spans writes
+        self._partv = memoryview(self._part)
+        self._plen = 0
+        self._skip = False  # dropping the rest of an overlong or broken line
+        self._gap = False  # IRQ: the next queued write follows a loss
+        self._conn = None
+        self._gen = 0  # counts connections, so stale writes are recognised
+        self._mtu = _DEFAULT_MTU
+        self._lost_link = False  # IRQ: a central disconnected
+        self._readvertise = False  # IRQ: restarting advertising failed
+        self._guard = _trial_guard()  # boot_guard while a new version is on trial
+        self.dropped = 0  # writes dropped because the queue was full
+        self.cut = 0  # writes cut short by the attribute buffer
+        self.overlong = 0  # lines longer than line_max, dropped
+        self.undecodable = 0  # lines that were not UTF-8, dropped
+
+        ble = self._ble
+        ble.active(True)
+        try:
+            ble.config(mtu=_PREFERRED_MTU)
+        except (OSError, ValueError):
+            pass  # a port that cannot change it keeps its default
+        self.name = name or getattr(cfg, "NAME", None) or default_name(ble)
+        try:
+            ble.config(gap_name=self.name)
+        except (OSError, ValueError):
+            pass
+        ((self._tx, self._rx),) = ble.gatts_register_services(((_NUS, (_TX, _RX)),))
+        # Append mode: writes pile up (bounded) until the IRQ reads them.
+        self.rxbuf = rxbuf or self.window * self.ota.LINE_MAX
+        ble.gatts_set_buffer(self._rx, self.rxbuf, True)
+        self._adv = advertising_payload()
+        self._resp = scan_response_payload(self.name)
+        ble.irq(self._irq)
+        self.advertise()
+
+    # -- radio ----------------------------------------------------------
+
+    def advertise(self):
+        self._ble.gap_advertise(_ADV_INTERVAL_US, self._adv, resp_data=self._resp)
+
+    def is_connected(self):
+        return self._conn is not None
+
+    def mtu(self):
+        return self._mtu
+
+    def disconnect(self):
+        if self._conn is not None:
+            self._ble.gap_disconnect(self._conn)
+
+    def _irq(self, event, data):
+        # Runs on the BLE task: copy bytes, note events, nothing else.
+        if event == _IRQ_GATTS_WRITE:
+            conn, handle = data
+            if handle != self._rx:
+                return
+            chunk = self._ble.gatts_read(handle)  # also empties the buffer
+            if conn != self._conn or not chunk:
+                return
+            if (self._tail - self._head) % self._wrap >= self.window:
+                self.dropped += 1
+                self._gap = True
+                return
+            slot = self._tail % self.window
+            self._q[slot] = chunk
+            self._qgen[slot] = self._gen
+            self._qflag[slot] = _GAP if self._gap else 0
+            self._gap = False
+            if len(chunk) >= self.rxbuf and chunk[-1] != 10:
+                self.cut += 1
+                self._gap = True  # the line at the end was cut: drop it
+            self._tail = (self._tail + 1) % self._wrap
+        elif event == _IRQ_CENTRAL_CONNECT:
+            conn = data[0]
+            if self._conn is None:
+                self._conn = conn
+                self._mtu = _DEFAULT_MTU
+                self._gen = (self._gen + 1) & 0xFF
+            else:
+                self._ble.gap_disconnect(conn)  # one central at a time
+        elif event == _IRQ_CENTRAL_DISCONNECT:
+            if data[0] == self._conn:
+                self._conn = None
+                self._lost_link = True
+                try:
+                    self.advertise()  # cheap: NimBLE only queues the command
+                except OSError:
+                    self._readvertise = True  # poll() tries again
+        elif event == _IRQ_MTU_EXCHANGED:
+            if data[0] == self._conn:
+                self._mtu = data[1]
+
+    # -- lines in -------------------------------------------------------
+
+    def pending(self):
+        """Writes waiting in the queue."""
+        return (self._tail - self._head) % self._wrap
+
+    def pending_bytes(self):
+        """Received bytes not handled yet (the simulator charges time by them)."""
+        n = -self._pos
+        i = self._head
+        while i != self._tail:
+            chunk = self._q[i % self.window]
+            n += len(chunk) if chunk is not None else 0
+            i = (i + 1) % self._wrap
+        return max(n, 0)
+
+    def poll(self):
+        """Handle at most one received line; True if a line was taken."""
+        if self._guard is not None and not self._guard.poll():
+            self._guard = None  # confirmed by staying up long enough
+        if self._lost_link:
+            self._lost_link = False
+            self._plen = 0
+            self._skip = False
+            self._pos = 0  # a half-read write is stale now: dropped below
+            self.ota.abort()  # keeps v2 staged data for resuming
+            if self._readvertise and self._conn is None:
+                self._readvertise = False
+                self.advertise()
+        while self._head != self._tail:
+            slot = self._head % self.window
+            chunk = self._q[slot]
+            if self._pos == 0:
+                if self._qgen[slot] != self._gen:
+                    self._next_write(slot)  # from a link that is gone
+                    continue
+                if self._qflag[slot]:
+                    self._plen = 0  # the line was broken by a loss
+                    self._skip = False
+            start = self._pos
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                self._keep(chunk, start, len(chunk))
+                self._next_write(slot)
+                continue
+            self._pos = end + 1
+            if self._pos >= len(chunk):
+                self._next_write(slot)
+            if self._skip:
+                self._skip = False
+                self._plen = 0
+                return True
+            if self._plen:
+                self._keep(chunk, start, end)
+                if self._skip:
+                    self._skip = False
+                    self._plen = 0
+                    return True
+                line = self._partv[: self._plen]
+                self._plen = 0
+            else:
+                line = memoryview(chunk)[start:end]
+            if self._dispatch(line):
+                return True
+        return False
+
+    def _next_write(self, slot):
+        self._q[slot] = None
+        self._pos = 0
+        self._head = (self._head + 1) % self._wrap
+
+    def _keep(self, chunk, start, end):
+        # Part of a line: stash it until its end arrives.
+        if self._skip:
+            return
+        n = end - start
+        if self._plen + n > self.line_max:
+            self.overlong += 1
+            self._skip = True
+            self._plen = 0
+            return
+        self._partv[self._plen : self._plen + n] = memoryview(chunk)[start:end]
+        self._plen += n
+
+    def _dispatch(self, raw):
+        n = len(raw)
+        if n and raw[n - 1] == 13:  # "\r\n" line ends from terminal apps
+            n -= 1
+        if not n:
+            return False
+        if n > self.line_max:
+            self.overlong += 1
+            return True
+        try:
+            line = str(raw[:n], "utf-8")
+        except ValueError:
+            self.undecodable += 1
+            return True
+        if line.startswith("OTA:"):
+            self.ota.handle(line)
+        elif self._app is not None:
+            try:
+                reply = self._app(line)
+            except Exception as e:  # a bug in the app must not stop OTA
+                print("app error:", repr(e))
+                reply = None
+            if reply is not None:
+                self.send(reply)
+        return True
+
+    async def serve(self, idle_ms=10):
+        """Run poll() forever as an asyncio task."""
+        import asyncio
+
+        while True:
+            if not self.poll():
+                await asyncio.sleep(idle_ms / 1000)
+
+    # -- lines out ------------------------------------------------------
+
+    def send(self, line):
+        """Send one line (without "\\n"); False when nobody is connected.
+
+        A line gets its own notification; one longer than MTU - 3 is split
+        across several, and the client joins them again on "\\n".
+        """
+        conn = self._conn
+        if conn is None:
+            return False
+        data = (line + "\n").encode()
+        step = self._mtu - 3
+        if len(data) <= step:
+            return self._notify(conn, data)
+        view = memoryview(data)
+        for i in range(0, len(data), step):
+            if not self._notify(conn, view[i : i + step]):
+                return False
+        return True
+
+    def _notify(self, conn, data):
+        for _ in range(_NOTIFY_TRIES):
+            try:
+                self._ble.gatts_notify(conn, self._tx, data)
+                return True
+            except OSError:
+                if self._conn != conn:
+                    return False
+                _sleep_ms(5)  # NimBLE out of buffers: let the radio drain
+        return False
+
+
+def _sleep_ms(ms):
+    import time
+
+    time.sleep_ms(ms)
+
+
+def _config():
+    try:
+        import config
+
+        return config
+    except Exception:  # missing or broken: defaults, and OTA can fix it
+        return None
+
+
+def _configure_ota(cfg):
+    """Board settings from config.py (scripts/install_firmware writes them)."""
+    if getattr(cfg, "ALLOWED_FILES", None):
+        OTAManager.ALLOWED_FILES = set(cfg.ALLOWED_FILES)
+    if getattr(cfg, "AUTH_KEY", None):
+        OTAManager.AUTH_KEY = cfg.AUTH_KEY
+    if getattr(cfg, "AUTH_TOKEN", None):
+        OTAManager.AUTH_TOKEN = cfg.AUTH_TOKEN
+
+
+def _trial_guard():
+    try:
+        import boot_guard
+
+        return boot_guard if boot_guard.status == boot_guard.TRIAL else None
+    except ImportError:
+        return None

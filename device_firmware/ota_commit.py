@@ -1,0 +1,195 @@
+"""Replace files all together or not at all, and undo a rejected update.
+
+A commit first writes ota_journal.json (through a .tmp file and a rename,
+atomic on LittleFS) naming every file to replace and the state to record.
+Each step after that can be repeated safely, so when the power goes at any
+point, recover() at the next boot rolls the journal forward: the board ends
+with all old files (no journal yet) or all new ones, never a mix.
+
+rollback() undoes the trial version the same way, through a journal too.
+"""
+
+import json
+import os
+
+import ota_state
+
+JOURNAL = "ota_journal.json"
+
+
+def _exists(name):
+    try:
+        os.stat(name)
+        return True
+    except OSError:
+        return False
+
+
+def _write_journal(j):
+    tmp = JOURNAL + ".tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(j))
+        os.rename(tmp, JOURNAL)
+    except Exception:
+        ota_state.remove(tmp)
+        raise
+
+
+def _first(values):
+    for v in values:
+        if v:
+            return v
+    return None
+
+
+def apply(items, app_ver=None):
+    """Install staged files. items: [(target, source, ver, size, crc8hex)].
+
+    When a step fails (an OSError, not a power cut) the old files are put
+    back and the error is raised.
+    """
+    st = ota_state.load()
+    names = [it[0] for it in items]
+    prev = {}
+    for name in names:
+        rec = st["files"].get(name)
+        prev[name] = rec if isinstance(rec, dict) else None
+    j = {
+        "op": "apply",
+        "pairs": [[it[0], it[1]] for it in items],
+        "files": {it[0]: {"size": it[3], "crc": it[4], "ver": it[2]} for it in items},
+        "trial": {
+            "ver": _first(it[2] for it in items),
+            "prev_ver": _first(prev[n] and prev[n].get("ver") for n in names)
+            or app_ver,
+            "files": names,
+            "added": [n for n in names if not _exists(n)],
+            "prev": prev,
+            "boots": 0,
+        },
+    }
+    _write_journal(j)
+    try:
+        _forward(j)
+        _finish(j)
+    except Exception:
+        try:
+            _undo(j)
+        except Exception:
+            pass  # the journal stays: the next boot rolls forward
+        raise
+
+
+def _forward(j):
+    for target, source in j["pairs"]:
+        if _exists(source):
+            if _exists(target):
+                os.rename(target, target + ".bak")
+            os.rename(source, target)
+
+
+def _undo(j):
+    """A step failed without a power cut: put the old files back."""
+    added = j["trial"]["added"]
+    for target, source in reversed(j["pairs"]):
+        if not _exists(source) and _exists(target):
+            os.rename(target, source)
+        if target not in added and not _exists(target) and _exists(target + ".bak"):
+            os.rename(target + ".bak", target)
+    os.remove(JOURNAL)
+
+
+def _back(j):
+    """Rollback steps: restore each .bak, delete what the trial added."""
+    t = j["trial"]
+    for name in t["files"]:
+        if name in t["added"]:
+            if _exists(name):
+                os.remove(name)
+        elif _exists(name + ".bak"):
+            os.rename(name + ".bak", name)
+
+
+def _finish(j):
+    """Record the outcome in ota_state.json, then drop the journal."""
+    st = ota_state.load()
+    t = j["trial"]
+    files = st["files"]
+    if j["op"] == "apply":
+        for name, source in j["pairs"]:
+            files[name] = j["files"][name]
+            if source == name + ".new":
+                st["staged"].pop(name, None)
+        st["trial"] = t
+        st["rollback"] = None
+    else:
+        for name in t["files"]:
+            rec = t["prev"].get(name)
+            if rec:
+                files[name] = rec
+            else:
+                files.pop(name, None)
+        st["trial"] = None
+        st["rollback"] = {"ver": t.get("ver"), "restored": t.get("prev_ver")}
+    ota_state.save(st)
+    try:
+        os.remove(JOURNAL)
+    except OSError:
+        pass  # done already; rolling it forward again at boot changes nothing
+
+
+def _journal():
+    """The journal left by an interrupted commit or rollback, or None."""
+    ota_state.remove(JOURNAL + ".tmp")  # never renamed into place: nothing done
+    ota_state.remove(ota_state.STATE + ".tmp")
+    try:
+        with open(JOURNAL) as f:
+            j = json.loads(f.read())
+        j["trial"]["files"]
+        return j
+    except OSError:
+        return None
+    except Exception:
+        ota_state.remove(JOURNAL)  # unreadable: cannot have been written whole
+        return None
+
+
+def _run(j):
+    if j["op"] == "apply":
+        _forward(j)
+    else:
+        _back(j)
+    _finish(j)
+
+
+def recover():
+    """Finish an interrupted commit or rollback. Call once at boot.
+
+    Returns True when a journal was found and rolled forward.
+    """
+    j = _journal()
+    if j is None:
+        return False
+    _run(j)
+    return True
+
+
+def rollback():
+    """Restore the files that ran before the trial version.
+
+    Safe to call again after a power cut at any point. Returns False when
+    there is no trial to undo.
+    """
+    j = _journal()
+    if j is not None:
+        _run(j)
+        if j["op"] != "apply":
+            return True  # finished the rollback a power cut interrupted
+    trial = ota_state.load()["trial"]
+    if not trial:
+        return False
+    j = {"op": "rollback", "trial": trial}
+    _write_journal(j)
+    _run(j)
+    return True

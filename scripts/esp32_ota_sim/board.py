@@ -1,0 +1,914 @@
+"""A virtual ESP32 running the real firmware files from its own flash.
+
+Each board owns a `MemFS` seeded with `device_firmware/*.py`. Booting runs
+`boot.py`, then imports `main` and calls `main.start()` (which returns the
+NUS peripheral), exactly in the board's own namespace: every module is
+executed from the board's filesystem with a private module table and a
+private `__import__`, so `os`, `open`, `time`, `machine`, `bluetooth`, `gc`,
+`sys` and `micropython` are this board's, and two boards never share a class
+attribute or a file.
+
+Running: the link hands received writes to the `bluetooth` stand-in (the IRQ
+copies bytes), then the board calls `peripheral.poll()` once per queued line;
+each line costs `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
+any `time.sleep_ms` the firmware does) and its notifications leave when the
+work is done. `machine.reset()`, a crash and a power cut reboot the board;
+a boot that raises counts as a failed boot and the board boots again (the
+firmware's boot guard decides what runs next), up to `max_failed_boots`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import time as _host_time
+import traceback
+import types
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .memfs import MemFS, PowerLoss
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from .link import SimLink
+
+__all__ = [
+    "FIRMWARE_DIR",
+    "STAND_INS_DIR",
+    "Advertisement",
+    "BootRecord",
+    "VirtualBoard",
+    "parse_advertisement",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+FIRMWARE_DIR = ROOT / "device_firmware"
+STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
+
+TICKS_PERIOD = 0x40000000
+TICKS_MAX = TICKS_PERIOD - 1
+TICKS_HALF = TICKS_PERIOD // 2
+
+# Host modules the firmware may import as they are (MicroPython has them too),
+# with MicroPython's "u" aliases.
+_HOST_MODULES = {
+    "array": "array",
+    "asyncio": "asyncio",
+    "binascii": "binascii",
+    "collections": "collections",
+    "errno": "errno",
+    "hashlib": "hashlib",
+    "heapq": "heapq",
+    "io": "io",
+    "json": "json",
+    "math": "math",
+    "random": "random",
+    "re": "re",
+    "select": "select",
+    "struct": "struct",
+    "uasyncio": "asyncio",
+    "ubinascii": "binascii",
+    "ucollections": "collections",
+    "uerrno": "errno",
+    "uhashlib": "hashlib",
+    "uheapq": "heapq",
+    "uio": "io",
+    "ujson": "json",
+    "ure": "re",
+    "uselect": "select",
+    "ustruct": "struct",
+}
+_ALIASES = {"uos": "os", "utime": "time", "ubluetooth": "bluetooth", "usys": "sys"}
+
+# machine.reset_cause() values (ESP32) for the next boot, by how the last ended:
+# a power cut is a power-on, machine.reset() a soft reset (ESP_RST_SW), a
+# crash is taken as the watchdog firing, reboot() as the reset button.
+PWRON_RESET, HARD_RESET, WDT_RESET, SOFT_RESET = 1, 2, 3, 5
+_RESET_CAUSES = {
+    "power": PWRON_RESET,
+    "reset": SOFT_RESET,
+    "crash": WDT_RESET,
+    "reboot": HARD_RESET,
+}
+
+_code_cache: dict[tuple[str, bytes], types.CodeType] = {}
+
+
+def _compile(source: bytes, filename: str) -> types.CodeType:
+    key = (filename, hashlib.sha256(source).digest())
+    code = _code_cache.get(key)
+    if code is None:
+        code = compile(source, filename, "exec")
+        _code_cache[key] = code
+    return code
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    """A board's advertising payload, decoded as a scanner sees it."""
+
+    raw: bytes
+    local_name: str | None
+    service_uuids: list[str]
+    service_data: dict[str, bytes]
+    manufacturer_data: dict[int, bytes]
+    tx_power: int | None
+
+
+def parse_advertisement(raw: bytes) -> Advertisement:
+    """Decode raw AD structures (the payload given to `gap_advertise`)."""
+    from bluetooth_data_tools import parse_advertisement_data_bytes
+
+    name, uuids, service_data, manufacturer_data, tx_power = (
+        parse_advertisement_data_bytes(raw)
+    )
+    return Advertisement(
+        bytes(raw),
+        name,
+        list(uuids),
+        dict(service_data),
+        dict(manufacturer_data),
+        tx_power,
+    )
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """How a boot attempt ended, or why a running board restarted.
+
+    `outcome`: ok, crash, reset (machine.reset), power (power cut) or reboot
+    (`VirtualBoard.reboot`). `number` is the boot it belongs to (1-based).
+    """
+
+    number: int
+    outcome: str
+    detail: str = ""
+
+
+class _Runtime:
+    """One boot's world: module table, builtins and the board-specific modules."""
+
+    def __init__(self, board: VirtualBoard) -> None:
+        self.board = board
+        self.modules: dict[str, types.ModuleType] = {}
+        self.scheduled: deque[tuple[Callable[[Any], Any], Any]] = deque()
+        self.builtins = dict(builtins.__dict__)
+        self.builtins["__import__"] = self.import_
+        self.builtins["open"] = board.fs.open
+        self.builtins["print"] = self._print
+        self.modules["os"] = self._make_os()
+        self.modules["time"] = board.time_module
+        self.modules["gc"] = self._make_gc()
+        self.modules["micropython"] = self._make_micropython()
+        self.modules["sys"] = self._make_sys()
+        self.modules["machine"] = board.machine
+
+    # -- imports -------------------------------------------------------------
+
+    def import_(
+        self,
+        name: str,
+        globals_: Mapping[str, Any] | None = None,
+        locals_: Mapping[str, Any] | None = None,
+        fromlist: Iterable[str] | None = (),
+        level: int = 0,
+    ) -> types.ModuleType:
+        if level:
+            raise ImportError("relative imports do not exist on the board")
+        top, _, rest = name.partition(".")
+        module = self.load(top)
+        if rest:
+            if top not in _HOST_MODULES:
+                raise ImportError(f"no module named '{name}'")
+            return builtins.__import__(
+                _HOST_MODULES[top] + "." + rest, None, None, list(fromlist or ()), 0
+            )
+        return module
+
+    def load(self, name: str) -> types.ModuleType:
+        name = _ALIASES.get(name, name)
+        module = self.modules.get(name)
+        if module is not None:
+            return module
+        fs = self.board.fs
+        for path in (f"/{name}.py", f"/lib/{name}.py"):
+            if path in fs._files:
+                return self.exec_module(name, fs._files[path].data, path)
+        if name == "bluetooth":
+            source = (self.board.stand_ins_dir / "bluetooth.py").read_bytes()
+            return self.exec_module(name, source, "<stand-in>/bluetooth.py")
+        if name in _HOST_MODULES:
+            module = builtins.__import__(_HOST_MODULES[name])
+            self.modules[name] = module
+            return module
+        raise ImportError(f"no module named '{name}'")
+
+    def exec_module(self, name: str, source: bytes, path: str) -> types.ModuleType:
+        module = types.ModuleType(name)
+        module.__file__ = path
+        module.__dict__["__builtins__"] = self.builtins
+        self.modules[name] = module
+        code = _compile(source, f"<{self.board.address}>{path}")
+        try:
+            exec(code, module.__dict__)
+        except BaseException:
+            self.modules.pop(name, None)
+            raise
+        return module
+
+    def run_script(self, path: str) -> None:
+        source = self.board.fs._files[path].data
+        namespace: dict[str, Any] = {
+            "__name__": "__main__",
+            "__file__": path,
+            "__builtins__": self.builtins,
+        }
+        exec(_compile(source, f"<{self.board.address}>{path}"), namespace)
+
+    def run_scheduled(self) -> None:
+        while self.scheduled:
+            func, arg = self.scheduled.popleft()
+            func(arg)
+
+    # -- board-specific modules ----------------------------------------------
+
+    def _print(
+        self,
+        *args: Any,
+        sep: str | None = " ",
+        end: str | None = "\n",
+        file: Any = None,
+        **_: Any,
+    ) -> None:
+        text = (sep if sep is not None else " ").join(str(a) for a in args) + (
+            end if end is not None else "\n"
+        )
+        if file is not None and hasattr(file, "write"):
+            file.write(text)
+            return
+        self.board.console_write(text)
+
+    def _make_os(self) -> types.ModuleType:
+        fs = self.board.fs
+        os_mod = types.ModuleType("os")
+        for attr in (
+            "rename",
+            "remove",
+            "unlink",
+            "stat",
+            "statvfs",
+            "listdir",
+            "ilistdir",
+            "mkdir",
+            "rmdir",
+            "getcwd",
+            "chdir",
+            "urandom",
+            "sync",
+        ):
+            setattr(os_mod, attr, getattr(fs, attr))
+        os_mod.__dict__["sep"] = "/"
+        os_mod.__dict__["uname"] = lambda: types.SimpleNamespace(
+            sysname="esp32",
+            nodename="esp32",
+            release="1.27.0",
+            version="v1.27.0 (esp32_ota_sim)",
+            machine="Virtual ESP32 with ESP32",
+        )
+        os_mod.__dict__["dupterm"] = lambda *_a: None
+        return os_mod
+
+    def _make_gc(self) -> types.ModuleType:
+        gc_mod = types.ModuleType("gc")
+        gc_mod.__dict__["collect"] = lambda: None
+        gc_mod.__dict__["enable"] = lambda: None
+        gc_mod.__dict__["disable"] = lambda: None
+        gc_mod.__dict__["isenabled"] = lambda: True
+        gc_mod.__dict__["mem_free"] = lambda: self.board.heap_free
+        gc_mod.__dict__["mem_alloc"] = lambda: (
+            self.board.heap_size - self.board.heap_free
+        )
+        gc_mod.__dict__["threshold"] = lambda *_a: -1
+        return gc_mod
+
+    def _make_micropython(self) -> types.ModuleType:
+        mp = types.ModuleType("micropython")
+        mp.__dict__["const"] = lambda value: value
+        mp.__dict__["schedule"] = lambda func, arg: self.scheduled.append((func, arg))
+        mp.__dict__["alloc_emergency_exception_buf"] = lambda size: None
+        mp.__dict__["mem_info"] = lambda *_a: None
+        mp.__dict__["qstr_info"] = lambda *_a: None
+        mp.__dict__["opt_level"] = lambda *_a: 0
+        mp.__dict__["heap_lock"] = lambda: 0
+        mp.__dict__["heap_unlock"] = lambda: 0
+        mp.__dict__["kbd_intr"] = lambda chr_: None
+        mp.__dict__["native"] = lambda f: f
+        mp.__dict__["viper"] = lambda f: f
+        return mp
+
+    def _make_sys(self) -> types.ModuleType:
+        board = self.board
+        sys_mod = types.ModuleType("sys")
+
+        class _Console:
+            def write(self, text: str) -> int:
+                board.console_write(text)
+                return len(text)
+
+        def print_exception(exc: BaseException, file: Any = None) -> None:
+            text = "".join(traceback.format_exception(exc))
+            (file or _Console()).write(text)
+
+        def exit_(code: int = 0) -> None:
+            raise SystemExit(code)
+
+        sys_mod.__dict__["modules"] = self.modules
+        sys_mod.__dict__["path"] = ["", "/lib"]
+        sys_mod.__dict__["argv"] = []
+        sys_mod.__dict__["platform"] = "esp32"
+        sys_mod.__dict__["byteorder"] = "little"
+        sys_mod.__dict__["maxsize"] = 2**31 - 1
+        sys_mod.__dict__["version"] = "3.4.0; MicroPython v1.27.0 (esp32_ota_sim)"
+        sys_mod.__dict__["implementation"] = types.SimpleNamespace(
+            name="micropython",
+            version=(1, 27, 0, ""),
+            _machine="Virtual ESP32 with ESP32",
+            _mpy=0,
+        )
+        sys_mod.__dict__["stdout"] = _Console()
+        sys_mod.__dict__["stderr"] = sys_mod.stdout
+        sys_mod.__dict__["print_exception"] = print_exception
+        sys_mod.__dict__["exit"] = exit_
+        return sys_mod
+
+
+class VirtualBoard:
+    """A virtual ESP32 running the firmware from its own in-memory flash."""
+
+    def __init__(
+        self,
+        address: str = "24:0A:C4:00:00:01",
+        *,
+        files: Mapping[str, bytes | str] | None = None,
+        firmware_dir: Path | None = FIRMWARE_DIR,
+        stand_ins_dir: Path = STAND_INS_DIR,
+        fs: MemFS | None = None,
+        seed: int | None = None,
+        line_cost_ms: float = 1.5,
+        byte_cost_us: float = 2.0,
+        flash_program_us_per_byte: float = 5.0,
+        flash_erase_ms: float = 30.0,
+        max_failed_boots: int = 10,
+        heap_size: int = 160_000,
+        housekeeping: tuple[str, str] | None = ("boot_guard", "poll"),
+        housekeeping_ms: float = 1000.0,
+        boot: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.address = address.upper()
+        if seed is None:  # deterministic, but different for every address
+            seed = int(self.address.replace(":", ""), 16)
+        self.fs = fs if fs is not None else MemFS(seed=seed)
+        self.fs.program_us_per_byte = flash_program_us_per_byte
+        self.fs.erase_ms_per_block = flash_erase_ms
+        self.fs.cost_sink = self.spend_ms
+        self.stand_ins_dir = stand_ins_dir
+        self.line_cost_ms = line_cost_ms
+        self.byte_cost_us = byte_cost_us
+        self.max_failed_boots = max_failed_boots
+        self.housekeeping = housekeeping
+        self.housekeeping_ms = housekeeping_ms
+        self._housekeeping_handle: asyncio.TimerHandle | None = None
+        self.heap_size = heap_size
+        self.heap_free = heap_size * 3 // 4
+        self.epoch = 1_700_000_000.0
+        self.console: list[str] = []
+        self.boots: list[BootRecord] = []
+        self.restarts: list[BootRecord] = []
+        self.state = "off"
+        self.peripheral: Any = None
+        self.ble: Any = None
+        self.runtime: _Runtime | None = None
+        self._loop = loop
+        self._manual_ms = 0.0
+        self._spent_ms = 0.0
+        self._links: dict[int, SimLink] = {}
+        self._next_conn = 1
+        self._busy = False
+        self._process_handle: asyncio.Handle | None = None
+        self._capture: list[tuple[float, int, bytes]] | None = None
+        self._out: deque[tuple[float, int, bytes]] = deque()
+        self.time_module = _make_time_module(self)
+        self._cause = PWRON_RESET
+        self.machine = self._load_machine()
+        if fs is None and firmware_dir is not None:
+            for path in sorted(firmware_dir.glob("*.py")):
+                self.fs.write_file(path.name, path.read_bytes())
+        for name, data in (files or {}).items():
+            self.fs.write_file(name, data.encode() if isinstance(data, str) else data)
+        if boot:
+            self.boot()
+
+    # -- time ----------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        if self._loop is not None:
+            return self._loop
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def now_ms(self) -> float:
+        """The board's clock: the loop's, plus work done in the current line."""
+        loop = self.loop
+        base = loop.time() * 1000 if loop is not None else self._manual_ms
+        return base + self._spent_ms
+
+    def spend_ms(self, ms: float) -> None:
+        """The firmware is busy (sleep_ms, a flash stall): the line takes longer."""
+        if ms > 0:
+            self._spent_ms += ms
+            if self.loop is None:
+                self._manual_ms += ms
+                self._spent_ms -= ms
+
+    # -- stand-ins -----------------------------------------------------------
+
+    def _load_machine(self) -> types.ModuleType:
+        """The machine stand-in, once per board (its reset count survives boots)."""
+        module = types.ModuleType("machine")
+        module.__file__ = "<stand-in>/machine.py"
+        source = (self.stand_ins_dir / "machine.py").read_bytes()
+        host_import = builtins.__import__
+        time_module = self.time_module
+
+        def import_(name: str, *args: Any, **kwargs: Any) -> types.ModuleType:
+            if name in ("time", "utime"):
+                return time_module
+            return host_import(name, *args, **kwargs)
+
+        module.__dict__["__builtins__"] = {**builtins.__dict__, "__import__": import_}
+        exec(
+            _compile(source, f"<{self.address}><stand-in>/machine.py"), module.__dict__
+        )
+        return module
+
+    @property
+    def mac(self) -> bytes:
+        """The address as 6 bytes (what `BLE().config("mac")` reports)."""
+        return bytes(int(part, 16) for part in self.address.split(":"))
+
+    @property
+    def resets(self) -> int:
+        """How often the firmware called machine.reset()."""
+        return int(getattr(self.machine, "resets", 0))
+
+    def console_write(self, text: str) -> None:
+        """Where the board's print() goes."""
+        self.console.append(text)
+
+    # -- files ---------------------------------------------------------------
+
+    def files(self) -> dict[str, bytes]:
+        """Snapshot of every durable file (path relative to `/`)."""
+        return self.fs.snapshot()
+
+    def read(self, name: str) -> bytes:
+        """Durable content of one file."""
+        return self.fs.read_file(name)
+
+    def write(self, name: str, data: bytes | str) -> None:
+        """Put a file on the board's flash (like mpremote cp)."""
+        self.fs.write_file(name, data.encode() if isinstance(data, str) else data)
+
+    def module(self, name: str) -> types.ModuleType:
+        """A module of the running firmware (for assertions)."""
+        if self.runtime is None or name not in self.runtime.modules:
+            raise KeyError(name)
+        return self.runtime.modules[name]
+
+    # -- booting -------------------------------------------------------------
+
+    @property
+    def failed_boots(self) -> int:
+        """Boots that crashed (not resets, not power cuts)."""
+        return sum(1 for record in self.boots if record.outcome == "crash")
+
+    def boot(self) -> None:
+        """Boot until the firmware runs, or give up after `max_failed_boots`."""
+        failures = 0
+        while True:
+            outcome = self._boot_once()
+            if outcome == "ok":
+                return
+            failures += 1
+            if failures >= self.max_failed_boots:
+                self.state = "dead"
+                return
+
+    def _boot_once(self) -> str:
+        if hasattr(self.machine, "cause"):  # what machine.reset_cause() reports
+            self.machine.__dict__["cause"] = self._cause
+        self.fs.power_on()
+        self._forget_open_files()
+        self.state = "booting"
+        self.peripheral = None
+        self.ble = None
+        self._spent_ms = 0.0
+        runtime = _Runtime(self)
+        self.runtime = runtime
+        number = len(self.boots) + 1
+        try:
+            # The radio exists before any script runs; give it this board's MAC.
+            runtime.load("bluetooth").BLE().mac = self.mac
+            if self.fs.exists("boot.py"):
+                runtime.run_script("/boot.py")
+            if self.fs.exists("main.py"):
+                main = runtime.load("main")
+                start = getattr(main, "start", None)
+                if start is not None:
+                    self.peripheral = start()
+            runtime.run_scheduled()
+        except BaseException as exc:
+            outcome = self._classify(exc)
+            self._cause = _RESET_CAUSES[outcome]
+            self.boots.append(BootRecord(number, outcome, _describe(exc)))
+            if outcome == "crash":
+                self.console_write("".join(traceback.format_exception(exc)))
+            self.state = "off"
+            return outcome
+        self.ble = self._find_ble(runtime)
+        if self.ble is not None:
+            self.ble.on_notify = self._on_notify
+            self._wrap_gap_disconnect(self.ble)
+        self.boots.append(BootRecord(number, "ok"))
+        self.state = "running"
+        self._spent_ms = 0.0  # booting is not charged to the first line
+        self._run_housekeeping()
+        return "ok"
+
+    def _classify(self, exc: BaseException) -> str:
+        if isinstance(exc, PowerLoss):
+            return "power"
+        reset = getattr(self.machine, "Reset", None)
+        if reset is not None and isinstance(exc, reset):
+            return "reset"
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, Exception)):
+            return "crash"
+        raise exc
+
+    @staticmethod
+    def _find_ble(runtime: _Runtime) -> Any:
+        bluetooth = runtime.modules.get("bluetooth")
+        if bluetooth is None:
+            return None
+        return bluetooth.BLE()
+
+    def _wrap_gap_disconnect(self, ble: Any) -> None:
+        original = ble.gap_disconnect
+
+        def gap_disconnect(conn_handle: int) -> Any:
+            result = original(conn_handle)
+            link = self._links.pop(conn_handle, None)
+            if link is not None:
+                link.board_dropped(reset=False)
+            return result
+
+        ble.gap_disconnect = gap_disconnect
+
+    def _forget_open_files(self) -> None:
+        for handle in list(self.fs._open):
+            handle._lose()
+        self.fs._open.clear()
+
+    def reboot(self) -> None:
+        """Reset the board now (RAM and open files lost, links dropped)."""
+        self.restarts.append(BootRecord(len(self.boots), "reboot"))
+        self._cause = _RESET_CAUSES["reboot"]
+        self._drop_links()
+        self.boot()
+
+    def power_loss_at(self, op_count: int) -> None:
+        """Cut the power at the `op_count`-th filesystem write operation from now."""
+        self.fs.cut_power_at(op_count)
+
+    def stop(self) -> None:
+        """Power the board off for good (cancels its timers)."""
+        self._drop_links()
+        if self._process_handle is not None:
+            self._process_handle.cancel()
+            self._process_handle = None
+        if self._housekeeping_handle is not None:
+            self._housekeeping_handle.cancel()
+            self._housekeeping_handle = None
+        self.state = "off"
+
+    def _drop_links(self) -> None:
+        self._out.clear()
+        links = list(self._links.values())
+        self._links.clear()
+        for link in links:
+            link.board_dropped(reset=True)
+
+    # -- advertising ---------------------------------------------------------
+
+    @property
+    def advertising_payload(self) -> bytes | None:
+        """Raw payload the firmware advertises now, or None."""
+        if self.state != "running" or self.ble is None:
+            return None
+        payload = getattr(self.ble, "advertising", None)
+        return bytes(payload) if payload is not None else None
+
+    @property
+    def scan_response_payload(self) -> bytes:
+        """Raw scan response (empty when there is none or no advertising)."""
+        if self.advertising_payload is None:
+            return b""
+        return bytes(getattr(self.ble, "scan_response", None) or b"")
+
+    @property
+    def connectable(self) -> bool:
+        """Running and advertising."""
+        return self.advertising_payload is not None
+
+    def advertisement(self) -> Advertisement | None:
+        """Advertising data plus scan response decoded (what an active scan sees)."""
+        payload = self.advertising_payload
+        if payload is None:
+            return None
+        return parse_advertisement(payload + self.scan_response_payload)
+
+    @property
+    def name(self) -> str | None:
+        """The GAP device name the firmware set (else the advertised name)."""
+        if self.state == "running" and self.ble is not None:
+            try:
+                gap_name = self.ble.config("gap_name")
+            except (OSError, ValueError, TypeError):
+                gap_name = None
+            if gap_name:
+                return bytes(gap_name).decode(errors="replace")
+        adv = self.advertisement()
+        return None if adv is None else adv.local_name
+
+    # -- link side -----------------------------------------------------------
+
+    def accept(self, link: SimLink) -> int:
+        """A central connected: fire the connect and MTU IRQs."""
+        if self.state != "running" or self.ble is None:
+            raise RuntimeError(f"{self.address} is not running")
+        conn = self._next_conn
+        self._next_conn += 1
+        self._links[conn] = link
+        profile = getattr(link, "profile", None)
+        if profile is not None:  # the connection's profile sets the device cost
+            self.line_cost_ms = profile.line_cost_ms
+            self.byte_cost_us = profile.byte_cost_us
+        self._irq(lambda: self.ble.central_connect(conn_handle=conn, mtu=link.mtu))
+        return conn
+
+    def receive(self, link: SimLink, data: bytes) -> None:
+        """A write arrived on RX (called by the link at its connection event)."""
+        conn = link.conn_handle
+        if self.state != "running" or conn is None or self._links.get(conn) is not link:
+            return
+        self._irq(lambda: self.ble.central_write(conn, data))
+
+    def central_disconnected(self, link: SimLink, conn: int | None) -> None:
+        """The central disconnected."""
+        if conn is None or self._links.get(conn) is not link:
+            return
+        del self._links[conn]
+        if self.state == "running":
+            self._irq(lambda: self.ble.central_disconnect(conn))
+
+    def _irq(self, action: Callable[[], Any]) -> None:
+        """Run an IRQ action and scheduled callbacks, then wake the main loop.
+
+        As on MicroPython, an exception in the IRQ handler is printed and the
+        stack goes on; a reset or a power cut restarts the board.
+        """
+        self._capture = None
+        try:
+            action()
+            if self.runtime is not None:
+                self.runtime.run_scheduled()
+        except Exception as exc:  # printed, as MicroPython does
+            self.console_write(
+                "Unhandled exception in IRQ callback handler\n"
+                + "".join(traceback.format_exception(exc))
+            )
+        except BaseException as exc:
+            self._after_failure(exc)
+            return
+        self._kick()
+
+    def _on_notify(self, conn: int, _value_handle: int, data: bytes) -> None:
+        if self._capture is not None:
+            # Sent now, i.e. after the work done so far on this line.
+            self._capture.append((self._spent_ms, conn, bytes(data)))
+            return
+        link = self._links.get(conn)
+        if link is not None:
+            link.board_notify(bytes(data))
+
+    # -- main loop -----------------------------------------------------------
+
+    def _kick(self) -> None:
+        loop = self.loop
+        if (
+            self._busy
+            or self._process_handle is not None
+            or self.state != "running"
+            or loop is None
+        ):
+            return
+        self._process_handle = loop.call_soon(self._process)
+
+    def _process(self) -> None:
+        self._process_handle = None
+        loop = self.loop
+        if self.state != "running" or self.peripheral is None or loop is None:
+            return
+        self._spent_ms = 0.0
+        outbox: list[tuple[float, int, bytes]] = []
+        self._capture = outbox
+        failure: BaseException | None = None
+        did = False
+        backlog = _backlog_bytes(self.peripheral)
+        try:
+            did = bool(self.peripheral.poll())
+            if self.runtime is not None:
+                self.runtime.run_scheduled()
+        except BaseException as exc:
+            failure = exc
+        finally:
+            self._capture = None
+        spent = self._spent_ms
+        self._spent_ms = 0.0
+        size = max(0, backlog - _backlog_bytes(self.peripheral)) if did else 0
+        base_ms = self.line_cost_ms + self.byte_cost_us * size / 1000 if did else 0.0
+        start = loop.time()
+        when = start
+        for spent_at, conn, data in outbox:
+            when = start + (base_ms + spent_at) / 1000
+            self._out.append((when, conn, data))
+            loop.call_at(when, self._release_due)
+        if not did and failure is None and not spent:
+            self._release_due()
+            return
+        self._busy = True
+        loop.call_at(start + (base_ms + spent) / 1000, self._finish, failure)
+
+    def _release_due(self) -> None:
+        """Hand notifications whose time has come to their links, in order."""
+        loop = self.loop
+        now = loop.time() if loop is not None else 0.0
+        while self._out and self._out[0][0] <= now:
+            _, conn, data = self._out.popleft()
+            link = self._links.get(conn)
+            if link is not None:
+                link.board_notify(data)
+
+    def _finish(self, failure: BaseException | None) -> None:
+        self._busy = False
+        if self.state != "running":
+            return
+        self._release_due()
+        if failure is not None:
+            self._after_failure(failure)
+            return
+        self._run_housekeeping()
+        if self.state == "running":
+            self._kick()
+
+    def _run_housekeeping(self) -> None:
+        """What main.run() does between lines besides poll(): `boot_guard.poll()`.
+
+        Called after boot and after every line; while it returns True (a trial
+        is running) it is also called every `housekeeping_ms`.
+        """
+        if self.housekeeping is None or self.runtime is None or self.state != "running":
+            return
+        module_name, function_name = self.housekeeping
+        module = self.runtime.modules.get(module_name)
+        function = getattr(module, function_name, None) if module is not None else None
+        if function is None:
+            return
+        try:
+            again = bool(function())
+        except BaseException as exc:
+            self._after_failure(exc)
+            return
+        loop = self.loop
+        if again and loop is not None and self._housekeeping_handle is None:
+            self._housekeeping_handle = loop.call_at(
+                loop.time() + self.housekeeping_ms / 1000, self._housekeeping_timer
+            )
+
+    def _housekeeping_timer(self) -> None:
+        self._housekeeping_handle = None
+        if not self._busy:
+            self._run_housekeeping()
+        elif self.loop is not None:
+            self._housekeeping_handle = self.loop.call_at(
+                self.loop.time() + self.housekeeping_ms / 1000, self._housekeeping_timer
+            )
+
+    def _after_failure(self, exc: BaseException) -> None:
+        outcome = self._classify(exc)
+        self.restarts.append(BootRecord(len(self.boots), outcome, _describe(exc)))
+        self._cause = _RESET_CAUSES[outcome]
+        if outcome == "crash":
+            self.console_write("".join(traceback.format_exception(exc)))
+        self._drop_links()
+        self.boot()
+
+    def __repr__(self) -> str:
+        return f"<VirtualBoard {self.address} {self.state} boots={len(self.boots)}>"
+
+
+def _make_time_module(board: VirtualBoard) -> types.ModuleType:
+    """MicroPython's `time` on the board's clock (shared by all its boots)."""
+    t = types.ModuleType("time")
+
+    def ticks_ms() -> int:
+        return int(board.now_ms()) & TICKS_MAX
+
+    def ticks_us() -> int:
+        return int(board.now_ms() * 1000) & TICKS_MAX
+
+    def ticks_add(ticks: int, delta: int) -> int:
+        return (ticks + delta) & TICKS_MAX
+
+    def ticks_diff(new: int, old: int) -> int:
+        return ((new - old + TICKS_HALF) & TICKS_MAX) - TICKS_HALF
+
+    def sleep_ms(ms: float) -> None:
+        board.spend_ms(ms)
+
+    def sleep_us(us: float) -> None:
+        board.spend_ms(us / 1000)
+
+    def sleep(seconds: float) -> None:
+        board.spend_ms(seconds * 1000)
+
+    def time_() -> int:
+        return int(board.epoch + board.now_ms() / 1000)
+
+    def time_ns() -> int:
+        return int((board.epoch + board.now_ms() / 1000) * 1e9)
+
+    t.__dict__["ticks_ms"] = ticks_ms
+    t.__dict__["ticks_us"] = ticks_us
+    t.__dict__["ticks_cpu"] = ticks_us
+    t.__dict__["ticks_add"] = ticks_add
+    t.__dict__["ticks_diff"] = ticks_diff
+    t.__dict__["sleep_ms"] = sleep_ms
+    t.__dict__["sleep_us"] = sleep_us
+    t.__dict__["sleep"] = sleep
+    t.__dict__["time"] = time_
+    t.__dict__["time_ns"] = time_ns
+    t.__dict__["localtime"] = lambda secs=None: _host_time.gmtime(
+        time_() if secs is None else secs
+    )[:8]
+    t.__dict__["gmtime"] = t.localtime
+    t.__dict__["mktime"] = lambda tup: int(_host_time.mktime((*tup[:8], 0)))
+    return t
+
+
+def _backlog_bytes(peripheral: Any) -> int:
+    """Received bytes the peripheral has not consumed yet.
+
+    Reads NUSPeripheral's queue (writes between head and tail, minus the read
+    position in the first); a peripheral without that queue costs per line only.
+    """
+    try:
+        queue, head, tail, wrap = (
+            peripheral._q,
+            peripheral._head,
+            peripheral._tail,
+            peripheral._wrap,
+        )
+        window = len(queue)
+        total = -int(peripheral._pos)
+    except (AttributeError, TypeError):
+        return 0
+    index = head
+    while index != tail:
+        chunk = queue[index % window]
+        total += len(chunk) if chunk is not None else 0
+        index = (index + 1) % wrap
+    return max(total, 0)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

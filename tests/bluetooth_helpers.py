@@ -1,0 +1,331 @@
+"""Bluetooth helpers for Home Assistant tests with virtual boards.
+
+HA core's own helpers (inject_bluetooth_service_info, generate_ble_device,
+FakeScanner) are not shipped with pytest-homeassistant-custom-component;
+these replace them and route connections to `esp32_ota_sim` boards.
+
+Two routes into Home Assistant's Bluetooth stack:
+
+- `SimProxyScanner`: an ESPHome-proxy-like remote scanner
+  (habluetooth's BaseHaRemoteScanner with an HaBluetoothConnector whose client
+  is SimBleakClient). Devices it reports carry `details["source"]`, so
+  HaBleakClientWrapper connects through the connector, checking `can_connect`
+  (free slots) first, exactly as for an ESPHome proxy.
+- `SimLocalScanner`: a connectable, non-remote scanner standing in for a
+  local adapter. Its devices carry no `source`, so HaBleakClientWrapper takes
+  the local-adapter branch (slot allocation by the manager, then the
+  platform's bleak backend). That backend is BlueZ, which needs D-Bus, so
+  `use_sim_for_local_adapters()` makes habluetooth's backend lookup return
+  SimBleakClient instead: the only patch on this route.
+
+The simulator's board registry and slot counts are module-level: reset them
+around every test (the `sim_registry` fixture below).
+
+Usage (with the `enable_bluetooth` fixture):
+
+    board = VirtualBoard()
+    scanner = async_register_sim_proxy(hass)
+    scanner.inject(board)           # registers the board and advertises it
+    device = bluetooth.async_ble_device_from_address(hass, board.address, True)
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
+
+import bleak_retry_connector
+import pytest
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bluetooth_data_tools import monotonic_time_coarse
+from esp32_ota_sim.bleak_backend import (
+    LOCAL_SOURCE,
+    SimBleakClient,
+    add_slot_listener,
+    connection_slots,
+    register_board,
+    reset_registry,
+    set_connection_slots,
+)
+from habluetooth import (
+    Allocations,
+    BaseHaRemoteScanner,
+    BaseHaScanner,
+    BluetoothServiceInfoBleak,
+    HaBluetoothConnector,
+    get_manager,
+)
+from homeassistant.components import bluetooth
+from homeassistant.helpers import discovery_flow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from esp32_ota_sim.board import VirtualBoard
+    from esp32_ota_sim.link import LinkProfile
+    from homeassistant.core import HomeAssistant
+
+PROXY_SOURCE = "AA:BB:CC:DD:EE:01"
+LOCAL_ADAPTER_SOURCE = "AA:BB:CC:DD:EE:F0"
+
+
+@pytest.fixture
+def sim_registry() -> Iterator[None]:
+    """Start and end a test with no registered boards and default slots.
+
+    Use it as an autouse fixture (`from tests.bluetooth_helpers import
+    sim_registry` in a conftest), since boards and slot use are module-level.
+    """
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def make_ble_device(
+    address: str, name: str | None = None, details: dict[str, Any] | None = None
+) -> BLEDevice:
+    """A BLEDevice as a scanner reports it."""
+    return BLEDevice(address, name, details if details is not None else {})
+
+
+def make_advertisement(
+    *,
+    local_name: str | None = None,
+    manufacturer_data: dict[int, bytes] | None = None,
+    service_data: dict[str, bytes] | None = None,
+    service_uuids: list[str] | None = None,
+    tx_power: int | None = None,
+    rssi: int = -60,
+) -> AdvertisementData:
+    """AdvertisementData with defaults for what is not given."""
+    return AdvertisementData(
+        local_name=local_name,
+        manufacturer_data=manufacturer_data or {},
+        service_data=service_data or {},
+        service_uuids=service_uuids or [],
+        tx_power=tx_power,
+        rssi=rssi,
+        platform_data=(),
+    )
+
+
+def board_advertisement(board: VirtualBoard, rssi: int = -60) -> AdvertisementData:
+    """The board's current advertisement (adv data + scan response) as bleak sees it."""
+    adv = board.advertisement()
+    if adv is None:
+        raise RuntimeError(f"{board.address} is not advertising")
+    return make_advertisement(
+        local_name=adv.local_name,
+        manufacturer_data=adv.manufacturer_data,
+        service_data=adv.service_data,
+        service_uuids=adv.service_uuids,
+        tx_power=adv.tx_power,
+        rssi=rssi,
+    )
+
+
+class SimProxyScanner(BaseHaRemoteScanner):
+    """An ESPHome-proxy-like remote scanner whose connections go to virtual boards."""
+
+    def __init__(
+        self, source: str = PROXY_SOURCE, name: str = "sim-proxy", slots: int = 3
+    ) -> None:
+        connector = HaBluetoothConnector(
+            client=SimBleakClient,
+            source=source,
+            can_connect=lambda: connection_slots(source)[0] > 0,
+        )
+        super().__init__(source, name, connector, True)
+        set_connection_slots(source, slots)
+
+    def get_allocations(self) -> Allocations | None:
+        """Slot use, as ESPHome proxies report it."""
+        free, limit, allocated = connection_slots(self.source)
+        return Allocations(self.source, limit, free, allocated)
+
+    def inject(
+        self,
+        board: VirtualBoard,
+        profile: LinkProfile | str = "fast",
+        *,
+        rssi: int = -60,
+    ) -> None:
+        """Register `board` with the simulator and report its advertisement (raw)."""
+        payload = board.advertising_payload
+        if payload is None:
+            raise RuntimeError(f"{board.address} is not advertising")
+        register_board(board, profile)
+        self._async_on_raw_advertisement(
+            board.address,
+            rssi,
+            payload + board.scan_response_payload,
+            {"address_type": 0},
+            monotonic_time_coarse(),
+        )
+
+
+class SimLocalScanner(BaseHaScanner):
+    """A connectable local-adapter-like scanner (see module docstring)."""
+
+    def __init__(
+        self, source: str = LOCAL_ADAPTER_SOURCE, adapter: str = "sim0"
+    ) -> None:
+        super().__init__(source, adapter, connectable=True)
+        self.seen: dict[str, tuple[BLEDevice, AdvertisementData]] = {}
+
+    @property
+    def discovered_devices(self) -> list[BLEDevice]:
+        return [device for device, _ in self.seen.values()]
+
+    @property
+    def discovered_devices_and_advertisement_data(
+        self,
+    ) -> dict[str, tuple[BLEDevice, AdvertisementData]]:
+        return dict(self.seen)
+
+    @property
+    def discovered_addresses(self) -> Iterable[str]:
+        return list(self.seen)
+
+    def get_discovered_device_advertisement_data(
+        self, address: str
+    ) -> tuple[BLEDevice, AdvertisementData] | None:
+        return self.seen.get(address)
+
+    def get_allocations(self) -> Allocations | None:
+        free, limit, allocated = connection_slots(LOCAL_SOURCE)
+        return Allocations(self.adapter, limit, free, allocated)
+
+    def inject(
+        self,
+        board: VirtualBoard,
+        profile: LinkProfile | str = "fast",
+        *,
+        rssi: int = -50,
+    ) -> None:
+        """Register `board` and report it like HaScanner reports a BlueZ device."""
+        advertisement = board_advertisement(board, rssi)
+        register_board(board, profile)
+        # No "source" (and no D-Bus "path"): the wrapper's local-adapter branch.
+        device = make_ble_device(
+            board.address, advertisement.local_name, {"sim_adapter": self.adapter}
+        )
+        self.seen[board.address] = (device, advertisement)
+        info = BluetoothServiceInfoBleak(
+            advertisement.local_name or board.address,
+            board.address,
+            rssi,
+            advertisement.manufacturer_data,
+            advertisement.service_data,
+            advertisement.service_uuids,
+            self.source,
+            device,
+            advertisement,
+            True,
+            monotonic_time_coarse(),
+            advertisement.tx_power,
+        )
+        get_manager().scanner_adv_received(info)
+
+
+@contextmanager
+def use_sim_for_local_adapters() -> Iterator[None]:
+    """Let HaBleakClientWrapper's local-adapter branch use SimBleakClient."""
+    with patch(
+        "habluetooth.wrappers.get_platform_client_backend_type",
+        return_value=(SimBleakClient, "SimBleakClient"),
+    ):
+        yield
+
+
+@contextmanager
+def skip_discovery_flows(domains: Iterable[str] = ("kegtron",)) -> Iterator[None]:
+    """Drop Bluetooth discovery flows of other integrations.
+
+    Our boards advertise manufacturer id 0xFFFF, which HA core's kegtron
+    integration also matches (connectable or not); its library is not
+    installed in tests, so its discovery flow would fail at teardown.
+    """
+    skipped = set(domains)
+    original = discovery_flow.async_create_flow
+
+    def create_flow(
+        hass: HomeAssistant, domain: str, *args: Any, **kwargs: Any
+    ) -> None:
+        if domain not in skipped:
+            original(hass, domain, *args, **kwargs)
+
+    with patch.object(discovery_flow, "async_create_flow", create_flow):
+        yield
+
+
+_BACKOFFS = (
+    "BLEAK_BACKOFF_TIME",
+    "BLEAK_DBUS_BACKOFF_TIME",
+    "BLEAK_OUT_OF_SLOTS_BACKOFF_TIME",
+    "BLEAK_TRANSIENT_BACKOFF_TIME",
+    "BLEAK_TRANSIENT_MEDIUM_BACKOFF_TIME",
+    "BLEAK_TRANSIENT_LONG_BACKOFF_TIME",
+)
+
+
+@contextmanager
+def no_retry_backoff() -> Iterator[None]:
+    """Make establish_connection retry without waiting (real-loop HA tests).
+
+    A board that is gone or a full proxy otherwise costs 4 s per attempt and
+    up to 9 attempts of wall time before BleakNotFoundError /
+    BleakOutOfConnectionSlotsError is raised.
+    """
+    with ExitStack() as stack:
+        for name in _BACKOFFS:
+            stack.enter_context(patch.object(bleak_retry_connector, name, 0.0))
+        yield
+
+
+def async_register_sim_proxy(
+    hass: HomeAssistant,
+    source: str = PROXY_SOURCE,
+    name: str = "sim-proxy",
+    slots: int = 3,
+) -> tuple[SimProxyScanner, Callable[[], None]]:
+    """Create, set up and register a proxy scanner; returns it and its cleanup."""
+    scanner = SimProxyScanner(source, name, slots)
+    unsetup = scanner.async_setup()
+    unregister = bluetooth.async_register_scanner(hass, scanner)
+    manager = get_manager()
+
+    def on_slots(changed: str) -> None:
+        if changed == source:
+            allocations = scanner.get_allocations()
+            if allocations is not None:
+                manager.async_on_allocation_changed(allocations)
+
+    remove_listener = add_slot_listener(on_slots)
+
+    def cleanup() -> None:
+        remove_listener()
+        unregister()
+        unsetup()
+
+    return scanner, cleanup
+
+
+def async_register_sim_local_adapter(
+    hass: HomeAssistant, source: str = LOCAL_ADAPTER_SOURCE, adapter: str = "sim0"
+) -> tuple[SimLocalScanner, Callable[[], None]]:
+    """Create and register a local-adapter-like scanner; returns it and its cleanup.
+
+    Connections through it need `use_sim_for_local_adapters()` active.
+    """
+    scanner = SimLocalScanner(source, adapter)
+    unsetup = scanner.async_setup()
+    unregister = bluetooth.async_register_scanner(hass, scanner)
+
+    def cleanup() -> None:
+        unregister()
+        unsetup()
+
+    return scanner, cleanup

@@ -1,0 +1,91 @@
+"""Client of the NUS OTA protocol (v1 and v2) for MicroPython ESP32 boards.
+
+No Home Assistant imports. A sans-I/O core (`lines`, `replies`,
+`board_info`, `auth`, `transfer`), a bleak transport (`transport`), the
+conversation over one connection (`client`) and a whole update (`install`).
+Home Assistant only supplies the connection:
+
+    async def connect() -> BleakTransport:
+        return await BleakTransport.open(
+            lambda on_disconnect: establish_connection(
+                BleakClientWithServiceCache, device, name, on_disconnect
+            )
+        )
+
+    result = await install(connect, {"app.py": data}, "1.2.0", InstallOptions())
+    info = await probe(connect)  # BoardInfo, or None for a v1 board
+
+Failures raise subclasses of `OTAError` (see `errors`).
+"""
+
+from .auth import Credentials
+from .board_info import BoardInfo, InstalledFile, Rollback, StagedFile, Trial
+from .client import FileImage, OTAClient, ProgressCallback
+from .errors import (
+    AuthRequiredError,
+    ConnectFailedError,
+    CrcMismatchError,
+    DeviceError,
+    DisconnectedError,
+    InvalidBoardInfoError,
+    LineTooLongError,
+    LinkTooSmallError,
+    NoReplyError,
+    NotInstalledError,
+    NotSupportedError,
+    OTAError,
+    ProtocolError,
+    RejectedError,
+    RolledBackError,
+    SizeMismatchError,
+    TooManyRetriesError,
+    TransportError,
+)
+from .install import Connect, InstallOptions, InstallResult, install, probe
+from .transport import (
+    NUS_RX_UUID,
+    NUS_SERVICE_UUID,
+    NUS_TX_UUID,
+    BleakTransport,
+    Transport,
+)
+
+__all__ = [
+    "NUS_RX_UUID",
+    "NUS_SERVICE_UUID",
+    "NUS_TX_UUID",
+    "AuthRequiredError",
+    "BleakTransport",
+    "BoardInfo",
+    "Connect",
+    "ConnectFailedError",
+    "CrcMismatchError",
+    "Credentials",
+    "DeviceError",
+    "DisconnectedError",
+    "FileImage",
+    "InstallOptions",
+    "InstallResult",
+    "InstalledFile",
+    "InvalidBoardInfoError",
+    "LineTooLongError",
+    "LinkTooSmallError",
+    "NoReplyError",
+    "NotInstalledError",
+    "NotSupportedError",
+    "OTAClient",
+    "OTAError",
+    "ProgressCallback",
+    "ProtocolError",
+    "RejectedError",
+    "Rollback",
+    "RolledBackError",
+    "SizeMismatchError",
+    "StagedFile",
+    "TooManyRetriesError",
+    "Transport",
+    "TransportError",
+    "Trial",
+    "install",
+    "probe",
+]

@@ -1,0 +1,61 @@
+"""The `<auth>` field of FILE and APPLY.
+
+With `hmac`, the board proves nothing and the client proves it knows the
+key: it signs the command together with the board's one-time nonce, so a
+recorded line never verifies twice and the key never travels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import AuthRequiredError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def sign(key: str, message: str) -> str:
+    """HMAC-SHA256 of message under key (both UTF-8), as 64 lower-case hex digits."""
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def file_message(  # noqa: PLR0917 -- the fields in protocol order
+    nonce: str, file: str, size: int, crc: str, version: str, encoding: str, flags: str
+) -> str:
+    """Build what FILE signs.
+
+    `<nonce>|FILE|<file>|<size>|<crc32>|<version>|<enc>|<flags>`
+    """
+    return "|".join((nonce, "FILE", file, str(size), crc, version, encoding, flags))
+
+
+def apply_message(nonce: str, files: Sequence[str]) -> str:
+    """Build what APPLY signs: `<nonce>|APPLY|<file>[,<file>...]`."""
+    return f"{nonce}|APPLY|{','.join(files)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the user configured: an HMAC key and/or a v1 clear-text token."""
+
+    key: str | None = None
+    token: str | None = None
+
+    def field(self, scheme: str, message: str) -> str:
+        """Return the `<auth>` field for the board's scheme (`none`, `token`, `hmac`).
+
+        Message is what `file_message` or `apply_message` built; only `hmac` uses it.
+        """
+        if scheme == "none":
+            return ""
+        if scheme == "token":
+            if self.token is None:
+                raise AuthRequiredError("token")
+            return self.token
+        if self.key is None:
+            raise AuthRequiredError("hmac")
+        return sign(self.key, message)

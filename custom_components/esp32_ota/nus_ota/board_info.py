@@ -1,0 +1,227 @@
+"""What a v2 board says about itself in its HELLO reply.
+
+`parse_board_info` turns the JSON of `OTA:HELLO:<json>` into a `BoardInfo`
+and refuses anything malformed or impossible (a window of a million lines,
+a 1 MB line, a negative size...), so the rest of the client can trust it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from .errors import InvalidBoardInfoError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+AUTH_SCHEMES: Final = frozenset({"none", "token", "hmac"})
+KNOWN_ENCODINGS: Final = frozenset({"hex", "b64"})
+
+# Bounds a real board stays well inside.
+MAX_WINDOW: Final = 256
+MIN_LINE: Final = 32
+MAX_LINE: Final = 4096
+MAX_FILE_SIZE: Final = 16 * 1024 * 1024
+MAX_FREE: Final = 1 << 48  # SD cards can be mounted; host disks in tests
+MAX_FILES: Final = 64
+MAX_TEXT: Final = 64
+MAX_BOOTS: Final = 1000
+
+_CRC_RE: Final = re.compile(r"[0-9a-f]{8}")
+_NONCE_RE: Final = re.compile(r"[0-9a-f]{16}")
+_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledFile:
+    """A file installed on the board."""
+
+    size: int
+    crc: str
+    version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A file received (maybe partly) but not applied yet."""
+
+    size: int
+    crc: str
+    version: str | None
+    have: int
+
+    @property
+    def complete(self) -> bool:
+        """True when every byte arrived and the CRC was verified."""
+        return self.have == self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """A new version runs but the application has not confirmed it yet."""
+
+    version: str | None
+    boots: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """The boot guard rejected `version` and restored `restored`."""
+
+    version: str | None
+    restored: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BoardInfo:
+    """Capabilities and state of a v2 board."""
+
+    proto: int
+    firmware: str
+    app_version: str | None
+    window: int
+    max_line: int
+    encodings: frozenset[str]
+    auth: str
+    nonce: str
+    free: int | None  # None when the board cannot tell
+    files: Mapping[str, InstalledFile | None]
+    staged: Mapping[str, StagedFile] = field(default_factory=dict)
+    trial: Trial | None = None
+    rollback: Rollback | None = None
+
+    @property
+    def allowed_files(self) -> frozenset[str]:
+        """Names the board accepts (every key of its inventory)."""
+        return frozenset(self.files)
+
+
+def parse_board_info(text: str) -> BoardInfo:
+    """Parse and validate the JSON of a HELLO reply."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise InvalidBoardInfoError("HELLO is not valid JSON", text) from err
+    obj = _object(raw, "HELLO")
+    proto = _int(obj, "proto", 2, 255)
+    window = _int(obj, "win", 1, MAX_WINDOW)
+    max_line = _int(obj, "line", MIN_LINE, MAX_LINE)
+    free = None if obj.get("free") is None else _int(obj, "free", 0, MAX_FREE)
+    auth = obj.get("auth")
+    if auth not in AUTH_SCHEMES:
+        raise InvalidBoardInfoError(f"unknown auth scheme {auth!r}")
+    nonce = obj.get("nonce")
+    if not isinstance(nonce, str) or not _NONCE_RE.fullmatch(nonce):
+        raise InvalidBoardInfoError(f"bad nonce {nonce!r}")
+    enc_list = obj.get("enc")
+    if not isinstance(enc_list, list) or not all(isinstance(e, str) for e in enc_list):
+        raise InvalidBoardInfoError("enc must be a list of strings")
+    encodings = frozenset(enc_list) & KNOWN_ENCODINGS
+    if not encodings:
+        raise InvalidBoardInfoError(f"no known data encoding in {enc_list!r}")
+    firmware = _text(obj.get("fw"), "fw")
+    if firmware is None:
+        raise InvalidBoardInfoError("fw missing")
+    files_obj = _object(obj.get("files"), "files")
+    if not files_obj or len(files_obj) > MAX_FILES:
+        raise InvalidBoardInfoError(f"files must list 1 to {MAX_FILES} allowed files")
+    files: dict[str, InstalledFile | None] = {}
+    for name, value in files_obj.items():
+        _name(name)
+        if value is None:
+            files[name] = None
+            continue
+        entry = _object(value, name)
+        files[name] = InstalledFile(
+            size=_int(entry, "size", 0, MAX_FILE_SIZE),
+            crc=_crc(entry.get("crc")),
+            version=_text(entry.get("ver"), "ver"),
+        )
+    staged: dict[str, StagedFile] = {}
+    staged_raw = obj.get("staged")
+    staged_obj = {} if staged_raw is None else _object(staged_raw, "staged")
+    if len(staged_obj) > MAX_FILES:
+        raise InvalidBoardInfoError("too many staged files")
+    for name, value in staged_obj.items():
+        _name(name)
+        entry = _object(value, name)
+        size = _int(entry, "size", 0, MAX_FILE_SIZE)
+        staged[name] = StagedFile(
+            size=size,
+            crc=_crc(entry.get("crc")),
+            version=_text(entry.get("ver"), "ver"),
+            have=_int(entry, "have", 0, size),
+        )
+    trial = None
+    if obj.get("trial") is not None:
+        trial_obj = _object(obj["trial"], "trial")
+        trial = Trial(
+            _text(trial_obj.get("ver"), "ver"), _int(trial_obj, "boots", 0, MAX_BOOTS)
+        )
+    rollback = None
+    if obj.get("rollback") is not None:
+        rb_obj = _object(obj["rollback"], "rollback")
+        rollback = Rollback(
+            _text(rb_obj.get("ver"), "ver"), _text(rb_obj.get("restored"), "restored")
+        )
+    return BoardInfo(
+        proto=proto,
+        firmware=firmware,
+        app_version=_text(obj.get("app"), "app"),
+        window=window,
+        max_line=max_line,
+        encodings=encodings,
+        auth=auth,
+        nonce=nonce,
+        free=free,
+        files=files,
+        staged=staged,
+        trial=trial,
+        rollback=rollback,
+    )
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidBoardInfoError(f"{what} must be a JSON object")
+    return value
+
+
+def _int(obj: Mapping[str, Any], key: str, low: int, high: int) -> int:
+    value = obj.get(key)
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not low <= value <= high
+    ):
+        raise InvalidBoardInfoError(
+            f"{key} must be an integer in {low}..{high}, got {value!r}"
+        )
+    return value
+
+
+def _text(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_TEXT
+        or not value.isascii()
+        or any(c in value for c in ":\n\r,|")
+    ):
+        raise InvalidBoardInfoError(f"bad {what} {value!r}")
+    return value
+
+
+def _crc(value: Any) -> str:
+    if not isinstance(value, str) or not _CRC_RE.fullmatch(value):
+        raise InvalidBoardInfoError(f"bad crc {value!r}")
+    return value
+
+
+def _name(name: str) -> None:
+    if not _NAME_RE.fullmatch(name) or name in {".", ".."}:
+        raise InvalidBoardInfoError(f"bad file name {name!r}")

@@ -1,0 +1,514 @@
+"""OTAClient: one connection's conversation with a board, over any Transport.
+
+The client turns notifications into typed replies, sends control lines
+(HELLO, FILE, APPLY, START, COMMIT, ABORT) with write-with-response and
+retries them on timeout, and drives the sans-I/O senders of `transfer` for
+the data lines, which go without response. Application lines (anything not
+starting with `OTA:`) are handed to `on_app_line` and otherwise ignored.
+
+Every wait is bounded: control replies by `control_timeout` per attempt,
+data by the retransmit timer, and a dropped link ends any wait at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Self
+
+from .auth import Credentials, apply_message, file_message
+from .errors import (
+    CrcMismatchError,
+    DeviceError,
+    DisconnectedError,
+    LineTooLongError,
+    LinkTooSmallError,
+    NoReplyError,
+    NotSupportedError,
+    OTAError,
+    ProtocolError,
+    RejectedError,
+    SizeMismatchError,
+    TransportError,
+)
+from .lines import DEFAULT_MAX_LINE, LineAssembler, command, join_files, largest_chunk
+from .replies import (
+    Aborted,
+    Ack,
+    BadData,
+    CrcError,
+    Error,
+    Hello,
+    Nak,
+    Ok,
+    Ready,
+    Reject,
+    Reply,
+    SeqAck,
+    SeqError,
+    SizeError,
+    parse_reply,
+)
+from .transfer import (
+    DEFAULT_MAX_RETRIES,
+    RttEstimator,
+    SenderStats,
+    SeqSender,
+    WindowSender,
+)
+
+if TYPE_CHECKING:
+    from .board_info import BoardInfo
+    from .transport import Transport
+
+DEFAULT_CONTROL_TIMEOUT: Final = 5.0
+DEFAULT_CONTROL_ATTEMPTS: Final = 3
+DEFAULT_V1_WINDOW: Final = 4
+# Replies to data lines; one arriving while a control reply is awaited is a
+# late answer to a resent chunk and is skipped.
+_DATA_REPLIES: Final = (Ack, Nak, SeqAck, SeqError, BadData)
+
+type ProgressCallback = Callable[[int, int], None]
+"""Called with (acknowledged bytes, total bytes)."""
+
+type AppLineCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class FileImage:
+    """One file to install: name on the board, content and version."""
+
+    name: str
+    data: bytes
+    version: str = ""
+    crc: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Compute the CRC-32 once, as the board does (zlib polynomial)."""
+        object.__setattr__(self, "crc", f"{zlib.crc32(self.data) & 0xFFFFFFFF:08x}")
+
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+        return len(self.data)
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """What one connection cost."""
+
+    lines_sent: int = 0
+    wire_bytes: int = 0
+    resent: int = 0
+    rewinds: int = 0
+    timeouts: int = 0
+    control_retries: int = 0
+
+    @property
+    def retries(self) -> int:
+        """Count recoveries: go-backs of the data window and resent control lines."""
+        return self.rewinds + self.control_retries
+
+    def add(self, sender: SenderStats) -> None:
+        """Fold a finished (or failed) data transfer into the totals."""
+        self.resent += sender.resent
+        self.rewinds += sender.rewinds
+        self.timeouts += sender.timeouts
+
+
+def choose_encoding(info: BoardInfo, wanted: str | None = None) -> str:
+    """Pick `b64` when offered (a third of overhead, not double), else `hex`."""
+    if wanted is not None:
+        if wanted not in info.encodings:
+            raise NotSupportedError(f"the board does not accept {wanted} data")
+        return wanted
+    return "b64" if "b64" in info.encodings else "hex"
+
+
+def v2_chunk(limit: int, size: int, encoding: str, max_chunk: int | None = None) -> int:
+    """Bytes per `D` line so that every line of a `size`-byte file fits in `limit`."""
+    prefix = len("OTA:D::") + len(str(size))
+    chunk = largest_chunk(limit, prefix, encoding)
+    if chunk < 1:
+        raise LinkTooSmallError(prefix + 5, limit)
+    return chunk if max_chunk is None else max(1, min(chunk, max_chunk))
+
+
+def v1_chunk(limit: int, size: int, max_chunk: int | None = None) -> int:
+    """Bytes per v1 `DATA` line (hex) so that every line fits in `limit`."""
+    last_seq = max(0, size - 1)  # at worst one byte per chunk
+    prefix = len("OTA:DATA::") + len(str(last_seq))
+    chunk = largest_chunk(limit, prefix, "hex")
+    if chunk < 1:
+        raise LinkTooSmallError(prefix + 3, limit)
+    return chunk if max_chunk is None else max(1, min(chunk, max_chunk))
+
+
+class OTAClient:
+    """The OTA conversation over one connected transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        control_timeout: float = DEFAULT_CONTROL_TIMEOUT,
+        control_attempts: int = DEFAULT_CONTROL_ATTEMPTS,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_line: int = DEFAULT_MAX_LINE,
+        rtt: RttEstimator | None = None,
+        on_app_line: AppLineCallback | None = None,
+    ) -> None:
+        """Timeouts in seconds; one `rtt` may serve all connections of an install."""
+        self.transport = transport
+        self.control_timeout = control_timeout
+        self.control_attempts = control_attempts
+        self.max_retries = max_retries
+        self.rtt = rtt or RttEstimator()
+        self.stats = SessionStats()
+        self.info: BoardInfo | None = None
+        self.protocol: int | None = None
+        self._on_app_line = on_app_line
+        self._assembler = LineAssembler(max_line)
+        self._queue: asyncio.Queue[Reply | OTAError] = asyncio.Queue()
+        self._lost = False
+        self._closed = False
+        self._nonce: str | None = None
+        # A control line was resent since the last clean HELLO: a late reply
+        # to a first copy may have desynchronised the nonce or armed the board.
+        self._resent = False
+
+    # -- link plumbing
+    async def start(self) -> None:
+        """Subscribe to the board's notifications (bounded by the control timeout)."""
+        try:
+            async with asyncio.timeout(self.control_timeout):
+                await self.transport.start(self._on_data, self._on_disconnect)
+        except TimeoutError as err:
+            raise TransportError(
+                "subscribing to the board's notifications timed out"
+            ) from err
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Release the connection (once)."""
+        self._lost = True
+        if not self._closed:
+            self._closed = True
+            await self.transport.close()
+
+    async def __aenter__(self) -> Self:
+        """Start on entry."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        """Close on exit, whatever happened."""
+        await self.close()
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_data(self, data: bytes) -> None:
+        overflows = self._assembler.overflows
+        lines = self._assembler.feed(data)
+        for line in lines:
+            try:
+                reply = parse_reply(line)
+            except ProtocolError as err:
+                self._queue.put_nowait(err)
+                continue
+            if reply is None:
+                if self._on_app_line is not None:
+                    self._on_app_line(line)
+            else:
+                self._queue.put_nowait(reply)
+        if self._assembler.overflows != overflows:
+            self._queue.put_nowait(
+                LineTooLongError(
+                    f"board sent a line longer than {self._assembler.max_line} bytes"
+                )
+            )
+
+    def _on_disconnect(self) -> None:
+        self._lost = True
+        self._queue.put_nowait(DisconnectedError("the board disconnected"))
+
+    async def _next_reply(self, wait: float) -> Reply | None:
+        """Return the next reply, None after `wait` s; raise what the link reported."""
+        if self._queue.empty():
+            if self._lost or not self.transport.is_connected:
+                raise DisconnectedError("the link is down")
+            try:
+                async with asyncio.timeout(max(0.0, wait)):
+                    item = await self._queue.get()
+            except TimeoutError:
+                return None
+        else:
+            item = self._queue.get_nowait()
+        if isinstance(item, OTAError):
+            raise item
+        return item
+
+    def _take_nowait(self) -> Reply | None:
+        """Return a reply already queued, without waiting."""
+        if self._queue.empty():
+            return None
+        item = self._queue.get_nowait()
+        if isinstance(item, OTAError):
+            raise item
+        return item
+
+    async def _write(self, line: bytes, *, response: bool) -> None:
+        if self._lost or not self.transport.is_connected:
+            raise DisconnectedError("the link is down")
+        limit = self.transport.max_write
+        if len(line) <= limit:
+            pieces = [line]
+        elif response and self.protocol == 2:
+            # A v2 board reassembles lines across writes; acknowledged writes
+            # cannot be lost, so a long control line may span several.
+            pieces = [line[i : i + limit] for i in range(0, len(line), limit)]
+        else:
+            raise LinkTooSmallError(len(line), limit)
+        try:
+            # A stack that never completes a write must not hang the install.
+            async with asyncio.timeout(self.control_timeout):
+                for piece in pieces:
+                    await self.transport.write(piece, response=response)
+        except TimeoutError as err:
+            raise TransportError("a write to the board timed out") from err
+        self.stats.lines_sent += 1
+        self.stats.wire_bytes += len(line)
+
+    async def _request(
+        self, build: Callable[[int], Awaitable[bytes]], name: str
+    ) -> Reply:
+        """Send a control line (rebuilt per attempt) and return the board's answer."""
+        for attempt in range(self.control_attempts):
+            if attempt:
+                self.stats.control_retries += 1
+            line = await build(attempt)  # may run a HELLO of its own
+            if attempt:
+                self._resent = True
+            while self._take_nowait() is not None:
+                pass  # answers to earlier lines: stale now
+            deadline = self._now() + self.control_timeout
+            await self._write(line, response=True)
+            # No RTT sample here: HELLO and FILE do flash work on the board
+            # and would inflate the data path's estimate.
+            while (reply := await self._next_reply(deadline - self._now())) is not None:
+                if not self._stale(reply, name):
+                    return reply
+        raise NoReplyError(name, self.control_timeout, self.control_attempts)
+
+    @staticmethod
+    def _stale(reply: Reply, name: str) -> bool:
+        """Tell a late answer to an earlier line (a resent chunk or HELLO)."""
+        if isinstance(reply, _DATA_REPLIES):
+            return True
+        return isinstance(reply, Hello) and name != "HELLO"
+
+    async def _simple(self, *fields: str) -> Reply:
+        line = command(*fields)
+
+        async def build(_attempt: int) -> bytes:
+            return line
+
+        return await self._request(build, fields[0])
+
+    async def _pump(
+        self, sender: WindowSender | SeqSender, progress: Callable[[int], None] | None
+    ) -> None:
+        """Drive a data sender until the board acknowledged everything."""
+        reported = -1
+        try:
+            while not sender.done:
+                for line in sender.poll(self._now()):
+                    await self._write(line, response=False)
+                deadline = sender.deadline
+                wait = (
+                    self.control_timeout if deadline is None else deadline - self._now()
+                )
+                reply = await self._next_reply(wait)
+                while reply is not None:
+                    sender.on_reply(reply, self._now())
+                    reply = self._take_nowait()
+                if progress is not None and sender.acked_bytes != reported:
+                    reported = sender.acked_bytes
+                    progress(reported)
+        finally:
+            self.stats.add(sender.stats)
+
+    # -- protocol
+    async def hello(self) -> BoardInfo | None:
+        """Probe the board: its BoardInfo (v2), or None for a v1 board."""
+        self._resent = False
+        reply = await self._simple("HELLO")
+        if isinstance(reply, Hello):
+            self.info = reply.info
+            self._nonce = reply.info.nonce
+            self.protocol = 2
+            return reply.info
+        if isinstance(reply, Error) and reply.code == "UNKNOWN_CMD":
+            self.protocol = 1
+            return None
+        raise ProtocolError(f"unexpected reply to HELLO: {reply}")
+
+    def _board(self) -> BoardInfo:
+        if self.info is None or self.protocol != 2:
+            raise NotSupportedError("this needs a v2 board (call hello() first)")
+        return self.info
+
+    async def send_file(
+        self,
+        image: FileImage,
+        *,
+        credentials: Credentials | None = None,
+        force: bool = False,
+        encoding: str | None = None,
+        window: int | None = None,
+        max_chunk: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """v2: stage one file (FILE, READY, D...); returns the offset it resumed from.
+
+        Progress gets the bytes of this file the board holds.
+        """
+        info = self._board()
+        creds = credentials or Credentials()
+        enc = choose_encoding(info, encoding)
+        flags = "f" if force else "-"
+
+        async def build(attempt: int) -> bytes:
+            if attempt:
+                await self.hello()  # the lost FILE may have used up the nonce
+            nonce = self._nonce or ""
+            message = file_message(
+                nonce, image.name, image.size, image.crc, image.version, enc, flags
+            )
+            auth = creds.field(info.auth, message)
+            size = str(image.size)
+            return command(
+                "FILE", image.name, size, image.crc, image.version, enc, flags, auth
+            )
+
+        reply = await self._request(build, "FILE")
+        if not isinstance(reply, Ready) or reply.offset is None or reply.nonce is None:
+            raise self._failure(reply, "FILE", image.name)
+        self._nonce = reply.nonce
+        if reply.offset > image.size:
+            raise ProtocolError(
+                f"board resumes {image.name} at {reply.offset} of {image.size}"
+            )
+        limit = min(self.transport.max_write, info.max_line)
+        sender = WindowSender(
+            image.name,
+            image.data,
+            chunk=v2_chunk(limit, image.size, enc, max_chunk),
+            encoding=enc,
+            window=min(info.window, window or info.window),
+            start=reply.offset,
+            rtt=self.rtt,
+            max_retries=self.max_retries,
+        )
+        if progress is not None:
+            progress(reply.offset)
+        await self._pump(sender, progress)
+        return reply.offset
+
+    async def apply(
+        self, names: Sequence[str], credentials: Credentials | None = None
+    ) -> bool:
+        """v2: apply staged files. True on `OK`; False when the link dropped instead.
+
+        The board resets right after `OK`, so a dropped link after APPLY is
+        the normal way to learn it worked; verify after it comes back.
+        """
+        info = self._board()
+        creds = credentials or Credentials()
+        files = join_files(names)
+
+        async def build(attempt: int) -> bytes:
+            if attempt:
+                await self.hello()
+            auth = creds.field(info.auth, apply_message(self._nonce or "", list(names)))
+            return command("APPLY", files, auth)
+
+        try:
+            reply = await self._request(build, "APPLY")
+        except DisconnectedError:
+            return False
+        if isinstance(reply, Ok):
+            return True
+        raise self._failure(reply, "APPLY", files)
+
+    async def send_file_v1(
+        self,
+        image: FileImage,
+        *,
+        token: str | None = None,
+        window: int = DEFAULT_V1_WINDOW,
+        max_chunk: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> bool:
+        """v1: START, DATA..., COMMIT. True on `OK`, False on a disconnect instead.
+
+        The board resets after every commit, so each file needs a new connection.
+        Window 1 is the classic stop-and-wait; a small window pipelines.
+        """
+        if image.size == 0:
+            raise NotSupportedError("a v1 board cannot commit an empty file")
+        chunk = v1_chunk(self.transport.max_write, image.size, max_chunk)
+        fields = ["START", image.name, str(image.size), image.crc]
+        if image.version or token:
+            if not image.version:
+                raise ValueError("a v1 token needs a version in START")
+            fields += [image.version, str(chunk)]
+            if token:
+                fields.append(token)
+        reply = await self._simple(*fields)
+        if not isinstance(reply, Ready) or reply.offset is not None:
+            raise self._failure(reply, "START", image.name)
+        sender = SeqSender(
+            image.name,
+            image.data,
+            chunk=chunk,
+            window=window,
+            rtt=self.rtt,
+            max_retries=self.max_retries,
+        )
+        if progress is not None:
+            progress(0)
+        await self._pump(sender, progress)
+        try:
+            reply = await self._simple("COMMIT")
+        except DisconnectedError:
+            return False
+        if isinstance(reply, Ok):
+            return True
+        raise self._failure(reply, "COMMIT", image.name)
+
+    async def abort(self) -> None:
+        """Discard every transfer and staged file on the board."""
+        reply = await self._simple("ABORT")
+        if not isinstance(reply, Aborted):
+            raise self._failure(reply, "ABORT", "")
+
+    def _failure(self, reply: Reply, name: str, file: str) -> OTAError:
+        """Build the exception for a reply that is not the success answer to `name`."""
+        if isinstance(reply, Reject):
+            return RejectedError(reply.reason, name, after_resend=self._resent)
+        if isinstance(reply, CrcError):
+            return CrcMismatchError(file, reply.got, reply.expected)
+        if isinstance(reply, SizeError):
+            return SizeMismatchError(file, reply.got, reply.expected)
+        if isinstance(reply, Error):
+            return DeviceError(reply.code, reply.detail, name)
+        return ProtocolError(f"unexpected reply to {name}: {reply}")

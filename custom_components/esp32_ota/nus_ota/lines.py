@@ -1,0 +1,141 @@
+r"""Lines on the wire: reassembling notifications and formatting commands.
+
+The board sends ASCII lines ending in `\\n`; a long line (HELLO) may span
+several notifications and one notification never holds more than it must.
+The client sends exactly one line per write. Fields are separated by `:`
+and may not contain `:` or `\\n`.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Final
+
+from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+PREFIX: Final = "OTA:"
+# HELLO with a full inventory is the longest reply; a few KB is plenty, and a
+# board that sends more is broken or hostile.
+DEFAULT_MAX_LINE: Final = 8192
+
+
+class LineAssembler:
+    """Turns notification payloads into complete lines, with a hard size limit.
+
+    A line longer than `max_line` is dropped up to its newline and counted in
+    `overflows`, so a hostile board can neither grow memory nor be mistaken
+    for a shorter line; the assembler stays usable.
+    """
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        """Max_line counts bytes without the newline."""
+        self.max_line = max_line
+        self.overflows = 0
+        self._buf = bytearray()
+        self._discarding = False
+
+    def feed(self, data: bytes | bytearray) -> list[str]:
+        """Add one notification; return the lines it completed (no newline)."""
+        lines: list[str] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            piece = data[start:] if end < 0 else data[start:end]
+            if not self._discarding:
+                if len(self._buf) + len(piece) > self.max_line:
+                    self._buf.clear()
+                    self._discarding = True
+                    self.overflows += 1
+                else:
+                    self._buf += piece
+            if end < 0:
+                return lines
+            if not self._discarding:
+                lines.append(self._buf.decode("ascii", "replace").rstrip("\r"))
+            self._buf.clear()
+            self._discarding = False
+            start = end + 1
+
+    def reset(self) -> None:
+        """Forget a partial line (new connection)."""
+        self._buf.clear()
+        self._discarding = False
+
+
+def check_field(value: str) -> str:
+    """Return value if it can be a field of a line, else raise ValueError."""
+    if ":" in value or "\n" in value or "\r" in value or not value.isascii():
+        raise ValueError(f"field may not contain ':', newlines or non-ASCII: {value!r}")
+    return value
+
+
+def command(*fields: str) -> bytes:
+    r"""Format one client line: `OTA:<field>:<field>...\\n` as bytes."""
+    return (PREFIX + ":".join(check_field(f) for f in fields) + "\n").encode("ascii")
+
+
+def encode_payload(chunk: bytes, encoding: str) -> str:
+    """Encode a data chunk as `b64` (standard, padded) or `hex` (lower case)."""
+    if encoding == "b64":
+        return base64.b64encode(chunk).decode("ascii")
+    if encoding == "hex":
+        return chunk.hex()
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def encoded_len(size: int, encoding: str) -> int:
+    """Length of the encoded form of `size` bytes."""
+    if encoding == "b64":
+        return 4 * ((size + 2) // 3)
+    if encoding == "hex":
+        return 2 * size
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def largest_chunk(limit: int, prefix_len: int, encoding: str) -> int:
+    """Largest chunk whose line (prefix, payload, newline) fits in `limit` bytes.
+
+    For b64 the result is a multiple of 3 so no chunk but the last is padded.
+    Returns 0 when not even one byte fits.
+    """
+    room = limit - prefix_len - 1
+    if room <= 0:
+        return 0
+    if encoding == "b64":
+        return (room // 4) * 3
+    if encoding == "hex":
+        return room // 2
+    raise ValueError(f"unknown encoding {encoding!r}")
+
+
+def data_line_v2(offset: int, payload: str) -> bytes:
+    """`OTA:D:<offset>:<payload>`."""
+    return command("D", str(offset), payload)
+
+
+def data_line_v1(seq: int, chunk: bytes) -> bytes:
+    """`OTA:DATA:<seq>:<hex>`."""
+    return command("DATA", str(seq), chunk.hex())
+
+
+def join_files(names: Iterable[str]) -> str:
+    """File list of APPLY: names joined by commas."""
+    joined = ",".join(names)
+    if not joined:
+        raise ValueError("APPLY needs at least one file")
+    return joined
+
+
+def is_ota_line(line: str) -> bool:
+    """Tell OTA traffic apart; other lines belong to the board's application."""
+    return line.startswith(PREFIX)
+
+
+def split_fields(line: str) -> list[str]:
+    """Fields after the `OTA:` prefix; raises ProtocolError on a non-OTA line."""
+    if not is_ota_line(line):
+        raise ProtocolError("not an OTA line", line)
+    return line[len(PREFIX) :].split(":")

@@ -1,0 +1,374 @@
+"""Sans-I/O senders of one file's data: no Bluetooth, no clock of their own.
+
+The caller drives a sender with three calls and the current time:
+
+    lines = sender.poll(now)          # lines to write now (resends included)
+    sender.on_reply(reply, now)       # every OTA reply that arrives
+    sender.deadline                   # when to call poll() again at the latest
+
+until `sender.done`. Errors the board reports are raised as OTAError.
+
+`WindowSender` speaks v2: byte offsets, cumulative `A:<have>`, `N:<have>`
+go-back, at most `win` lines in flight. `SeqSender` speaks v1: chunk numbers,
+`ACK:<seq>` and `ERR:<seq>`; with window 1 it is the classic stop-and-wait,
+with a small window it pipelines while every write stays one whole line.
+
+Lost writes (a proxy drops writes without response silently) are recovered
+by a retransmit timer derived from the measured round trip, so a loss costs a
+few round trips, never seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import CrcMismatchError, DeviceError, ProtocolError, TooManyRetriesError
+from .lines import data_line_v1, data_line_v2, encode_payload
+from .replies import Ack, BadData, CrcError, Error, Nak, Reply, SeqAck, SeqError
+
+DEFAULT_MAX_RETRIES: Final = 8
+MAX_BAD_DATA: Final = 3
+
+
+class RttEstimator:
+    """Round-trip estimate and retransmit timeout in the manner of RFC 6298."""
+
+    def __init__(
+        self, initial_rto: float = 0.5, min_rto: float = 0.04, max_rto: float = 1.0
+    ) -> None:
+        """Take times in seconds; max_rto bounds every wait, backoff included."""
+        self.min_rto = min_rto
+        self.max_rto = max_rto
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self._initial = initial_rto
+        self._backoff = 1
+
+    def sample(self, rtt: float) -> None:
+        """Add one measured round trip (never of a retransmitted line)."""
+        rtt = max(rtt, 0.0)
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+
+    @property
+    def rto(self) -> float:
+        """Current retransmit timeout, backoff included, within [min_rto, max_rto].
+
+        BLE round trips come in whole connection intervals, so a steady link
+        drives the variance to zero and the next interval's worth of delay
+        would look like a loss: the margin is never less than one srtt.
+        """
+        base = (
+            self._initial
+            if self.srtt is None
+            else self.srtt + max(self.srtt, 4 * self.rttvar)
+        )
+        return min(self.max_rto, max(self.min_rto, base) * self._backoff)
+
+    def backoff(self) -> None:
+        """Double the timeout after a timeout (bounded by max_rto)."""
+        self._backoff = min(self._backoff * 2, 64)
+
+    def reset_backoff(self) -> None:
+        """Progress was made: back to the plain estimate."""
+        self._backoff = 1
+
+
+@dataclass(slots=True)
+class SenderStats:
+    """What a transfer cost."""
+
+    lines_sent: int = 0
+    resent: int = 0
+    rewinds: int = 0
+    timeouts: int = 0
+    duplicates: int = 0
+
+
+class _Sender:
+    """Window, timer and retry bookkeeping shared by the v1 and v2 senders.
+
+    Positions are byte offsets (v2) or chunk numbers (v1); `_end` is one past
+    the last position, `_step(pos)` the position after `pos`.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        *,
+        window: int,
+        end: int,
+        start: int,
+        rtt: RttEstimator,
+        max_retries: int,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
+        self.file = file
+        self.window = window
+        self.rtt = rtt
+        self.max_retries = max_retries
+        self.stats = SenderStats()
+        self._end = end
+        self.acked = start
+        self._next = start
+        self._high = start  # one past the furthest position ever sent
+        self._flight: list[int] = []  # positions sent since the last rewind, not acked
+        self._first_sent: dict[int, float] = {}  # send time of lines sent exactly once
+        self._resent: set[int] = set()
+        self._timer_start: float | None = None
+        self._stalled = 0  # rewinds since the last progress
+
+    # -- to be provided by subclasses
+    def _step(self, pos: int) -> int:
+        raise NotImplementedError
+
+    def _line(self, pos: int) -> bytes:
+        raise NotImplementedError
+
+    # -- driving
+    @property
+    def done(self) -> bool:
+        """True when the board acknowledged everything."""
+        return self.acked >= self._end
+
+    @property
+    def deadline(self) -> float | None:
+        """Time at which unacknowledged lines count as lost; None when idle."""
+        if self._timer_start is None or not self._flight:
+            return None
+        return self._timer_start + self.rtt.rto
+
+    def poll(self, now: float) -> list[bytes]:
+        """Handle an expired timer, then return the lines the window allows."""
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self.stats.timeouts += 1
+            self.rtt.backoff()
+            self._rewind(self.acked, now)
+        lines: list[bytes] = []
+        while self._next < self._end and len(self._flight) < self.window:
+            pos = self._next
+            if pos in self._first_sent or pos in self._resent:
+                self._first_sent.pop(pos, None)
+                self._resent.add(pos)
+                self.stats.resent += 1
+            else:
+                self._first_sent[pos] = now
+            if not self._flight:
+                self._timer_start = now
+            self._flight.append(pos)
+            lines.append(self._line(pos))
+            self._next = self._step(pos)
+            self._high = max(self._high, self._next)
+        self.stats.lines_sent += len(lines)
+        return lines
+
+    def _advance(self, to: int, now: float) -> None:
+        """Record that the board holds everything before `to`."""
+        if to <= self.acked:
+            return
+        last = max((p for p in self._flight if p < to), default=None)
+        if last is not None and self._step(last) == to and last in self._first_sent:
+            self.rtt.sample(now - self._first_sent[last])
+        for pos in [p for p in self._first_sent if p < to]:
+            del self._first_sent[pos]
+        self.acked = to
+        self._next = max(self._next, to)
+        self._flight = [p for p in self._flight if p >= to]
+        self._timer_start = now
+        self._stalled = 0
+        self.rtt.reset_backoff()
+        self._on_progress()
+
+    def _on_progress(self) -> None:
+        """Let subclasses react to progress (the acknowledged position moved)."""
+
+    def _rewind(self, to: int, now: float) -> None:
+        """Resend from `to`: everything in flight counts as lost."""
+        self._stalled += 1
+        if self._stalled > self.max_retries:
+            raise TooManyRetriesError(self.file, self.acked, self.stats.rewinds)
+        self.stats.rewinds += 1
+        self._next = to
+        self._flight = []
+        self._timer_start = now
+
+    def _check_high(self, pos: int, reply: Reply) -> None:
+        if pos > self._high:
+            raise ProtocolError(f"board acknowledged beyond what was sent ({reply})")
+
+    def _fail(self, reply: Reply) -> None:
+        """Errors that end the transfer."""
+        if isinstance(reply, CrcError):
+            raise CrcMismatchError(self.file, reply.got, reply.expected)
+        if isinstance(reply, Error):
+            raise DeviceError(reply.code, reply.detail, "DATA")
+        raise ProtocolError(f"unexpected reply during data transfer: {reply}")
+
+
+class WindowSender(_Sender):
+    """v2 data: `OTA:D:<offset>:<payload>` with cumulative ACK and go-back NAK."""
+
+    def __init__(
+        self,
+        file: str,
+        data: bytes,
+        *,
+        chunk: int,
+        encoding: str,
+        window: int,
+        start: int = 0,
+        rtt: RttEstimator | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        """Start is the resume offset the board gave in READY."""
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1 byte")
+        if not 0 <= start <= len(data):
+            raise ProtocolError(
+                f"resume offset {start} outside a {len(data)}-byte file"
+            )
+        super().__init__(
+            file,
+            window=window,
+            end=len(data),
+            start=start,
+            rtt=rtt or RttEstimator(),
+            max_retries=max_retries,
+        )
+        self.data = data
+        self.chunk = chunk
+        self.encoding = encoding
+        self._nak_at: int | None = None  # where the last NAK sent us, until progress
+        self._bad_data = 0
+
+    @property
+    def acked_bytes(self) -> int:
+        """Bytes the board holds."""
+        return self.acked
+
+    def _step(self, pos: int) -> int:
+        return min(pos + self.chunk, self._end)
+
+    def _line(self, pos: int) -> bytes:
+        chunk = self.data[pos : self._step(pos)]
+        return data_line_v2(pos, encode_payload(chunk, self.encoding))
+
+    def _on_progress(self) -> None:
+        self._nak_at = None
+
+    def on_reply(self, reply: Reply, now: float) -> None:
+        """Account for one reply of the board."""
+        if isinstance(reply, Ack):
+            self._check_high(reply.have, reply)
+            if reply.have <= self.acked:
+                self.stats.duplicates += 1
+            self._advance(reply.have, now)
+        elif isinstance(reply, Nak):
+            self._check_high(reply.have, reply)
+            if reply.have < self.acked or reply.have == self._nak_at:
+                self.stats.duplicates += 1  # late or repeated: already went back there
+                return
+            self._advance(reply.have, now)
+            self._rewind(reply.have, now)
+            self._nak_at = reply.have
+        elif isinstance(reply, BadData):
+            # The board dropped that chunk; the next one brings a NAK (or the
+            # timer fires when it was the last). Our encoder never produces
+            # undecodable data, so repeats mean the link corrupts lines.
+            self._bad_data += 1
+            if self._bad_data > MAX_BAD_DATA:
+                raise ProtocolError(
+                    f"board could not decode chunk at {reply.offset} repeatedly"
+                )
+        else:
+            self._fail(reply)
+
+
+class SeqSender(_Sender):
+    """v1 data: `OTA:DATA:<seq>:<hex>`, stop-and-wait or a small pipeline.
+
+    The v1 board writes only the chunk it expects (E), re-ACKs E-1 and
+    answers ERR:<seq> to anything else, so whatever arrives out of order is
+    never written; an error means "go back to the first unacknowledged chunk".
+    `ERR:<s>` for an `s` at or below what we know is acknowledged tells that
+    the board is at least at s+2 (some ACKs were lost): we move forward.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        data: bytes,
+        *,
+        chunk: int,
+        window: int = 1,
+        rtt: RttEstimator | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> None:
+        """Chunk in bytes of file data (the line carries twice as many hex digits)."""
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1 byte")
+        count = (len(data) + chunk - 1) // chunk
+        super().__init__(
+            file,
+            window=window,
+            end=count,
+            start=0,
+            rtt=rtt or RttEstimator(),
+            max_retries=max_retries,
+        )
+        self.data = data
+        self.chunk = chunk
+        self._ignore_errors = False  # after a rewind, until progress
+        self._bad_data = 0
+
+    @property
+    def acked_bytes(self) -> int:
+        """Bytes the board holds."""
+        return min(self.acked * self.chunk, len(self.data))
+
+    def _step(self, pos: int) -> int:
+        return pos + 1
+
+    def _line(self, pos: int) -> bytes:
+        return data_line_v1(pos, self.data[pos * self.chunk : (pos + 1) * self.chunk])
+
+    def _on_progress(self) -> None:
+        self._ignore_errors = False
+
+    def _rewind(self, to: int, now: float) -> None:
+        super()._rewind(to, now)
+        # Lines sent before the rewind may still draw ERR replies: stale.
+        self._ignore_errors = True
+
+    def on_reply(self, reply: Reply, now: float) -> None:
+        """Account for one reply of the board."""
+        if isinstance(reply, SeqAck):
+            self._check_high(reply.seq + 1, reply)
+            if reply.seq + 1 <= self.acked:
+                self.stats.duplicates += 1
+            self._advance(reply.seq + 1, now)
+        elif isinstance(reply, BadData):
+            # Our firmware refuses an undecodable chunk without writing it:
+            # the same as a gap. Our encoder never produces one, so repeats
+            # mean the link corrupts lines.
+            self._bad_data += 1
+            if self._bad_data > MAX_BAD_DATA:
+                raise ProtocolError(f"board could not decode chunk {reply.offset}")
+            if not self._ignore_errors:
+                self._rewind(self.acked, now)
+        elif isinstance(reply, SeqError):
+            if reply.seq <= self.acked:
+                # The board expects neither s nor s+1 and is past s: it holds s+1.
+                self.stats.duplicates += 1
+                self._advance(min(reply.seq + 2, self._high), now)
+            elif not self._ignore_errors:
+                self._rewind(self.acked, now)
+        else:
+            self._fail(reply)

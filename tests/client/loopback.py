@@ -1,0 +1,310 @@
+"""A board made of the real firmware engine and a scriptable in-memory link.
+
+`LoopbackBoard` runs `device_firmware/ota_manager.py` (imported through
+`tests.firmware.harness.cpython_board`, so the board's filesystem is a temp
+directory) and boots through the real boot guard. `LoopbackTransport`
+implements the client's `Transport` protocol: writes reach the board after
+a latency, the board handles one line at a time with a per-line cost, and
+replies come back as notifications cut to the MTU. Loss, duplication and
+disconnects are scripted per test. Run it on esp32_ota_sim's virtual-time
+loop so timeouts cost no real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from custom_components.esp32_ota.nus_ota import DisconnectedError, TransportError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass
+class Link:
+    """How the in-memory link behaves."""
+
+    latency: float = 0.02  # one way, seconds
+    line_cost: float = 0.004  # board time per received line
+    max_write: int = 244
+    mtu_payload: int = 244  # notification size
+    # Return True to drop a write without response / a notification.
+    drop_write: Callable[[bytes], bool] = lambda _line: False
+    drop_notify: Callable[[str], bool] = lambda _line: False
+    # Extra seconds a notification takes (it may overtake none: it is late).
+    delay_notify: Callable[[str], float] = lambda _line: 0.0
+    # Called with each line the board handled; may return "disconnect".
+    after_line: Callable[[str], str | None] = lambda _line: None
+    start_fails: int = 0  # the next starts fail (e.g. service discovery)
+
+
+def lossy(rate: float, seed: int = 1) -> Callable[[bytes], bool]:
+    """Drop data lines (`OTA:D:` / `OTA:DATA:`) at random with `rate`."""
+    rng = random.Random(seed)
+
+    def drop(line: bytes) -> bool:
+        return line.startswith((b"OTA:D:", b"OTA:DATA:")) and rng.random() < rate
+
+    return drop
+
+
+class LoopbackBoard:
+    """The firmware engine on a filesystem that survives resets."""
+
+    def __init__(
+        self,
+        *,
+        allowed: set[str] | None = None,
+        auth_key: str | None = None,
+        token: str | None = None,
+        v1_only: bool = False,
+        app_crashes: bool = False,
+    ) -> None:
+        import boot_guard
+        import machine
+        import ota_manager
+
+        self._boot_guard: Any = boot_guard
+        self._machine: Any = machine
+        base: Any = ota_manager.OTAManager
+        base.ALLOWED_FILES = allowed or {"main.py", "app.py"}
+        base.AUTH_KEY = auth_key
+        base.AUTH_TOKEN = token
+        base.RESET_DELAY_MS = 0
+        if v1_only:
+
+            class V1Manager(base):  # type: ignore[misc, valid-type]
+                """A board from the field: v2 commands are unknown."""
+
+                def handle(self, line: str) -> None:
+                    if line.startswith(
+                        ("OTA:HELLO", "OTA:FILE", "OTA:APPLY", "OTA:D:")
+                    ):
+                        self._reply("OTA:ERR:UNKNOWN_CMD")
+                        return
+                    super().handle(line)
+
+            base = V1Manager
+        self._manager_class = base
+        self.app_crashes = app_crashes
+        self.on_boot: Callable[[], None] | None = None
+        self.boots = 0
+        self.resets = 0
+        self.transport: LoopbackTransport | None = None
+        self.manager: Any = None
+        self.boot()
+
+    def boot(self) -> None:
+        """What boot.py and main.start() do, as far as OTA is concerned."""
+        if self.on_boot is not None:
+            self.on_boot()
+        while True:
+            self.boots += 1
+            self._boot_guard.boot()
+            if not (self.app_crashes and self._boot_guard.on_trial()):
+                break
+            self.resets += 1  # the new app.py fails on import: main.py resets
+        if self._boot_guard.status != "rolled-back" and not self.app_crashes:
+            self._boot_guard.confirm()
+        self.manager = self._manager_class(self._reply)
+
+    def _reply(self, line: str) -> None:
+        if self.transport is not None:
+            self.transport.notify(line)
+
+    def handle(self, line: str) -> None:
+        """One received line, as the peripheral's poll() hands it over."""
+        try:
+            if line.startswith("OTA:"):
+                self.manager.handle(line)
+            elif line == "PING":
+                self._reply("PONG")
+        except self._machine.Reset:
+            # The OK already left; the link drops a moment later.
+            self.resets += 1
+            transport = self.transport
+            self.transport = None
+            if transport is not None:
+                asyncio.get_running_loop().call_later(
+                    transport.link.latency * 1.5, transport.drop
+                )
+            self.boot()
+
+    def connect(self, transport: LoopbackTransport) -> None:
+        if self.transport is not None:
+            raise TransportError("board already connected")
+        self.transport = transport
+
+    def disconnect(self, transport: LoopbackTransport) -> None:
+        if self.transport is transport:
+            self.transport = None
+            self.manager.abort()
+
+
+class _Fifo:
+    """Items delivered in order after a delay (timers with equal due times
+    may fire in any order; popping the head keeps the order)."""
+
+    def __init__(self, deliver: Callable[[Any], None]) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._deliver = deliver
+
+    def push(self, item: Any, delay: float) -> None:
+        self._items.append(item)
+        asyncio.get_running_loop().call_later(delay, self._pop)
+
+    def _pop(self) -> None:
+        if self._items:
+            self._deliver(self._items.popleft())
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+@dataclass
+class Counters:
+    writes: int = 0
+    dropped_writes: int = 0
+    notifications: int = 0
+    lines_in: list[str] = field(default_factory=list)
+
+
+class LoopbackTransport:
+    """The client's Transport over an in-memory link to a LoopbackBoard."""
+
+    def __init__(self, board: LoopbackBoard, link: Link | None = None) -> None:
+        self.board = board
+        self.link = link or Link()
+        self.counters = Counters()
+        self._connected = True
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_disconnect: Callable[[], None] | None = None
+        self._rx = bytearray()
+        self._inbox: collections.deque[str] = collections.deque()
+        self._board_busy_until = 0.0
+        self._uplink = _Fifo(self._arrive)
+        self._downlink = _Fifo(self._deliver)
+        board.connect(self)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    @property
+    def max_write(self) -> int:
+        return self.link.max_write
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    async def start(
+        self, on_data: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        if self.link.start_fails:
+            self.link.start_fails -= 1
+            raise TransportError("could not subscribe")
+        self._on_data = on_data
+        self._on_disconnect = on_disconnect
+
+    async def write(self, data: bytes, *, response: bool) -> None:
+        if not self._connected:
+            raise DisconnectedError("loopback link is down")
+        if len(data) > self.link.max_write:
+            raise TransportError(f"write of {len(data)} bytes > {self.link.max_write}")
+        self.counters.writes += 1
+        if not response and self.link.drop_write(data):
+            self.counters.dropped_writes += 1
+            return
+        self._uplink.push(bytes(data), self.link.latency)
+        if response:
+            await asyncio.sleep(2 * self.link.latency)
+            if not self._connected:
+                raise DisconnectedError("link dropped during write")
+
+    def _arrive(self, data: bytes) -> None:
+        """Bytes reach the board: reassemble lines, queue them for the board."""
+        if not self._connected:
+            return
+        self._rx += data
+        while (end := self._rx.find(b"\n")) >= 0:
+            line = self._rx[:end].decode()
+            del self._rx[: end + 1]
+            self._inbox.append(line)
+            now = self.loop.time()
+            self._board_busy_until = (
+                max(now, self._board_busy_until) + self.link.line_cost
+            )
+            self.loop.call_at(self._board_busy_until, self._process)
+
+    def _process(self) -> None:
+        if not self._connected or not self._inbox or self.board.transport is not self:
+            return
+        line = self._inbox.popleft()
+        self.counters.lines_in.append(line)
+        self.board.handle(line)
+        if self._connected and self.link.after_line(line) == "disconnect":
+            self.drop()
+
+    def notify(self, line: str) -> None:
+        """The board sends a line: one notification per MTU payload."""
+        if self.link.drop_notify(line):
+            return
+        data = (line + "\n").encode()
+        if delay := self.link.delay_notify(line):
+            self.loop.call_later(self.link.latency + delay, self._deliver, data)
+            return
+        size = self.link.mtu_payload
+        for start in range(0, len(data), size):
+            self.counters.notifications += 1
+            self._downlink.push(data[start : start + size], self.link.latency)
+
+    def _deliver(self, data: bytes) -> None:
+        if self._connected and self._on_data is not None:
+            self._on_data(data)
+
+    def drop(self) -> None:
+        """The link went down (board reset or radio loss)."""
+        if not self._connected:
+            return
+        self._connected = False
+        self._inbox.clear()
+        self._uplink.clear()
+        if self.board.transport is self:
+            self.board.disconnect(self)
+        if self._on_disconnect is not None:
+            self._on_disconnect()
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            self.board.disconnect(self)
+
+
+class Connector:
+    """A `connect()` factory for `install()`: one fresh transport per call."""
+
+    def __init__(self, board: LoopbackBoard, link: Link | None = None) -> None:
+        self.board = board
+        self.link = link or Link()
+        self.calls = 0
+        self.transports: list[LoopbackTransport] = []
+        self.fail_next = 0
+
+    async def __call__(self) -> LoopbackTransport:
+        self.calls += 1
+        await asyncio.sleep(0.05)
+        if self.fail_next:
+            self.fail_next -= 1
+            raise TimeoutError("board not found")
+        transport = LoopbackTransport(self.board, self.link)
+        self.transports.append(transport)
+        return transport
+
+    @property
+    def open_connections(self) -> int:
+        return sum(1 for t in self.transports if t.is_connected)

@@ -1,0 +1,194 @@
+"""HELLO capabilities: typed, validated, impossible boards rejected."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from custom_components.esp32_ota.nus_ota.board_info import (
+    InstalledFile,
+    Rollback,
+    StagedFile,
+    Trial,
+    parse_board_info,
+)
+from custom_components.esp32_ota.nus_ota.errors import InvalidBoardInfoError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+GOOD: dict[str, Any] = {
+    "proto": 2,
+    "fw": "2.0.0",
+    "app": "1.0.0",
+    "win": 8,
+    "line": 512,
+    "enc": ["hex", "b64"],
+    "auth": "hmac",
+    "nonce": "0123456789abcdef",
+    "free": 1_000_000,
+    "files": {
+        "main.py": {"size": 900, "crc": "0badf00d", "ver": "1.0.0"},
+        "app.py": None,
+    },
+    "staged": {"app.py": {"size": 100, "crc": "deadbeef", "ver": "1.1.0", "have": 40}},
+    "trial": {"ver": "1.1.0", "boots": 1},
+    "rollback": {"ver": "1.2.0", "restored": "1.1.0"},
+}
+
+
+def parse(obj: Any) -> Any:
+    return parse_board_info(json.dumps(obj))
+
+
+def test_full_hello() -> None:
+    info = parse(GOOD)
+    assert info.proto == 2
+    assert info.firmware == "2.0.0"
+    assert info.app_version == "1.0.0"
+    assert info.window == 8
+    assert info.max_line == 512
+    assert info.encodings == {"hex", "b64"}
+    assert info.auth == "hmac"
+    assert info.nonce == "0123456789abcdef"
+    assert info.free == 1_000_000
+    assert info.files == {
+        "main.py": InstalledFile(900, "0badf00d", "1.0.0"),
+        "app.py": None,
+    }
+    assert info.allowed_files == {"main.py", "app.py"}
+    staged = info.staged["app.py"]
+    assert staged == StagedFile(100, "deadbeef", "1.1.0", 40)
+    assert not staged.complete
+    assert info.trial == Trial("1.1.0", 1)
+    assert info.rollback == Rollback("1.2.0", "1.1.0")
+
+
+def test_minimal_hello_and_tolerated_extras() -> None:
+    obj = {
+        k: GOOD[k]
+        for k in ("proto", "fw", "win", "line", "enc", "auth", "nonce", "files")
+    }
+    obj["enc"] = ["b64", "zstd"]  # a future encoding is ignored
+    obj["future_key"] = {"x": 1}
+    info = parse(obj)
+    assert info.encodings == {"b64"}
+    assert info.free is None
+    assert info.app_version is None
+    assert info.staged == {}
+    assert info.trial is None
+    assert info.rollback is None
+
+
+def test_hello_of_the_real_engine(board_fs: Path) -> None:
+    """What ota_manager actually sends parses (fresh board and after a transfer)."""
+    import ota_manager
+
+    lines: list[str] = []
+    manager = ota_manager.OTAManager(lines.append)
+    manager.handle("OTA:HELLO")
+    assert lines[-1].startswith("OTA:HELLO:"), lines
+    info = parse_board_info(lines[-1][len("OTA:HELLO:") :])
+    assert info.files == {"app.py": None, "main.py": None}
+    assert info.nonce == manager._nonce
+    manager.handle(f"OTA:FILE:app.py:6:{0x0:08x}:1.0.1:hex:-:")
+    manager.handle("OTA:HELLO")
+    assert lines[-1].startswith("OTA:HELLO:"), lines
+    info = parse_board_info(lines[-1][len("OTA:HELLO:") :])
+    assert info.staged["app.py"].have == 0
+
+
+def mutate(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(GOOD)
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("proto",), 1),
+        (("proto",), "2"),
+        (("proto",), True),
+        (("proto",), KeyError),
+        (("win",), 0),
+        (("win",), 1_000_000),
+        (("win",), 8.0),
+        (("line",), 10),
+        (("line",), 1 << 20),
+        (("free",), -1),
+        (("free",), 1 << 60),
+        (("enc",), []),
+        (("enc",), ["rot13"]),
+        (("enc",), "b64"),
+        (("enc",), [1]),
+        (("auth",), "magic"),
+        (("auth",), None),
+        (("nonce",), "0123"),
+        (("nonce",), "0123456789ABCDEF"),
+        (("nonce",), None),
+        (("fw",), None),
+        (("fw",), "2:0"),
+        (("fw",), "x" * 100),
+        (("app",), 5),
+        (("files",), {}),
+        (("files",), []),
+        (("files",), {f"f{i}.py": None for i in range(100)}),
+        (("files", "../boot.py"), None),
+        (("files", "a,b"), None),
+        (("files", "main.py", "size"), -5),
+        (("files", "main.py", "size"), 1 << 40),
+        (("files", "main.py", "crc"), "xyz"),
+        (("files", "main.py", "crc"), "0BADF00D"),
+        (("files", "main.py", "ver"), "1|2"),
+        (("files", "main.py"), "big"),
+        (("staged",), []),
+        (("staged", "app.py", "have"), 101),
+        (("staged", "app.py", "have"), -1),
+        (("staged", "app.py"), None),
+        (("staged", ".."), {"size": 1, "crc": "00000000", "ver": None, "have": 0}),
+        (("trial", "boots"), -1),
+        (("trial", "boots"), 10**9),
+        (("trial",), "yes"),
+        (("rollback",), []),
+        (("rollback", "ver"), "\n"),
+    ],
+)
+def test_impossible_or_malformed_boards_are_rejected(
+    path: tuple[str, ...], value: Any
+) -> None:
+    with pytest.raises(InvalidBoardInfoError):
+        parse(mutate(path, value))
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
+def test_fuzzed_json_values_never_crash(value: Any) -> None:
+    for obj in (
+        value,
+        {**GOOD, "files": value},
+        {**GOOD, "staged": value},
+        {**GOOD, "trial": value},
+    ):
+        with contextlib.suppress(InvalidBoardInfoError):
+            parse(obj)

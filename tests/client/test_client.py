@@ -1,0 +1,569 @@
+"""OTAClient over a Transport: the real engine behind a loopback, or canned replies.
+
+All tests run on esp32_ota_sim's virtual-time loop: control timeouts and
+retransmit timers elapse instantly, and never depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.clock import run_virtual
+
+from custom_components.esp32_ota.nus_ota import (
+    Credentials,
+    DeviceError,
+    DisconnectedError,
+    FileImage,
+    LineTooLongError,
+    LinkTooSmallError,
+    NoReplyError,
+    NotSupportedError,
+    OTAClient,
+    ProtocolError,
+    RejectedError,
+    TransportError,
+)
+from custom_components.esp32_ota.nus_ota.board_info import parse_board_info
+from custom_components.esp32_ota.nus_ota.client import (
+    choose_encoding,
+    v1_chunk,
+    v2_chunk,
+)
+from custom_components.esp32_ota.nus_ota.errors import (
+    CrcMismatchError,
+    SizeMismatchError,
+)
+
+from .loopback import Link, LoopbackBoard, LoopbackTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from pathlib import Path
+
+
+def crc(data: bytes) -> str:
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+def run[T](coro: Coroutine[Any, Any, T]) -> T:
+    return run_virtual(coro)
+
+
+async def started(
+    board: LoopbackBoard, link: Link | None = None, **kw: Any
+) -> OTAClient:
+    client = OTAClient(LoopbackTransport(board, link), **kw)
+    await client.start()
+    return client
+
+
+# -- against the real engine ----------------------------------------------
+
+
+def test_hello_split_over_small_notifications(board_fs: Path) -> None:
+    board = LoopbackBoard()
+
+    async def go() -> None:
+        client = await started(board, Link(mtu_payload=20))
+        info = await client.hello()
+        assert info is not None
+        assert client.protocol == 2
+        assert info.allowed_files == {"main.py", "app.py"}
+        assert info.window >= 1
+        await client.close()
+        await client.close()  # twice is harmless
+
+    run(go())
+
+
+def test_v1_board_is_detected(board_fs: Path) -> None:
+    board = LoopbackBoard(v1_only=True)
+
+    async def go() -> None:
+        client = await started(board)
+        assert await client.hello() is None
+        assert client.protocol == 1
+        with pytest.raises(NotSupportedError):
+            await client.send_file(FileImage("app.py", b"x"))
+        await client.close()
+
+    run(go())
+
+
+def test_app_lines_pass_through(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    seen: list[str] = []
+
+    async def go() -> None:
+        transport = LoopbackTransport(board)
+        client = OTAClient(transport, on_app_line=seen.append)
+        await client.start()
+        await transport.write(b"PING\n", response=True)
+        assert await client.hello() is not None
+        await client.close()
+
+    run(go())
+    assert seen == ["PONG"]
+
+
+def test_lost_control_reply_is_retried(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    dropped: list[str] = []
+
+    def drop_first_hello(line: str) -> bool:
+        if line.startswith("OTA:HELLO") and not dropped:
+            dropped.append(line)
+            return True
+        return False
+
+    async def go() -> OTAClient:
+        client = await started(
+            board, Link(drop_notify=drop_first_hello), control_timeout=2.0
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await client.hello() is not None
+        assert loop.time() - start < 2.5  # one control timeout, then the retry
+        await client.close()
+        return client
+
+    client = run(go())
+    assert client.stats.control_retries == 1
+
+
+def test_no_reply_at_all(board_fs: Path) -> None:
+    board = LoopbackBoard()
+
+    async def go() -> None:
+        client = await started(
+            board, Link(drop_notify=lambda _l: True), control_attempts=3
+        )
+        with pytest.raises(NoReplyError) as err:
+            await client.hello()
+        assert err.value.attempts == 3
+        assert err.value.command == "HELLO"
+        await client.close()
+
+    run(go())
+
+
+def test_send_and_apply_v2(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    image = FileImage("app.py", b"VERSION = 2\n" * 400, "1.2.0")
+    progress: list[int] = []
+
+    async def go() -> bool:
+        client = await started(board)
+        await client.hello()
+        resumed = await client.send_file(image, progress=progress.append)
+        assert resumed == 0
+        applied = await client.apply(["app.py"])
+        await client.close()
+        return applied
+
+    assert run(go()) is True
+    assert (board_fs / "app.py").read_bytes() == image.data
+    assert progress[0] == 0
+    assert progress[-1] == image.size
+    assert progress == sorted(progress)
+    assert board.resets == 1
+
+
+def test_ok_lost_counts_as_applied(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    image = FileImage("main.py", b"print(1)\n", "1.0.1")
+
+    async def go() -> bool:
+        client = await started(board, Link(drop_notify=lambda line: line == "OTA:OK"))
+        await client.hello()
+        await client.send_file(image)
+        applied = await client.apply(["main.py"])
+        await client.close()
+        return applied
+
+    assert run(go()) is False
+    assert (board_fs / "main.py").read_bytes() == image.data
+
+
+def test_hmac_file_line_spans_writes_on_a_small_link(board_fs: Path) -> None:
+    board = LoopbackBoard(auth_key="k3y")
+    image = FileImage("app.py", bytes(range(200)), "1.0.1")
+
+    async def go() -> None:
+        client = await started(board, Link(max_write=40, mtu_payload=40))
+        info = await client.hello()
+        assert info is not None
+        assert info.auth == "hmac"
+        await client.send_file(
+            image, credentials=Credentials(key="k3y"), encoding="hex"
+        )
+        with pytest.raises(RejectedError) as err:
+            await client.apply(["app.py"], Credentials(key="wrong"))
+        assert err.value.reason == "AUTH"
+        assert err.value.command == "APPLY"
+        await client.hello()  # a fresh nonce
+        assert await client.apply(["app.py"], Credentials(key="k3y")) is True
+        await client.close()
+
+    run(go())
+    assert (board_fs / "app.py").read_bytes() == image.data
+
+
+def test_rejections_are_typed(board_fs: Path) -> None:
+    board = LoopbackBoard()
+
+    async def go() -> None:
+        client = await started(board)
+        await client.hello()
+        await client.send_file(FileImage("app.py", b"new", "3.0.0"))
+        assert await client.apply(["app.py"])
+        await client.close()
+        client = await started(board)
+        await client.hello()
+        with pytest.raises(RejectedError) as err:
+            await client.send_file(FileImage("app.py", b"old", "2.9.9"))
+        assert err.value.reason == "VERSION"
+        await client.hello()
+        with pytest.raises(RejectedError) as err:
+            await client.send_file(FileImage("boot.py", b"x", "3.1.0"))
+        assert err.value.reason == "FORBIDDEN"
+        await client.hello()
+        await client.send_file(FileImage("app.py", b"old", "2.9.9"), force=True)
+        with pytest.raises(DeviceError) as dev:
+            await client.apply(["main.py"])
+        assert dev.value.code == "INCOMPLETE"
+        await client.abort()
+        info = await client.hello()
+        assert info is not None
+        assert info.staged == {}
+        await client.close()
+
+    run(go())
+
+
+def test_disconnect_during_transfer(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    lines = 0
+
+    def cut(line: str) -> str | None:
+        nonlocal lines
+        lines += line.startswith("OTA:D:")
+        return "disconnect" if lines == 5 else None
+
+    async def go() -> None:
+        client = await started(board, Link(after_line=cut))
+        await client.hello()
+        with pytest.raises(DisconnectedError):
+            await client.send_file(FileImage("app.py", bytes(5000), "1.0.1"))
+        with pytest.raises(DisconnectedError):
+            await client.hello()
+        await client.close()
+
+    run(go())
+
+
+def test_v1_send_file(board_fs: Path) -> None:
+    board = LoopbackBoard(v1_only=True, token="t0k")
+    image = FileImage("app.py", bytes(range(256)) * 10, "1.0.1")
+
+    async def go() -> bool:
+        client = await started(board)
+        assert await client.hello() is None
+        with pytest.raises(RejectedError) as err:
+            await client.send_file_v1(image, token="bad")
+        assert err.value.reason == "AUTH"
+        assert err.value.command == "START"
+        with pytest.raises(NotSupportedError):
+            await client.send_file_v1(FileImage("app.py", b""))
+        with pytest.raises(ValueError):
+            await client.send_file_v1(FileImage("app.py", b"x"), token="t0k")
+        ok = await client.send_file_v1(image, token="t0k", window=4)
+        await client.close()
+        return ok
+
+    assert run(go()) is True
+    assert (board_fs / "app.py").read_bytes() == image.data
+
+
+def test_v1_line_must_fit_one_write(board_fs: Path) -> None:
+    board = LoopbackBoard(v1_only=True)
+
+    async def go() -> None:
+        client = await started(board, Link(max_write=20))
+        await client.hello()
+        with pytest.raises(LinkTooSmallError) as err:
+            await client.send_file_v1(FileImage("app.py", b"x" * 10, "1.0.1"))
+        assert err.value.available == 20
+        await client.close()
+
+    run(go())
+
+
+# -- canned replies: what a broken or hostile board can send -------------------
+
+
+class CannedTransport:
+    """Answers each written line with whatever `answer(line)` returns."""
+
+    def __init__(
+        self, answer: Callable[[bytes], list[bytes] | str], max_write: int = 244
+    ) -> None:
+        self.answer = answer
+        self.max_write = max_write
+        self.is_connected = True
+        self.written: list[tuple[bytes, bool]] = []
+        self._on_data: Callable[[bytes], None] | None = None
+        self._on_disconnect: Callable[[], None] | None = None
+
+    async def start(
+        self, on_data: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        self._on_data = on_data
+        self._on_disconnect = on_disconnect
+
+    async def write(self, data: bytes, *, response: bool) -> None:
+        self.written.append((data, response))
+        out = self.answer(data)
+        loop = asyncio.get_running_loop()
+        if out == "disconnect":
+            self.is_connected = False
+            assert self._on_disconnect is not None
+            loop.call_later(0.01, self._on_disconnect)
+            return
+        loop.call_later(0.01, self._deliver, list(out))
+
+    def _deliver(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            assert self._on_data is not None
+            self._on_data(chunk)
+
+    async def close(self) -> None:
+        self.is_connected = False
+
+
+HELLO = {
+    "proto": 2,
+    "fw": "2.0.0",
+    "app": None,
+    "win": 4,
+    "line": 128,
+    "enc": ["hex"],
+    "auth": "none",
+    "nonce": "0123456789abcdef",
+    "free": 100000,
+    "files": {"app.py": None},
+}
+HELLO_LINE = b"OTA:HELLO:" + json.dumps(HELLO).encode() + b"\n"
+
+
+def canned(
+    replies: dict[bytes, list[bytes] | str],
+) -> Callable[[bytes], list[bytes] | str]:
+    def answer(line: bytes) -> list[bytes] | str:
+        for prefix, out in replies.items():
+            if line.startswith(prefix):
+                return out
+        return []
+
+    return answer
+
+
+async def canned_client(
+    replies: dict[bytes, list[bytes] | str], **kw: Any
+) -> OTAClient:
+    client = OTAClient(CannedTransport(canned(replies)), control_timeout=1.0, **kw)
+    await client.start()
+    return client
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ([b"OTA:WHAT\n"], ProtocolError),
+        ([b"OTA:OK\n"], ProtocolError),
+        ([b"OTA:HELLO:" + b"{" * 10 + b"\n"], ProtocolError),
+        ([b"OTA:HELLO:" + b"x" * 9000 + b"\n"], LineTooLongError),
+        ([b"OTA:ERR:WRITE:flash\n"], ProtocolError),
+        ("disconnect", DisconnectedError),
+    ],
+)
+def test_bad_hello_replies(reply: list[bytes] | str, error: type[Exception]) -> None:
+    async def go() -> None:
+        client = await canned_client({b"OTA:HELLO": reply})
+        with pytest.raises(error):
+            await client.hello()
+
+    run(go())
+
+
+def test_late_data_replies_are_skipped_while_waiting_for_a_control_reply() -> None:
+    async def go() -> None:
+        client = await canned_client(
+            {b"OTA:HELLO": [b"OTA:A:5\nOTA:N:3\n", b"OTA:ACK:1\n", HELLO_LINE]}
+        )
+        assert await client.hello() is not None
+
+    run(go())
+
+
+def test_hello_json_split_into_many_notifications() -> None:
+    pieces = [HELLO_LINE[i : i + 7] for i in range(0, len(HELLO_LINE), 7)]
+
+    async def go() -> None:
+        client = await canned_client({b"OTA:HELLO": pieces})
+        info = await client.hello()
+        assert info is not None
+        assert info.max_line == 128
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ([b"OTA:READY\n"], ProtocolError),  # a v1 READY to a v2 FILE
+        ([b"OTA:READY:999:0123456789abcdef\n"], ProtocolError),  # past the end
+        ([b"OTA:REJECT:NOSPACE\n"], RejectedError),
+        ([b"OTA:ERR:INTERNAL:boom\n"], DeviceError),
+    ],
+)
+def test_bad_file_replies(reply: list[bytes], error: type[Exception]) -> None:
+    async def go() -> None:
+        client = await canned_client({b"OTA:HELLO": [HELLO_LINE], b"OTA:FILE": reply})
+        await client.hello()
+        with pytest.raises(error):
+            await client.send_file(FileImage("app.py", b"abc"))
+
+    run(go())
+
+
+def test_crc_error_at_the_end_of_a_transfer() -> None:
+    async def go() -> None:
+        client = await canned_client(
+            {
+                b"OTA:HELLO": [HELLO_LINE],
+                b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+                b"OTA:D:": [b"OTA:ERR:CRC:got=00000001,exp=00000002\n"],
+            }
+        )
+        await client.hello()
+        with pytest.raises(CrcMismatchError) as err:
+            await client.send_file(FileImage("app.py", b"abc"))
+        assert err.value.file == "app.py"
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (b"OTA:ERR:SIZE:got=2,exp=3\n", SizeMismatchError),
+        (b"OTA:ERR:CRC:got=00000001,exp=00000002\n", CrcMismatchError),
+        (b"OTA:ERR:RENAME:busy\n", DeviceError),
+        (b"OTA:ERR:NOT_RECEIVING\n", DeviceError),
+    ],
+)
+def test_v1_commit_failures(reply: bytes, error: type[Exception]) -> None:
+    async def go() -> None:
+        client = await canned_client(
+            {
+                b"OTA:HELLO": [b"OTA:ERR:UNKNOWN_CMD\n"],
+                b"OTA:START": [b"OTA:READY\n"],
+                b"OTA:DATA:0:": [b"OTA:ACK:0\n"],
+                b"OTA:COMMIT": [reply],
+            }
+        )
+        assert await client.hello() is None
+        with pytest.raises(error):
+            await client.send_file_v1(FileImage("app.py", b"abc", "1.0.0"))
+
+    run(go())
+
+
+def test_control_lines_with_response_data_lines_without() -> None:
+    transport = CannedTransport(
+        canned(
+            {
+                b"OTA:HELLO": [HELLO_LINE],
+                b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+                b"OTA:D:0:": [b"OTA:A:3\n"],
+                b"OTA:APPLY": "disconnect",
+            }
+        )
+    )
+
+    async def go() -> None:
+        client = OTAClient(transport)
+        await client.start()
+        await client.hello()
+        await client.send_file(FileImage("app.py", b"abc"))
+        assert await client.apply(["app.py"]) is False
+
+    run(go())
+    kinds = [
+        (line.rstrip(b"\n").split(b":")[1], response)
+        for line, response in transport.written
+    ]
+    assert kinds == [(b"HELLO", True), (b"FILE", True), (b"D", False), (b"APPLY", True)]
+
+
+def test_encoding_and_chunk_choice() -> None:
+    hex_only = parse_board_info(json.dumps(HELLO))
+    both = parse_board_info(json.dumps({**HELLO, "enc": ["hex", "b64"]}))
+    assert choose_encoding(hex_only) == "hex"
+    assert choose_encoding(both) == "b64"
+    assert choose_encoding(both, "hex") == "hex"
+    with pytest.raises(NotSupportedError):
+        choose_encoding(hex_only, "b64")
+    # each line fits min(max write, board line)
+    for limit in (23, 100, 128, 244):
+        for size in (1, 999, 123456):
+            chunk = v2_chunk(limit, size, "b64")
+            assert len(f"OTA:D:{size}:") + 4 * -(-chunk // 3) + 1 <= limit
+            v1 = v1_chunk(limit, size)
+            assert len(f"OTA:DATA:{size}:") + 2 * v1 + 1 <= limit
+    assert v2_chunk(244, 10, "b64", max_chunk=16) == 16
+    with pytest.raises(LinkTooSmallError):
+        v2_chunk(12, 10, "b64")
+    with pytest.raises(LinkTooSmallError):
+        v1_chunk(12, 10)
+
+
+class HangingTransport(CannedTransport):
+    """A stack whose operations never complete."""
+
+    def __init__(self, hang_start: bool) -> None:
+        super().__init__(canned({}))
+        self.hang_start = hang_start
+
+    async def start(
+        self, on_data: Callable[[bytes], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        if self.hang_start:
+            await asyncio.Event().wait()
+
+    async def write(self, data: bytes, *, response: bool) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("hang_start", [True, False])
+def test_hung_stack_operations_are_bounded(hang_start: bool) -> None:
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        client = OTAClient(HangingTransport(hang_start), control_timeout=3.0)
+
+        async def use() -> None:
+            await client.start()
+            await client.hello()
+
+        with pytest.raises(TransportError):
+            await use()
+        return loop.time() - begin
+
+    assert run(go()) == pytest.approx(3.0)

@@ -1,0 +1,418 @@
+"""install() end to end against the real firmware engine (loopback link).
+
+Virtual time (esp32_ota_sim.clock): reboot delays, reconnect intervals and
+timeouts elapse instantly.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.clock import run_virtual
+
+from custom_components.esp32_ota.nus_ota import (
+    AuthRequiredError,
+    ConnectFailedError,
+    DisconnectedError,
+    InstallOptions,
+    InstallResult,
+    NotInstalledError,
+    NotSupportedError,
+    RejectedError,
+    RolledBackError,
+    install,
+    probe,
+)
+
+from .loopback import Connector, Link, LoopbackBoard, lossy
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+FILES = {
+    "main.py": b"import app\n" + b"# padding line of the main script\n" * 120,
+    "app.py": random.Random(3).randbytes(9000),
+}
+
+
+def go(
+    connector: Connector,
+    files: dict[str, bytes] = FILES,
+    version: str = "1.1.0",
+    **kw: Any,
+) -> InstallResult:
+    return run_virtual(install(connector, files, version, **kw))
+
+
+def on_board(home: Path, files: dict[str, bytes] = FILES) -> bool:
+    return all((home / name).read_bytes() == data for name, data in files.items())
+
+
+def lines_sent(connector: Connector, prefix: str) -> int:
+    return sum(
+        1
+        for t in connector.transports
+        for line in t.counters.lines_in
+        if line.startswith(prefix)
+    )
+
+
+def test_v2_install_then_nothing_to_do(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    progress: list[tuple[int, int]] = []
+    result = go(connector, progress=lambda done, total: progress.append((done, total)))
+    assert on_board(board_fs)
+    assert result.protocol == 2
+    assert result.applied
+    assert set(result.files_sent) == set(FILES)
+    assert result.files_skipped == ()
+    assert result.bytes_total == sum(map(len, FILES.values()))
+    assert result.bytes_sent == result.bytes_total
+    assert result.bytes_resumed == 0
+    assert 0 < result.transfer_seconds < result.seconds
+    assert result.wire_bytes > result.bytes_total  # b64 and framing
+    assert result.wire_bytes < result.bytes_total * 1.5  # b64, not hex
+    assert result.retries == 0
+    assert result.connections == 2  # the update, then the check after the reset
+    assert result.board is not None
+    assert result.board.files["app.py"] is not None
+    assert result.board.files["app.py"].version == "1.1.0"
+    assert not result.trial  # the loopback app confirms at boot
+    assert connector.open_connections == 0
+    assert board.resets == 1  # one atomic bundle, one reset
+    assert progress[-1] == (result.bytes_total, result.bytes_total)
+    assert [d for d, _t in progress] == sorted(d for d, _t in progress)
+
+    again = go(connector)
+    assert not again.applied
+    assert again.files_sent == ()
+    assert set(again.files_skipped) == set(FILES)
+    assert board.resets == 1
+    assert lines_sent(connector, "OTA:FILE") == 2
+
+
+def test_only_changed_files_are_sent(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    go(connector)
+    changed = {**FILES, "app.py": FILES["app.py"][::-1]}
+    result = go(connector, changed, "1.2.0")
+    assert result.files_sent == ("app.py",)
+    assert result.files_skipped == ("main.py",)
+    assert on_board(board_fs, changed)
+    forced = go(connector, changed, "1.2.0", options=InstallOptions(force=True))
+    assert set(forced.files_sent) == set(FILES)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_v2_lossy_link(board_fs: Path, seed: int) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board, Link(drop_write=lossy(0.15, seed), latency=0.04))
+    result = go(connector)
+    assert on_board(board_fs)
+    assert result.retries > 0
+    assert sum(t.counters.dropped_writes for t in connector.transports) > 0
+
+
+def test_v2_resumes_after_a_dropped_link(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    cut = {"done": False, "count": 0}
+
+    def after_line(line: str) -> str | None:
+        if line.startswith("OTA:D:") and not cut["done"]:
+            cut["count"] += 1
+            if cut["count"] == 30:
+                cut["done"] = True
+                return "disconnect"
+        return None
+
+    connector = Connector(board, Link(after_line=after_line))
+    result = go(connector)
+    assert on_board(board_fs)
+    assert result.bytes_sent == result.bytes_total
+    assert result.bytes_resumed > 0  # resumed, not restarted
+    assert result.retries >= 1
+    assert result.connections == 3
+    assert connector.open_connections == 0
+
+
+def test_ok_lost_still_verified(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board, Link(drop_notify=lambda line: line == "OTA:OK"))
+    result = go(connector)
+    assert result.applied
+    assert on_board(board_fs)
+
+
+def test_hmac_board(board_fs: Path) -> None:
+    board = LoopbackBoard(auth_key="s3cret")
+    connector = Connector(board)
+    with pytest.raises(AuthRequiredError):
+        go(connector)
+    assert lines_sent(connector, "OTA:FILE") == 0  # refused before sending anything
+    with pytest.raises(RejectedError) as err:
+        go(connector, options=InstallOptions(auth_key="guess"))
+    assert err.value.reason == "AUTH"
+    result = go(connector, options=InstallOptions(auth_key="s3cret"))
+    assert on_board(board_fs)
+    assert result.protocol == 2
+
+
+def test_downgrade_needs_force(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    go(connector, version="2.0.0")
+    older = {name: data + b"\n" for name, data in FILES.items()}
+    with pytest.raises(RejectedError) as err:
+        go(connector, older, "1.9.0")
+    assert err.value.reason == "VERSION"
+    go(connector, older, "1.9.0", options=InstallOptions(force=True))
+    assert on_board(board_fs, older)
+
+
+def test_file_not_allowed(board_fs: Path) -> None:
+    connector = Connector(LoopbackBoard())
+    with pytest.raises(RejectedError) as err:
+        go(connector, {"boot.py": b"x"})
+    assert err.value.reason == "FORBIDDEN"
+    assert connector.open_connections == 0
+
+
+def test_rollback_is_reported(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    go(connector, version="1.0.0")
+    board.app_crashes = True  # the next app.py fails at boot, the guard restores 1.0.0
+    broken = {**FILES, "app.py": b"raise Exception('boom')\n"}
+    with pytest.raises(RolledBackError) as err:
+        go(connector, broken, "1.1.0")
+    assert err.value.version == "1.1.0"
+    assert err.value.restored == "1.0.0"
+    assert on_board(board_fs)  # the old files are back
+
+
+def test_rollback_of_an_unversioned_release(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    go(connector, version="")
+    board.app_crashes = True
+    with pytest.raises(RolledBackError) as err:
+        go(connector, {"app.py": b"broken"}, "")
+    assert err.value.version is None
+
+
+def test_verify_notices_a_file_that_did_not_stick(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    go(connector)
+    changed = {"app.py": b"new app\n"}
+
+    def clobber() -> None:
+        (board_fs / "app.py").write_bytes(b"something else\n")
+
+    board.on_boot = clobber
+    with pytest.raises(NotInstalledError) as err:
+        go(connector, changed, "1.2.0")
+    assert err.value.file == "app.py"
+
+
+@pytest.mark.parametrize("v1_window", [1, 4])
+def test_v1_board(board_fs: Path, v1_window: int) -> None:
+    board = LoopbackBoard(v1_only=True)
+    connector = Connector(board, Link(drop_write=lossy(0.1, v1_window)))
+    progress: list[int] = []
+    result = go(
+        connector,
+        options=InstallOptions(v1_window=v1_window),
+        progress=lambda d, _t: progress.append(d),
+    )
+    assert on_board(board_fs)
+    assert result.protocol == 1
+    assert result.board is None
+    assert result.connections == 3  # one per file (each commit resets), then the check
+    assert board.resets == 2
+    assert progress[-1] == result.bytes_total
+    assert connector.open_connections == 0
+    # every write is one whole line that fits
+    for transport in connector.transports:
+        assert all(
+            len(line) + 1 <= transport.max_write for line in transport.counters.lines_in
+        )
+
+
+def test_v1_token(board_fs: Path) -> None:
+    board = LoopbackBoard(v1_only=True, token="open-sesame")
+    connector = Connector(board)
+    with pytest.raises(RejectedError) as err:
+        go(connector, options=InstallOptions(token="wrong"))
+    assert err.value.reason == "AUTH"
+    go(connector, options=InstallOptions(token="open-sesame"))
+    assert on_board(board_fs)
+
+
+def test_v1_forced_on_a_v2_board_is_still_verified(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    result = go(connector, options=InstallOptions(protocol=1))
+    assert result.protocol == 1
+    assert result.board is not None  # the board speaks v2, so the check reads CRCs
+    assert on_board(board_fs)
+
+
+def test_connect_failures(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    connector.fail_next = 1
+    assert go(connector).applied
+    connector.fail_next = 10
+    with pytest.raises(ConnectFailedError) as err:
+        go(connector, {"app.py": b"other"}, options=InstallOptions(connect_attempts=2))
+    assert err.value.attempts == 2
+    assert not err.value.applied
+    assert isinstance(err.value.cause, TimeoutError)
+
+
+def test_probe(board_fs: Path) -> None:
+    info = run_virtual(probe(Connector(LoopbackBoard())))
+    assert info is not None
+    assert info.allowed_files == {"main.py", "app.py"}
+
+
+def test_probe_v1(board_fs: Path) -> None:
+    assert run_virtual(probe(Connector(LoopbackBoard(v1_only=True)))) is None
+
+
+@pytest.mark.parametrize(
+    ("files", "version"),
+    [
+        ({}, "1.0.0"),
+        ({"a:b": b"x"}, "1.0.0"),
+        (FILES, "1:0"),
+        (FILES, "1|0"),
+        (FILES, "x" * 65),
+    ],
+)
+def test_bad_arguments(board_fs: Path, files: dict[str, bytes], version: str) -> None:
+    connector = Connector(LoopbackBoard())
+    with pytest.raises(ValueError):
+        go(connector, files, version)
+    assert connector.calls == 0
+
+
+def test_a_failed_install_is_resumed_by_the_next(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    count = 0
+
+    def after_line(line: str) -> str | None:
+        nonlocal count
+        if not line.startswith("OTA:D:"):
+            return None
+        count += 1
+        return "disconnect" if count == 40 else None
+
+    connector = Connector(board, Link(after_line=after_line))
+    with pytest.raises(DisconnectedError):
+        go(connector, options=InstallOptions(session_attempts=1))
+    assert connector.open_connections == 0
+    result = go(connector)
+    assert on_board(board_fs)
+    assert 0 < result.bytes_sent < result.bytes_total
+    assert result.bytes_resumed == result.bytes_total - result.bytes_sent
+
+
+def test_v1_retries_a_file_after_a_dropped_link(board_fs: Path) -> None:
+    board = LoopbackBoard(v1_only=True)
+    count = 0
+
+    def after_line(line: str) -> str | None:
+        nonlocal count
+        if not line.startswith("OTA:DATA:"):
+            return None
+        count += 1
+        return "disconnect" if count == 10 else None
+
+    connector = Connector(board, Link(after_line=after_line))
+    result = go(connector)
+    assert on_board(board_fs)
+    assert result.connections == 4  # the dropped one, two files, the check
+    assert result.retries >= 1
+
+
+def test_lost_ready_leaves_the_board_busy_then_a_new_connection_resumes(
+    board_fs: Path,
+) -> None:
+    board = LoopbackBoard()
+    lost: list[str] = []
+
+    def drop_first_ready(line: str) -> bool:
+        if line.startswith("OTA:READY") and not lost:
+            lost.append(line)
+            return True
+        return False
+
+    connector = Connector(board, Link(drop_notify=drop_first_ready))
+    result = go(connector)
+    assert on_board(board_fs)
+    assert lost
+    assert result.connections == 3  # the FILE retry met BUSY; a reconnect fixed it
+
+
+def test_without_verification(board_fs: Path) -> None:
+    connector = Connector(LoopbackBoard(), Link(start_fails=1))
+    result = go(connector, options=InstallOptions(verify=False))
+    assert result.board is None
+    assert result.connections == 1
+    assert connector.calls == 2  # the first connection failed to start
+    assert on_board(board_fs)
+
+
+def test_v2_required_but_the_board_is_v1(board_fs: Path) -> None:
+    connector = Connector(LoopbackBoard(v1_only=True))
+    with pytest.raises(NotSupportedError):
+        go(connector, options=InstallOptions(protocol=2))
+    assert connector.open_connections == 0
+
+
+def test_a_board_busy_from_the_start_is_not_retried(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    board.manager.handle("OTA:START:app.py:10:00000000")  # another client's transfer
+    connector = Connector(board)
+    with pytest.raises(RejectedError) as err:
+        go(connector)
+    assert err.value.reason == "BUSY"
+    assert not err.value.after_resend
+    assert connector.calls == 1
+
+
+def test_board_that_does_not_come_back(board_fs: Path) -> None:
+    board = LoopbackBoard()
+    connector = Connector(board)
+    board.on_boot = lambda: setattr(connector, "fail_next", 100)
+    with pytest.raises(ConnectFailedError) as err:
+        go(connector, options=InstallOptions(connect_attempts=2))
+    assert err.value.applied  # the files were applied, only the check failed
+    assert on_board(board_fs)
+    assert connector.open_connections == 0
+
+
+def test_late_hello_reply_does_not_break_hmac(board_fs: Path) -> None:
+    """A HELLO reply later than the control timeout: resent HELLO, two replies
+    with different nonces; the stale one must neither be taken for FILE's
+    answer nor leave the nonce out of step."""
+    board = LoopbackBoard(auth_key="k")
+    late: list[str] = []
+
+    def delay(line: str) -> float:
+        if line.startswith("OTA:HELLO") and not late:
+            late.append(line)
+            return 6.0  # past the 5 s control timeout
+        return 0.0
+
+    connector = Connector(board, Link(delay_notify=delay))
+    result = go(connector, options=InstallOptions(auth_key="k"))
+    assert late
+    assert on_board(board_fs)
+    assert result.retries >= 1

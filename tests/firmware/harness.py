@@ -25,10 +25,12 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "device_firmware"
@@ -88,7 +90,9 @@ def _add_time_shims() -> None:
 @contextlib.contextmanager
 def cpython_board(home: Path) -> Iterator[None]:
     """Make `home` the board's filesystem and the firmware importable."""
-    names = _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, CPYTHON_DIR, SCENARIO_DIR)
+    names = _module_names(
+        FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, CPYTHON_DIR, SCENARIO_DIR
+    )
 
     def purge() -> None:
         for name in names:
@@ -137,7 +141,9 @@ def compile_firmware(target: Path) -> None:
         )
 
 
-def run_on_micropython(module: str, tests: list[str], *, mpy: bool = False) -> dict[str, Outcome]:
+def run_on_micropython(
+    module: str, tests: list[str], *, mpy: bool = False
+) -> dict[str, Outcome]:
     """Run scenario tests in one MicroPython WebAssembly instance."""
     with tempfile.TemporaryDirectory() as tmp:
         firmware = FIRMWARE_DIR
@@ -154,7 +160,9 @@ def run_on_micropython(module: str, tests: list[str], *, mpy: bool = False) -> d
             },
             "module": module,
             "tests": tests,
-            "purge": _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, SCENARIO_DIR),
+            "purge": _module_names(
+                FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, SCENARIO_DIR
+            ),
         }
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job))
@@ -190,6 +198,7 @@ def _parse_runner_output(text: str, tests: list[str]) -> dict[str, Outcome]:
     for test in tests:
         if test not in results:
             results[test] = Outcome(
-                ok=False, error=f"MicroPython did not report this test. {fatal}\n{text[-4000:]}"
+                ok=False,
+                error=f"MicroPython did not report this test. {fatal}\n{text[-4000:]}",
             )
     return results

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .harness import RUNTIMES, Outcome, run_on_cpython, run_on_micropython, scenario_tests
+from .harness import (
+    RUNTIMES,
+    Outcome,
+    run_on_cpython,
+    run_on_micropython,
+    scenario_tests,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _micropython_results: dict[tuple[str, bool], dict[str, Outcome]] = {}
 
@@ -16,7 +24,11 @@ def _micropython_outcome(module: str, test: str) -> Outcome:
     mpy = test.startswith("test_mpy_")
     key = (module, mpy)
     if key not in _micropython_results:
-        tests = [t for m, t in scenario_tests() if m == module and t.startswith("test_mpy_") == mpy]
+        tests = [
+            t
+            for m, t in scenario_tests()
+            if m == module and t.startswith("test_mpy_") == mpy
+        ]
         _micropython_results[key] = run_on_micropython(module, tests, mpy=mpy)
     return _micropython_results[key][test]
 

@@ -66,7 +66,10 @@ class OTAManager:
     AUTH_KEY = None  # v2 HMAC-SHA256 key (str); v1 START then needs AUTH_TOKEN
     RESET_DELAY_MS = 500
     MAX_TRIAL_BOOTS = 2  # read by boot_guard
-    WINDOW = 8  # D lines a v2 client may have unacknowledged
+    # D lines a v2 client may have unacknowledged. Each one costs RAM: a
+    # queued write (~0.3 KB while streaming) and LINE_MAX of RX buffer; 7
+    # keeps the streaming peak under 4 KB and a proxy link busy (scripts/bench).
+    WINDOW = 7
     LINE_MAX = 512  # longest line the board accepts, "\n" included
 
     def __init__(self, reply_fn, wdt=None):

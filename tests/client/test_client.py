@@ -567,3 +567,70 @@ def test_hung_stack_operations_are_bounded(hang_start: bool) -> None:
         return loop.time() - begin
 
     assert run(go()) == pytest.approx(3.0)
+
+
+class HangingDataTransport(CannedTransport):
+    """Answers control lines; its writes without response never complete."""
+
+    async def write(self, data: bytes, *, response: bool) -> None:
+        if not response:
+            self.written.append((data, response))
+            await asyncio.Event().wait()
+        await super().write(data, response=response)
+
+
+def test_hung_data_write_is_bounded() -> None:
+    replies: dict[bytes, list[bytes] | str] = {
+        b"OTA:HELLO": [HELLO_LINE],
+        b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+    }
+
+    async def go() -> tuple[float, list[tuple[bytes, bool]]]:
+        loop = asyncio.get_running_loop()
+        transport = HangingDataTransport(canned(replies))
+        client = OTAClient(transport, control_timeout=2.0)
+        await client.start()
+        await client.hello()
+        begin = loop.time()
+        with pytest.raises(TransportError, match="timed out"):
+            await client.send_file(FileImage("app.py", b"x" * 500))
+        return loop.time() - begin, transport.written
+
+    took, written = run(go())
+    # FILE went out, then the first data line, which never completed
+    assert [(line[:6], response) for line, response in written[1:]] == [
+        (b"OTA:FI", True),
+        (b"OTA:D:", False),
+    ]
+    assert took == pytest.approx(2.0, abs=0.1)
+
+
+def test_data_line_longer_than_the_link_allows() -> None:
+    replies: dict[bytes, list[bytes] | str] = {
+        b"OTA:HELLO": [HELLO_LINE],
+        b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+    }
+
+    async def go() -> list[tuple[bytes, bool]]:
+        transport = CannedTransport(canned(replies))
+
+        def answer(line: bytes) -> list[bytes] | str:
+            if line.startswith(b"OTA:D:"):
+                transport.max_write = 30  # the link shrank under the sender
+            return canned(replies)(line)
+
+        transport.answer = answer
+        client = OTAClient(transport, control_timeout=1.0)
+        await client.start()
+        await client.hello()
+        with pytest.raises(LinkTooSmallError):
+            await client.send_file(FileImage("app.py", b"x" * 500))
+        return transport.written
+
+    written = run(go())
+    data = [line for line, response in written if not response]
+    # the first window went out; its resend no longer fits and is refused
+    chunk = v2_chunk(HELLO["line"], 500, "hex")
+    offsets = [int(line.split(b":")[2]) for line in data]
+    assert offsets == [i * chunk for i in range(HELLO["win"])]
+    assert min(len(line) for line in data) > 30

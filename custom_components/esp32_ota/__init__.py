@@ -1,0 +1,42 @@
+"""ESP32 OTA over Bluetooth: install MicroPython scripts on ESP32 boards.
+
+One config entry per board. The board is reached through whichever local
+adapter or ESPHome Bluetooth proxy hears it; its scripts come from a folder
+under the Home Assistant configuration directory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeassistant.const import Platform
+from homeassistant.helpers.storage import Store
+
+from .const import DOMAIN, STORAGE_VERSION
+from .coordinator import BoardCoordinator, Esp32OtaConfigEntry
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+PLATFORMS: list[Platform] = [Platform.UPDATE]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> bool:
+    """Watch the board and its folder; the entity is unavailable until heard."""
+    coordinator = BoardCoordinator(hass, entry)
+    await coordinator.async_start()
+    entry.runtime_data = coordinator
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> bool:
+    """Unload the entity; callbacks and timers go with the entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
+    """Forget what we recorded about a removed board."""
+    await Store[dict[str, object]](
+        hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
+    ).async_remove()

@@ -1,0 +1,234 @@
+"""Config flow for ESP32 OTA over Bluetooth: one entry per board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import voluptuous as vol
+from homeassistant.components.bluetooth import (
+    BluetoothServiceInfoBleak,
+    async_discovered_service_info,
+)
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
+from homeassistant.const import CONF_ADDRESS
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.selector import (
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from homeassistant.util import slugify
+
+from .const import (
+    CONF_AUTH_KEY,
+    CONF_NAME,
+    CONF_SOURCE_DIR,
+    CONF_TOKEN,
+    DEFAULT_SOURCE_ROOT,
+    DOMAIN,
+    LOCAL_NAME_PREFIX,
+    MANUFACTURER_DATA_START,
+    MANUFACTURER_ID,
+    NUS_SERVICE_UUID,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+def is_our_board(info: BluetoothServiceInfoBleak) -> bool:
+    """Whether an advertisement matches the matchers of manifest.json."""
+    return info.name.startswith(LOCAL_NAME_PREFIX) or info.manufacturer_data.get(
+        MANUFACTURER_ID, b""
+    ).startswith(MANUFACTURER_DATA_START)
+
+
+def speaks_nus(info: BluetoothServiceInfoBleak) -> bool:
+    """Whether a device advertises the Nordic UART Service (maybe one of ours)."""
+    return NUS_SERVICE_UUID in info.service_uuids
+
+
+def default_source_dir(name: str, address: str) -> str:
+    """Return the default folder of a board, relative to the config dir."""
+    slug = slugify(name) or "board"
+    tail = address.replace(":", "").replace("-", "")[-4:].lower()
+    if not slug.endswith(tail):
+        slug = f"{slug}_{tail}"
+    return f"{DEFAULT_SOURCE_ROOT}/{slug}"
+
+
+def resolve_source_dir(hass: HomeAssistant, source_dir: str) -> Path:
+    """Return the absolute folder; relative paths are under the config dir."""
+    return Path(hass.config.path(source_dir))
+
+
+def _ensure_folder(folder: Path) -> str | None:
+    """Create the folder if needed; return an error key or None (blocking)."""
+    if folder.exists() and not folder.is_dir():
+        return "not_a_folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return "cannot_create_folder"
+    return None
+
+
+def _title(info: BluetoothServiceInfoBleak) -> str:
+    """Name a board by its advertised name, else its address."""
+    return info.name or info.address
+
+
+class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Add a board found over Bluetooth."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        """Start with nothing discovered."""
+        self._discovery_info: BluetoothServiceInfoBleak | None = None
+        self._discovered: dict[str, BluetoothServiceInfoBleak] = {}
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> Esp32OtaOptionsFlow:
+        """Return the options flow (source folder and credentials)."""
+        return Esp32OtaOptionsFlow()
+
+    async def async_step_bluetooth(
+        self, discovery_info: BluetoothServiceInfoBleak
+    ) -> ConfigFlowResult:
+        """Handle a board found by the manifest's Bluetooth matchers."""
+        await self.async_set_unique_id(discovery_info.address)
+        # A known board that shows up again may have a new name.
+        self._abort_if_unique_id_configured(
+            updates={CONF_NAME: discovery_info.name}, reload_on_update=False
+        )
+        self._discovery_info = discovery_info
+        self.context["title_placeholders"] = {"name": _title(discovery_info)}
+        return await self.async_step_bluetooth_confirm()
+
+    async def async_step_bluetooth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask the user to confirm a discovered board."""
+        assert self._discovery_info is not None
+        if user_input is not None:
+            return await self._async_create(self._discovery_info)
+        self._set_confirm_only()
+        return self.async_show_form(
+            step_id="bluetooth_confirm",
+            description_placeholders={
+                "name": _title(self._discovery_info),
+                "address": self._discovery_info.address,
+            },
+        )
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Let the user pick a board among the connectable ones in range."""
+        if user_input is not None:
+            info = self._discovered[user_input[CONF_ADDRESS]]
+            await self.async_set_unique_id(info.address, raise_on_progress=False)
+            self._abort_if_unique_id_configured()
+            return await self._async_create(info)
+
+        configured = self._async_current_ids(include_ignore=False)
+        for info in async_discovered_service_info(self.hass, connectable=True):
+            if info.address in configured or info.address in self._discovered:
+                continue
+            if is_our_board(info) or speaks_nus(info):
+                self._discovered[info.address] = info
+        if not self._discovered:
+            return self.async_abort(reason="no_devices_found")
+
+        ours = sorted(
+            self._discovered.values(),
+            key=lambda info: (not is_our_board(info), _title(info), info.address),
+        )
+        return self.async_show_form(
+            step_id="user",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_ADDRESS): vol.In(
+                        {
+                            info.address: f"{_title(info)} ({info.address})"
+                            for info in ours
+                        }
+                    )
+                }
+            ),
+        )
+
+    async def _async_create(self, info: BluetoothServiceInfoBleak) -> ConfigFlowResult:
+        """Create the entry with a default source folder, made if missing."""
+        source_dir = default_source_dir(info.name, info.address)
+        await self.hass.async_add_executor_job(
+            _ensure_folder, resolve_source_dir(self.hass, source_dir)
+        )
+        return self.async_create_entry(
+            title=_title(info),
+            data={CONF_ADDRESS: info.address, CONF_NAME: info.name},
+            options={CONF_SOURCE_DIR: source_dir},
+        )
+
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+
+class Esp32OtaOptionsFlow(OptionsFlowWithReload):
+    """Source folder, HMAC key and v1 token of one board."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Edit the options."""
+        errors: dict[str, str] = {}
+        options: Mapping[str, Any] = self.config_entry.options
+        if user_input is not None:
+            source_dir = user_input[CONF_SOURCE_DIR].strip()
+            token = user_input.get(CONF_TOKEN, "").strip()
+            key = user_input.get(CONF_AUTH_KEY, "")
+            if not source_dir:
+                errors[CONF_SOURCE_DIR] = "folder_required"
+            elif error := await self.hass.async_add_executor_job(
+                _ensure_folder, resolve_source_dir(self.hass, source_dir)
+            ):
+                errors[CONF_SOURCE_DIR] = error
+            if any(ch in token for ch in ":\n") or not token.isascii():
+                errors[CONF_TOKEN] = "invalid_token"
+            if not errors:
+                data = {CONF_SOURCE_DIR: source_dir}
+                if token:
+                    data[CONF_TOKEN] = token
+                if key:
+                    data[CONF_AUTH_KEY] = key
+                return self.async_create_entry(data=data)
+            options = user_input
+
+        return self.async_show_form(
+            step_id="init",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(
+                        CONF_SOURCE_DIR, default=options.get(CONF_SOURCE_DIR, "")
+                    ): str,
+                    vol.Optional(
+                        CONF_AUTH_KEY,
+                        description={"suggested_value": options.get(CONF_AUTH_KEY, "")},
+                    ): _PASSWORD,
+                    vol.Optional(
+                        CONF_TOKEN,
+                        description={"suggested_value": options.get(CONF_TOKEN, "")},
+                    ): _PASSWORD,
+                }
+            ),
+            errors=errors,
+            description_placeholders={"config_dir": self.hass.config.config_dir},
+        )

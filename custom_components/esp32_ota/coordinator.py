@@ -1,0 +1,569 @@
+"""One board: presence, what it runs, what its folder offers, and installs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import bleak_retry_connector
+from bleak.exc import BleakError
+from bleak_retry_connector import (
+    BleakNotFoundError,
+    BleakOutOfConnectionSlotsError,
+    establish_connection,
+)
+from homeassistant.components import bluetooth
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_ADDRESS
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.storage import Store
+
+from .const import (
+    BOARD_REFRESH_INTERVAL,
+    CONF_AUTH_KEY,
+    CONF_SOURCE_DIR,
+    CONF_TOKEN,
+    CONNECT_ATTEMPTS,
+    DOMAIN,
+    SOURCE_SCAN_INTERVAL,
+    STORAGE_VERSION,
+    VERSION_REPLY_TIMEOUT,
+)
+from .nus_ota.client import OTAClient
+from .nus_ota.errors import (
+    AuthRequiredError,
+    ConnectFailedError,
+    CrcMismatchError,
+    DeviceError,
+    LinkTooSmallError,
+    NotInstalledError,
+    OTAError,
+    RejectedError,
+    RolledBackError,
+    SizeMismatchError,
+)
+from .nus_ota.install import InstallOptions, install
+from .nus_ota.transport import BleakTransport, Transport
+from .source import Release, SourceError, SourceFolder, SourceState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from bleak.backends.device import BLEDevice
+
+    from .nus_ota.board_info import BoardInfo
+
+_LOGGER = logging.getLogger(__name__)
+
+type Esp32OtaConfigEntry = ConfigEntry[BoardCoordinator]
+
+# What a failed connection or conversation can raise besides OTAError.
+_LINK_ERRORS = (BleakError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledRecord:
+    """What this integration last installed on the board (persisted).
+
+    A v1 board cannot say which files it holds, so this is all we know.
+    """
+
+    version: str
+    files: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stored form."""
+        return {"version": self.version, "files": dict(self.files)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> InstalledRecord | None:
+        """Read the stored form; None when it is missing or damaged."""
+        if not isinstance(data, dict):
+            return None
+        version = data.get("version")
+        files = data.get("files")
+        if not isinstance(version, str) or not isinstance(files, dict):
+            return None
+        return cls(version, {str(k): str(v) for k, v in files.items()})
+
+
+def install_error(key: str, **placeholders: str) -> HomeAssistantError:
+    """Build a translated install error."""
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key=key,
+        translation_placeholders=placeholders,
+    )
+
+
+class BoardCoordinator:
+    """State of one board, shared with its entity; one connection at a time."""
+
+    def __init__(self, hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
+        """Read the entry; nothing runs before async_start()."""
+        self.hass = hass
+        self.entry = entry
+        self.address: str = entry.data[CONF_ADDRESS]
+        self.name: str = entry.title
+        self.folder = SourceFolder(
+            Path(hass.config.path(entry.options[CONF_SOURCE_DIR]))
+        )
+        self.auth_key: str | None = entry.options.get(CONF_AUTH_KEY) or None
+        self.token: str | None = entry.options.get(CONF_TOKEN) or None
+        self.source = SourceState()
+        self.available = False
+        self.board_info: BoardInfo | None = None
+        self.protocol: int | None = None
+        self.app_version: str | None = None
+        self.record: InstalledRecord | None = None
+        self.installing = False
+        self.progress: float | None = None
+        self._listeners: list[CALLBACK_TYPE] = []
+        self._store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
+        )
+        self._link_lock = asyncio.Lock()
+        self._gave_up: BleakError | None = None
+        self._issue_id = f"source_problem_{entry.entry_id}"
+
+    # -- life cycle
+
+    async def async_start(self) -> None:
+        """Load what we know, watch the board and its folder."""
+        stored = await self._store.async_load() or {}
+        self.record = InstalledRecord.from_dict(stored.get("installed"))
+        protocol = stored.get("protocol")
+        self.protocol = protocol if protocol in (1, 2) else None
+        await self.async_rescan_source()
+        entry = self.entry
+        entry.async_on_unload(
+            lambda: ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        )
+        self.available = bluetooth.async_address_present(
+            self.hass, self.address, connectable=True
+        )
+        entry.async_on_unload(
+            bluetooth.async_register_callback(
+                self.hass,
+                self._async_advertisement,
+                bluetooth.BluetoothCallbackMatcher(address=self.address),
+                bluetooth.BluetoothScanningMode.ACTIVE,
+            )
+        )
+        entry.async_on_unload(
+            bluetooth.async_track_unavailable(
+                self.hass, self._async_unavailable, self.address, connectable=True
+            )
+        )
+        entry.async_on_unload(
+            async_track_time_interval(
+                self.hass,
+                self._async_scan_timer,
+                SOURCE_SCAN_INTERVAL,
+                name=f"{DOMAIN} source scan",
+                cancel_on_shutdown=True,
+            )
+        )
+        entry.async_on_unload(
+            async_track_time_interval(
+                self.hass,
+                self._async_refresh_timer,
+                BOARD_REFRESH_INTERVAL,
+                name=f"{DOMAIN} board refresh",
+                cancel_on_shutdown=True,
+            )
+        )
+        if self.available:
+            self._schedule_refresh()
+
+    @callback
+    def async_add_listener(self, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call `listener` whenever anything shown changes."""
+        self._listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    # -- presence
+
+    @callback
+    def _async_advertisement(
+        self,
+        service_info: bluetooth.BluetoothServiceInfoBleak,
+        change: bluetooth.BluetoothChange,
+    ) -> None:
+        """Mark the board available; read it again if it was away."""
+        if not service_info.connectable or self.available:
+            return
+        self.available = True
+        self._notify()
+        self._schedule_refresh()
+
+    @callback
+    def _async_unavailable(
+        self, service_info: bluetooth.BluetoothServiceInfoBleak
+    ) -> None:
+        """No connectable scanner hears the board any more."""
+        self.available = False
+        self._notify()
+
+    # -- the source folder
+
+    async def _async_scan_timer(self, _now: Any) -> None:
+        await self.async_rescan_source()
+
+    async def async_rescan_source(self) -> SourceState:
+        """Re-read the folder if it changed (a stat walk in the executor)."""
+        state = await self.hass.async_add_executor_job(self.folder.scan)
+        if state is self.source:
+            return state
+        self.source = state
+        if (problem := state.problem) is not None:
+            _LOGGER.warning("%s: %s", self.name, problem)
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key="source_problem",
+                translation_placeholders={
+                    "name": self.name,
+                    "folder": str(self.folder.folder),
+                    "error": str(problem),
+                },
+            )
+        else:
+            ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        self._notify()
+        return state
+
+    # -- what the board runs
+
+    def board_crcs(self) -> Mapping[str, str] | None:
+        """CRC of each file on the board, as far as we know."""
+        if self.board_info is not None:
+            return {
+                name: file.crc
+                for name, file in self.board_info.files.items()
+                if file is not None
+            }
+        if self.record is not None:
+            return self.record.files
+        return None
+
+    def _matching_release(self) -> Release | None:
+        """Return the release of the folder the board holds exactly, if any."""
+        crcs = self.board_crcs()
+        if crcs is None:
+            return None
+        candidates = list(self.source.releases.values())
+        if self.source.latest is not None:
+            candidates.insert(0, self.source.latest)
+        for release in candidates:
+            if all(crcs.get(file.name) == file.crc for file in release.files):
+                return release
+        return None
+
+    def _reported_version(self) -> str | None:
+        """Return the version the board (or our record of it) reports."""
+        info = self.board_info
+        if info is None:
+            return self.record.version if self.record else self.app_version
+        latest = self.source.latest
+        names = latest.names if latest is not None else list(info.files)
+        versions = {
+            file.version
+            for name in names
+            if (file := info.files.get(name)) is not None and file.version
+        }
+        if len(versions) == 1:
+            return versions.pop()
+        return info.app_version
+
+    @property
+    def installed_version(self) -> str | None:
+        """The version on the board; '(modified)' when it only claims the latest."""
+        if (release := self._matching_release()) is not None:
+            return release.version
+        version = self._reported_version()
+        latest = self.source.latest
+        if version is not None and latest is not None and version == latest.version:
+            return f"{version} (modified)"
+        return version
+
+    def files_to_send(self, release: Release) -> list[str]:
+        """Files of a release that differ from what the board holds."""
+        crcs = self.board_crcs() or {}
+        return [file.name for file in release.files if crcs.get(file.name) != file.crc]
+
+    def not_allowed(self, release: Release) -> list[str]:
+        """Files of a release the board would refuse (v2 boards say which)."""
+        if self.board_info is None:
+            return []
+        return release.not_allowed(self.board_info.allowed_files)
+
+    # -- connections
+
+    async def _async_connect(self) -> Transport:
+        """Connect through whichever adapter or proxy hears the board best."""
+        if self._gave_up is not None:
+            # establish_connection already retried for half a minute.
+            raise self._gave_up
+        device = bluetooth.async_ble_device_from_address(
+            self.hass, self.address, connectable=True
+        )
+        if device is None:
+            raise BleakNotFoundError(f"{self.name} ({self.address}) is not in range")
+
+        def fresh_device() -> BLEDevice:
+            return (
+                bluetooth.async_ble_device_from_address(
+                    self.hass, self.address, connectable=True
+                )
+                or device
+            )
+
+        try:
+            return await self._async_open(device, fresh_device)
+        except (BleakOutOfConnectionSlotsError, BleakNotFoundError) as err:
+            self._gave_up = err
+            raise
+
+    async def _async_open(
+        self, device: BLEDevice, fresh_device: Callable[[], BLEDevice]
+    ) -> Transport:
+        return await BleakTransport.open(
+            lambda disconnected: establish_connection(
+                # Looked up now: Home Assistant's Bluetooth integration swaps
+                # in its wrapper (adapter or proxy, by signal and free slots).
+                bleak_retry_connector.BleakClientWithServiceCache,
+                device,
+                self.name,
+                disconnected,
+                max_attempts=CONNECT_ATTEMPTS,
+                ble_device_callback=fresh_device,
+            )
+        )
+
+    def _schedule_refresh(self) -> None:
+        self.entry.async_create_background_task(
+            self.hass, self.async_refresh_board(), f"{DOMAIN} refresh {self.address}"
+        )
+
+    async def _async_refresh_timer(self, _now: Any) -> None:
+        if self.available:
+            await self.async_refresh_board()
+
+    async def async_refresh_board(self) -> bool:
+        """Ask the board what it runs; False when it could not be reached."""
+        if self._link_lock.locked():
+            return False
+        async with self._link_lock:
+            self._gave_up = None
+            try:
+                await self._async_probe()
+            except (OTAError, *_LINK_ERRORS) as err:
+                _LOGGER.debug("%s: cannot read the board: %s", self.name, err)
+                return False
+            except Exception:  # a background task: log anything else, never die
+                _LOGGER.exception("%s: unexpected error reading the board", self.name)
+                return False
+        await self._async_save()
+        self._notify()
+        return True
+
+    async def _async_probe(self) -> None:
+        """One short connection: HELLO, or for a v1 board its app VERSION."""
+        replies: asyncio.Queue[str] = asyncio.Queue()
+        client = OTAClient(await self._async_connect(), on_app_line=replies.put_nowait)
+        try:
+            await client.start()
+            info = await client.hello()
+            if info is not None:
+                self.board_info = info
+                self.protocol = 2
+                self.app_version = info.app_version
+                return
+            self.board_info = None
+            self.protocol = 1
+            await client.transport.write(b"VERSION\n", response=True)
+            async with asyncio.timeout(VERSION_REPLY_TIMEOUT):
+                while not (line := await replies.get()).startswith("VERSION:"):
+                    pass
+            version = line.removeprefix("VERSION:").strip()
+            self.app_version = None if version in ("", "unknown") else version
+        except TimeoutError:
+            _LOGGER.debug("%s: no VERSION reply from the application", self.name)
+        finally:
+            await client.close()
+
+    async def _async_save(self) -> None:
+        await self._store.async_save(
+            {
+                "installed": self.record.as_dict() if self.record else None,
+                "protocol": self.protocol,
+            }
+        )
+
+    # -- installing
+
+    async def async_install(self, version: str | None) -> None:
+        """Install the latest release, or `version` from versions/ (forced)."""
+        if self.installing:
+            raise install_error("install_in_progress", name=self.name)
+        self.installing = True
+        self.progress = 0
+        self._notify()
+        try:
+            async with self._link_lock:
+                self._gave_up = None
+                await self._async_install(version)
+        finally:
+            self.installing = False
+            self.progress = None
+            self._notify()
+
+    def _release(self, state: SourceState, version: str | None) -> Release:
+        if version is not None:
+            if (release := state.releases.get(version)) is None:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="unknown_version",
+                    translation_placeholders={
+                        "name": self.name,
+                        "version": version,
+                        "versions": ", ".join(sorted(state.releases)) or "-",
+                    },
+                )
+            return release
+        if state.latest is None:
+            if state.problem is not None:
+                raise install_error(
+                    "source_problem", name=self.name, error=str(state.problem)
+                )
+            raise install_error(
+                "no_update", name=self.name, folder=str(self.folder.folder)
+            )
+        return state.latest
+
+    async def _async_install(self, version: str | None) -> None:
+        state = await self.async_rescan_source()
+        release = self._release(state, version)
+        if refused := self.not_allowed(release):
+            assert self.board_info is not None
+            raise install_error(
+                "files_not_allowed",
+                name=self.name,
+                files=", ".join(refused),
+                allowed=", ".join(sorted(self.board_info.allowed_files)),
+            )
+        try:
+            contents = await self.hass.async_add_executor_job(release.read)
+        except SourceError as err:
+            raise install_error(
+                "source_problem", name=self.name, error=str(err)
+            ) from err
+        force = version is not None
+        if self.protocol == 1 and self.record is not None and not force:
+            # v1 sends whole files and resets after each: skip unchanged ones.
+            changed = self.files_to_send(release)
+            contents = {name: contents[name] for name in changed}
+        if contents:
+            # An undeclared (hash) version is for display only: on the wire
+            # it would trip the board's dotted-integer downgrade guard.
+            wire_version = release.version if release.declared else ""
+            if self.protocol == 1 and self.token and not wire_version:
+                raise install_error("version_required", name=self.name)
+            options = InstallOptions(
+                auth_key=self.auth_key, token=self.token, force=force
+            )
+            try:
+                result = await install(
+                    self._async_connect,
+                    contents,
+                    wire_version,
+                    options,
+                    progress=self._on_progress,
+                )
+            except (OTAError, *_LINK_ERRORS) as err:
+                raise self._translate(err, release) from err
+            self.protocol = result.protocol
+            self.board_info = result.board
+            if result.board is not None:
+                self.app_version = result.board.app_version
+        self.record = InstalledRecord(
+            release.version, {file.name: file.crc for file in release.files}
+        )
+        await self._async_save()
+
+    @callback
+    def _on_progress(self, acknowledged: int, total: int) -> None:
+        progress = round(100 * acknowledged / total, 1) if total else 100.0
+        if progress != self.progress:
+            self.progress = progress
+            self._notify()
+
+    def _translate(self, err: Exception, release: Release) -> HomeAssistantError:
+        """Tell the user what went wrong and what to do about it."""
+        name = self.name
+        if isinstance(err, ConnectFailedError) and err.applied:
+            return install_error("not_back", name=name, error=str(err.cause))
+        if isinstance(err, ConnectFailedError) and err.cause is not None:
+            err = err.cause if isinstance(err.cause, Exception) else err
+        if isinstance(err, BleakOutOfConnectionSlotsError):
+            return install_error("out_of_slots", name=name)
+        if isinstance(err, BleakNotFoundError):
+            return install_error("not_found", name=name)
+        if isinstance(err, RejectedError):
+            files = ", ".join(release.names)
+            match err.reason:
+                case "FORBIDDEN":
+                    return install_error("file_forbidden", name=name, file=files)
+                case "NOSPACE":
+                    return install_error("no_space", name=name, file=files)
+                case "AUTH":
+                    return install_error("auth_failed", name=name)
+                case "VERSION":
+                    return install_error(
+                        "downgrade_refused", name=name, version=release.version
+                    )
+                case "BUSY":
+                    return install_error("board_busy", name=name)
+            return install_error("bad_request", name=name, error=str(err))
+        if isinstance(err, AuthRequiredError):
+            return install_error("auth_required", name=name, scheme=err.scheme)
+        if isinstance(err, (CrcMismatchError, SizeMismatchError)):
+            return install_error("crc_mismatch", name=name, file=err.file)
+        if isinstance(err, RolledBackError):
+            return install_error(
+                "rolled_back",
+                name=name,
+                version=err.version or release.version,
+                restored=err.restored or "the previous version",
+            )
+        if isinstance(err, NotInstalledError):
+            return install_error(
+                "not_installed", name=name, file=err.file, error=str(err)
+            )
+        if isinstance(err, LinkTooSmallError):
+            return install_error("link_too_small", name=name, error=str(err))
+        if isinstance(err, DeviceError):
+            return install_error("board_error", name=name, error=str(err))
+        if isinstance(err, (BleakError, ConnectFailedError)):
+            return install_error("not_reachable", name=name, error=str(err))
+        return install_error("link_lost", name=name, error=str(err))

@@ -1,0 +1,50 @@
+"""Diagnostics: what the board reported, what the folder offers, no secrets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.diagnostics import async_redact_data
+
+from .const import CONF_AUTH_KEY, CONF_TOKEN
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+    from .coordinator import Esp32OtaConfigEntry
+
+TO_REDACT = {CONF_AUTH_KEY, CONF_TOKEN, "nonce"}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: Esp32OtaConfigEntry
+) -> dict[str, Any]:
+    """Return the board's state as the integration sees it."""
+    board = entry.runtime_data
+    source = board.source
+    info = asdict(board.board_info) if board.board_info else None
+    if info is not None:
+        info["encodings"] = sorted(info["encodings"])
+    return {
+        "options": async_redact_data(dict(entry.options), TO_REDACT),
+        "available": board.available,
+        "protocol": board.protocol,
+        "app_version": board.app_version,
+        "installed_version": board.installed_version,
+        "board": async_redact_data(info, TO_REDACT) if info else None,
+        "recorded": board.record.as_dict() if board.record else None,
+        "source": {
+            "folder": str(board.folder.folder),
+            "problem": str(source.problem) if source.problem else None,
+            "releases": {
+                version: {
+                    "declared": release.declared,
+                    "files": {
+                        f.name: {"size": f.size, "crc": f.crc} for f in release.files
+                    },
+                }
+                for version, release in source.releases.items()
+            },
+        },
+    }

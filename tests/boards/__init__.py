@@ -1,0 +1,1 @@
+"""Board images for the Home Assistant tests (files put on virtual boards)."""

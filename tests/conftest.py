@@ -1,0 +1,64 @@
+"""Fixtures for the Home Assistant tests of esp32_ota."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from unittest.mock import patch
+
+import bleak_retry_connector
+import pytest
+from esp32_ota_sim.bleak_backend import reset_registry
+
+# Import our package before Home Assistant mounts its test config dir, whose
+# own `custom_components` package would otherwise shadow this repository's.
+from custom_components.esp32_ota.const import DOMAIN
+from tests.bluetooth_helpers import (
+    SimProxyScanner,
+    async_register_sim_proxy,
+    skip_discovery_flows,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Generator
+    from pathlib import Path
+
+    from homeassistant.core import HomeAssistant
+
+assert DOMAIN == "esp32_ota"
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(
+    hass: HomeAssistant, enable_custom_integrations: None, tmp_path: Path
+) -> None:
+    """Load custom_components/esp32_ota; a fresh config dir for every test."""
+    hass.config.config_dir = str(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def sim_registry() -> Generator[None]:
+    """Every test starts with no virtual boards and default proxy slots."""
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture
+async def proxy(
+    hass: HomeAssistant, enable_bluetooth: None
+) -> AsyncIterator[SimProxyScanner]:
+    """An ESPHome-proxy-like scanner; other integrations' flows skipped."""
+    scanner, cleanup = async_register_sim_proxy(hass)
+    with skip_discovery_flows():
+        yield scanner
+    cleanup()
+
+
+@pytest.fixture
+def short_connect_backoff() -> Generator[None]:
+    """Shorten bleak-retry-connector's 4 s backoffs (it retries 9 times).
+
+    Only the waiting between attempts changes; every attempt still runs.
+    """
+    with patch.object(bleak_retry_connector, "BLEAK_OUT_OF_SLOTS_BACKOFF_TIME", 0.01):
+        yield

@@ -1,0 +1,300 @@
+"""Config flow: Bluetooth discovery, manual pick, options; every step and error."""
+
+# ruff: noqa: ASYNC240
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from bluetooth_data_tools import monotonic_time_coarse
+from esp32_ota_sim.bleak_backend import register_board
+from esp32_ota_sim.board import VirtualBoard
+from homeassistant.components import bluetooth
+from homeassistant.config_entries import (
+    SOURCE_BLUETOOTH,
+    SOURCE_USER,
+    ConfigEntryDisabler,
+)
+from homeassistant.const import CONF_ADDRESS
+from homeassistant.data_entry_flow import FlowResultType
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.esp32_ota.config_flow import default_source_dir
+from custom_components.esp32_ota.const import (
+    CONF_AUTH_KEY,
+    CONF_NAME,
+    CONF_SOURCE_DIR,
+    CONF_TOKEN,
+    DOMAIN,
+    NUS_SERVICE_UUID,
+)
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+    from tests.bluetooth_helpers import SimProxyScanner
+
+pytestmark = pytest.mark.usefixtures("enable_bluetooth")
+
+BOARD = "24:0A:C4:00:00:01"
+OTHER_NUS = "24:0A:C4:00:00:77"
+UNRELATED = "24:0A:C4:00:00:99"
+
+
+def advertise(
+    scanner: SimProxyScanner,
+    address: str,
+    name: str | None,
+    *,
+    uuids: list[str] | None = None,
+    manufacturer: dict[int, bytes] | None = None,
+) -> None:
+    """Report an advertisement of any device through the scanner."""
+    scanner._async_on_advertisement(
+        address,
+        -60,
+        name,
+        uuids or [],
+        {},
+        manufacturer or {},
+        None,
+        {"address_type": 0},
+        monotonic_time_coarse(),
+    )
+
+
+def known_entry(address: str) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=address,
+        data={CONF_ADDRESS: address, CONF_NAME: "known"},
+        options={CONF_SOURCE_DIR: "esp32_ota/known"},
+        disabled_by=ConfigEntryDisabler.USER,
+    )
+
+
+def board_info(
+    hass: HomeAssistant, address: str
+) -> bluetooth.BluetoothServiceInfoBleak:
+    info = bluetooth.async_last_service_info(hass, address, connectable=True)
+    assert info is not None
+    return info
+
+
+async def test_discovery_creates_an_entry_with_a_default_folder(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board = VirtualBoard(BOARD)
+    proxy.inject(board)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+    # The manifest's matchers started a discovery flow.
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert len(flows) == 1
+    flow = flows[0]
+    assert flow["step_id"] == "bluetooth_confirm"
+    assert flow["context"]["title_placeholders"] == {"name": "ESP32-OTA-0001"}
+
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "ESP32-OTA-0001"
+    assert result["data"] == {CONF_ADDRESS: BOARD, CONF_NAME: "ESP32-OTA-0001"}
+    assert result["options"] == {CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001"}
+    assert result["result"].unique_id == BOARD
+    assert Path(hass.config.path("esp32_ota/esp32_ota_0001")).is_dir()
+    await hass.async_block_till_done()
+
+
+async def test_discovery_of_a_configured_board_updates_its_name(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=BOARD,
+        data={CONF_ADDRESS: BOARD, CONF_NAME: "old name"},
+        options={CONF_SOURCE_DIR: "esp32_ota/x"},
+    )
+    entry.add_to_hass(hass)
+    advertise(proxy, BOARD, "ESP32-OTA-NEW", uuids=[NUS_SERVICE_UUID])
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN,
+        context={"source": SOURCE_BLUETOOTH},
+        data=board_info(hass, BOARD),
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_NAME] == "ESP32-OTA-NEW"
+
+
+async def test_second_discovery_of_the_same_board_is_refused(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    advertise(proxy, BOARD, "ESP32-OTA-0001", uuids=[NUS_SERVICE_UUID])
+    info = board_info(hass, BOARD)
+    first = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_BLUETOOTH}, data=info
+    )
+    assert first["type"] is FlowResultType.FORM
+    second = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_BLUETOOTH}, data=info
+    )
+    assert second["type"] is FlowResultType.ABORT
+    assert second["reason"] == "already_in_progress"
+
+
+async def test_user_lists_our_boards_first_then_other_nus_devices(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    # A board of ours whose firmware advertises a custom name and no marker.
+    register_board(VirtualBoard(OTHER_NUS))
+    advertise(proxy, OTHER_NUS, "Custom board", uuids=[NUS_SERVICE_UUID])
+    advertise(proxy, BOARD, "Named by user", manufacturer={0xFFFF: b"OTA\x02"})
+    advertise(
+        proxy, UNRELATED, "Thermometer", uuids=["0000181a-0000-1000-8000-00805f9b34fb"]
+    )
+    # Known boards are not offered again.
+    known_entry("24:0A:C4:00:00:55").add_to_hass(hass)
+    advertise(proxy, "24:0A:C4:00:00:55", "ESP32-OTA-0055")
+
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    choices = result["data_schema"].schema[CONF_ADDRESS].container
+    assert list(choices) == [BOARD, OTHER_NUS]
+    assert choices[BOARD] == f"Named by user ({BOARD})"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_ADDRESS: OTHER_NUS}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Custom board"
+    assert result["options"] == {CONF_SOURCE_DIR: "esp32_ota/custom_board_0077"}
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+async def test_user_with_nothing_in_range(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    advertise(proxy, UNRELATED, "Thermometer")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "no_devices_found"
+
+
+async def test_user_picks_a_board_configured_meanwhile(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    advertise(proxy, BOARD, "ESP32-OTA-0001")
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    known_entry(BOARD).add_to_hass(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_ADDRESS: BOARD}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "folder"),
+    [
+        ("ESP32-OTA-0001", "24:0A:C4:00:00:01", "esp32_ota/esp32_ota_0001"),
+        ("Garden", "24:0A:C4:00:AB:CD", "esp32_ota/garden_abcd"),
+        ("", "24:0A:C4:00:AB:CD", "esp32_ota/board_abcd"),
+    ],
+)
+def test_default_source_dir(name: str, address: str, folder: str) -> None:
+    assert default_source_dir(name, address) == folder
+
+
+@pytest.fixture
+def entry(hass: HomeAssistant) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=BOARD,
+        title="ESP32-OTA-0001",
+        data={CONF_ADDRESS: BOARD, CONF_NAME: "ESP32-OTA-0001"},
+        options={CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001"},
+    )
+    entry.add_to_hass(hass)
+    return entry
+
+
+async def test_options_set_folder_key_and_token(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "init"
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_SOURCE_DIR: " shared/boards ",
+            CONF_AUTH_KEY: "s3cret key",
+            CONF_TOKEN: "tok",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {
+        CONF_SOURCE_DIR: "shared/boards",
+        CONF_AUTH_KEY: "s3cret key",
+        CONF_TOKEN: "tok",
+    }
+    assert Path(hass.config.path("shared/boards")).is_dir()
+    await hass.async_block_till_done()
+    # The entry reloaded with the new folder.
+    assert entry.runtime_data.folder.folder == Path(hass.config.path("shared/boards"))
+
+    # Clearing the secrets removes them; an absolute folder is kept as is.
+    absolute = str(Path(hass.config.path("elsewhere")))
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: absolute}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {CONF_SOURCE_DIR: absolute}
+    await hass.async_block_till_done()
+
+
+async def test_options_errors(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    Path(hass.config.path("a_file")).write_text("not a folder")
+    Path(hass.config.path("blocked")).write_text("a file where a folder would go")
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: "  ", CONF_TOKEN: "a:b"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {
+        CONF_SOURCE_DIR: "folder_required",
+        CONF_TOKEN: "invalid_token",
+    }
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: "a_file", CONF_TOKEN: "tøken"}
+    )
+    assert result["errors"] == {
+        CONF_SOURCE_DIR: "not_a_folder",
+        CONF_TOKEN: "invalid_token",
+    }
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: "blocked/inside"}
+    )
+    assert result["errors"] == {CONF_SOURCE_DIR: "cannot_create_folder"}
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: "fine"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {CONF_SOURCE_DIR: "fine"}

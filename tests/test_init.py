@@ -1,0 +1,339 @@
+"""Setup, availability, the folder watch, persistence and error wording."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from bleak.exc import BleakError
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import CONF_ADDRESS, STATE_UNAVAILABLE
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+from pytest_homeassistant_custom_component.components.diagnostics import (
+    get_diagnostics_for_config_entry,
+)
+
+from custom_components.esp32_ota.const import (
+    CONF_AUTH_KEY,
+    CONF_NAME,
+    CONF_SOURCE_DIR,
+    DOMAIN,
+)
+from custom_components.esp32_ota.nus_ota.errors import (
+    ConnectFailedError,
+    DeviceError,
+    LinkTooSmallError,
+    NoReplyError,
+    RejectedError,
+)
+from tests.bluetooth_helpers import async_register_sim_proxy, skip_discovery_flows
+from tests.common import (
+    ENTITY_ID,
+    SOURCE_DIR,
+    app_source,
+    entity_update,
+    make_board,
+    setup_board,
+    source_folder,
+    wait_until_sending,
+    write_release,
+)
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
+
+    from tests.bluetooth_helpers import SimProxyScanner
+
+
+async def test_unload_and_remove(
+    hass: HomeAssistant, proxy: SimProxyScanner, hass_storage: dict[str, Any]
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    entry = await setup_board(hass, proxy, make_board())
+    key = f"{DOMAIN}.{entry.entry_id}"
+    assert hass_storage[key]["data"]["protocol"] == 2
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert hass.states.get(ENTITY_ID).state == STATE_UNAVAILABLE
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+
+
+@pytest.mark.usefixtures("enable_bluetooth")
+async def test_availability_follows_the_scanners(hass: HomeAssistant) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    with skip_discovery_flows():
+        scanner, cleanup = async_register_sim_proxy(hass)
+        entry = await setup_board(hass, scanner, board)
+        assert hass.states.get(ENTITY_ID).state == "on"
+
+        # The only proxy that heard the board goes away.
+        cleanup()
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=6))
+        await hass.async_block_till_done()
+        assert hass.states.get(ENTITY_ID).state == STATE_UNAVAILABLE
+        coordinator = entry.runtime_data
+        # No hourly look at a board nobody hears; an install says why.
+        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
+        await hass.async_block_till_done(wait_background_tasks=True)
+        with pytest.raises(HomeAssistantError) as err:
+            await coordinator.async_install(None)
+        assert err.value.translation_key == "not_found"
+
+        # Meanwhile another client updated the board.
+        board.write("app.py", app_source("1.1.0"))
+        board.reboot()
+
+        # It is heard again: available again, and read again by itself.
+        scanner, cleanup = async_register_sim_proxy(hass, name="another proxy")
+        scanner.inject(board)
+        await hass.async_block_till_done(wait_background_tasks=True)
+        state = hass.states.get(ENTITY_ID)
+        assert state.state == "off"
+        assert state.attributes["installed_version"] == "1.1.0"
+        cleanup()
+
+
+async def test_source_problems_raise_a_repair_issue_until_fixed(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("1.1.0")})
+    (folder / "esp32_ota.json").write_text("{broken")
+    entry = await setup_board(hass, proxy, make_board())
+    issues = ir.async_get(hass)
+    issue = issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}")
+    assert issue is not None
+    assert issue.translation_key == "source_problem"
+    assert "is not valid: not JSON" in issue.translation_placeholders["error"]
+    # Unloading takes the issue away; setting up again brings it back.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}") is None
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    state = hass.states.get(ENTITY_ID)
+    assert state.attributes["latest_version"] is None
+    assert state.attributes["release_summary"].startswith("Source folder problem:")
+
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.async_install(None)
+    assert err.value.translation_key == "source_problem"
+
+    # Fixed in the folder: picked up by the periodic scan, issue gone.
+    (folder / "esp32_ota.json").write_text(json.dumps({"version": "1.1.0"}))
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=31))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}") is None
+    assert hass.states.get(ENTITY_ID).attributes["latest_version"] == "1.1.0"
+
+
+async def test_empty_folder_has_nothing_to_install(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    source_folder(hass).mkdir(parents=True)
+    entry = await setup_board(hass, proxy, make_board())
+    state = hass.states.get(ENTITY_ID)
+    assert state.attributes["latest_version"] is None
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.async_install(None)
+    assert err.value.translation_key == "no_update"
+    assert str(source_folder(hass)) in str(err.value)
+
+
+async def test_damaged_storage_is_ignored(
+    hass: HomeAssistant, proxy: SimProxyScanner, hass_storage: dict[str, Any]
+) -> None:
+    board = make_board()  # not in range: nothing overwrites what was loaded
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=board.address,
+        title="ESP32-OTA-0001",
+        data={CONF_ADDRESS: board.address, CONF_NAME: "ESP32-OTA-0001"},
+        options={CONF_SOURCE_DIR: SOURCE_DIR},
+    )
+    hass_storage[f"{DOMAIN}.{entry.entry_id}"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"{DOMAIN}.{entry.entry_id}",
+        "data": {"installed": {"version": 3}, "protocol": 9},
+    }
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    coordinator = entry.runtime_data
+    assert coordinator.record is None
+    assert coordinator.protocol is None
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+async def test_hourly_look_at_the_board(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.0.0"
+    board.write("app.py", app_source("1.1.0"))  # another client updated it
+    board.reboot()
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=1, seconds=1))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.1.0"
+
+
+async def test_v1_board_that_does_not_answer_version(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board = make_board(v1=True)
+    board.write("app.py", "def handle(line):\n    return None\n")
+    board.reboot()
+    entry = await setup_board(hass, proxy, board)
+    assert entry.runtime_data.protocol == 1
+    assert entry.runtime_data.app_version is None
+
+    board.write("app.py", 'def handle(line):\n    return "VERSION:unknown"\n')
+    board.reboot()
+    await entity_update(hass)
+    assert entry.runtime_data.app_version is None
+
+
+async def test_v1_board_with_nothing_changed(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board(v1=True)
+    entry = await setup_board(hass, proxy, board)
+    coordinator = entry.runtime_data
+    await coordinator.async_install(None)
+    resets = board.resets
+    # Same scripts under a new version: nothing to send, only recorded.
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.1"}
+    )
+    await coordinator.async_install(None)
+    assert board.resets == resets
+    assert coordinator.record is not None
+    assert coordinator.record.version == "1.1.1"
+
+
+async def test_refresh_waits_for_no_one(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """A look at the board while an install holds the link is skipped."""
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    entry = await setup_board(hass, proxy, make_board())
+    coordinator = entry.runtime_data
+    task = hass.async_create_task(coordinator.async_install(None))
+    await wait_until_sending(coordinator)
+    assert await coordinator.async_refresh_board() is False
+    await task
+
+
+@pytest.mark.parametrize(
+    ("error", "key"),
+    [
+        (RejectedError("BAD_ARGS", "FILE"), "bad_request"),
+        (DeviceError("WRITE", "ENOSPC", "FILE"), "board_error"),
+        (LinkTooSmallError(60, 20), "link_too_small"),
+        (NoReplyError("FILE", 5.0, 3), "link_lost"),
+        (BleakError("le-connection-abort-by-local"), "not_reachable"),
+        (ConnectFailedError(3, BleakError("timeout")), "not_reachable"),
+        (ConnectFailedError(3, None), "not_reachable"),
+    ],
+)
+async def test_error_wording(
+    hass: HomeAssistant, proxy: SimProxyScanner, error: Exception, key: str
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    entry = await setup_board(hass, proxy, make_board())
+    coordinator = entry.runtime_data
+    release = coordinator.source.latest
+    assert release is not None
+    translated = coordinator._translate(error, release)
+    assert translated.translation_key == key
+    assert translated.translation_domain == DOMAIN
+    assert "ESP32-OTA-0001" in str(translated)
+
+
+async def test_diagnostics(
+    hass: HomeAssistant,
+    proxy: SimProxyScanner,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n')
+    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: "k"})
+    data = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert data["options"][CONF_AUTH_KEY] == "**REDACTED**"
+    assert data["board"]["nonce"] == "**REDACTED**"
+    assert data["board"]["auth"] == "hmac"
+    assert data["board"]["encodings"] == ["b64", "hex"]
+    assert data["protocol"] == 2
+    assert data["installed_version"] == "1.0.0"
+    assert data["source"]["releases"]["1.1.0"]["declared"] is True
+    assert data["source"]["problem"] is None
+
+
+async def test_diagnostics_before_the_board_was_read(
+    hass: HomeAssistant,
+    proxy: SimProxyScanner,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    source_folder(hass).mkdir(parents=True)
+    (source_folder(hass) / "esp32_ota.json").write_text("[]")
+    board = make_board()
+    board.stop()
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=board.address,
+        data={CONF_ADDRESS: board.address, CONF_NAME: "x"},
+        options={CONF_SOURCE_DIR: SOURCE_DIR},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    data = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert data["board"] is None
+    assert data["available"] is False
+    assert "top level must be an object" in data["source"]["problem"]
+
+
+@pytest.mark.usefixtures("short_connect_backoff")
+async def test_a_board_that_cannot_be_read_keeps_what_we_knew(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    board.stop()  # gone, though still heard recently
+    assert await entry.runtime_data.async_refresh_board() is False
+    state = hass.states.get(ENTITY_ID)
+    assert state.attributes["installed_version"] == "1.0.0"
+    assert state.attributes["protocol"] == 2

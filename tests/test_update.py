@@ -1,0 +1,506 @@
+"""End to end: the update entity installs scripts on virtual boards.
+
+Everything between the entity and the board is real: Home Assistant's
+Bluetooth wrapper connects through a proxy-like remote scanner to a
+VirtualBoard running the firmware; the OTA library speaks the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.bleak_backend import set_connection_slots
+from esp32_ota_sim.board import FIRMWARE_DIR
+from homeassistant.components.update import (
+    ATTR_INSTALLED_VERSION,
+    ATTR_LATEST_VERSION,
+    UpdateEntityFeature,
+)
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+
+from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+from tests.bluetooth_helpers import (
+    async_register_sim_local_adapter,
+    skip_discovery_flows,
+    use_sim_for_local_adapters,
+)
+from tests.common import (
+    ENTITY_ID,
+    ProgressRecorder,
+    app_source,
+    corrupt_first_data_line,
+    entity_update,
+    install,
+    install_fails,
+    keep_busy,
+    make_board,
+    set_options,
+    setup_board,
+    source_folder,
+    wait_until_sending,
+    write_release,
+)
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.typing import WebSocketGenerator
+
+    from tests.bluetooth_helpers import SimProxyScanner
+
+
+async def test_install_v2_board(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    app = app_source("1.1.0")
+    main = (FIRMWARE_DIR / "main.py").read_text()  # what the board has already
+    write_release(
+        source_folder(hass),
+        {"app.py": app, "main.py": main},
+        {"version": "1.1.0", "release_notes": "Faster blinking"},
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    resets = board.resets
+
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.state == STATE_ON
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.0.0"
+    assert state.attributes[ATTR_LATEST_VERSION] == "1.1.0"
+    assert state.attributes["release_summary"] == "Faster blinking"
+    assert state.attributes["protocol"] == 2
+    assert state.attributes["files_to_update"] == ["app.py"]
+
+    progress = ProgressRecorder(hass)
+    await install(hass)
+
+    assert board.read("app.py") == app.encode()
+    assert board.read("main.py") == main.encode()
+    assert board.resets == resets + 1  # one bundle, one reset
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.state == STATE_OFF
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0"
+    assert state.attributes["in_progress"] is False
+    assert state.attributes["files_to_update"] == []
+    pct = progress.percentages
+    assert len(pct) > 3
+    assert pct == sorted(pct)
+    assert pct[-1] == 100
+    assert progress.seen[-1] == (False, None)
+
+
+async def test_install_v1_board_file_by_file(
+    hass: HomeAssistant, proxy: SimProxyScanner, hass_storage: dict[str, Any]
+) -> None:
+    main = (FIRMWARE_DIR / "main.py").read_text() + "\n# tuned\n"
+    app = app_source("1.1.0")
+    write_release(
+        source_folder(hass), {"app.py": app, "main.py": main}, {"version": "1.1.0"}
+    )
+    board = make_board(v1=True)
+    entry = await setup_board(hass, proxy, board)
+
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    # A v1 board cannot list its files: the application's VERSION reply.
+    assert state.attributes["protocol"] == 1
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.0.0"
+    assert state.state == STATE_ON
+
+    progress = ProgressRecorder(hass)
+    resets = board.resets
+    await install(hass)
+
+    assert board.read("app.py") == app.encode()
+    assert board.read("main.py") == main.encode()
+    assert board.resets == resets + 2  # one commit, one reset per file
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.state == STATE_OFF
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0"
+    assert progress.percentages[-1] == 100
+    stored = hass_storage[f"esp32_ota.{entry.entry_id}"]["data"]
+    assert stored["protocol"] == 1
+    assert stored["installed"]["version"] == "1.1.0"
+    assert set(stored["installed"]["files"]) == {"app.py", "main.py"}
+
+    # Only what changed goes again (each v1 file costs a reset).
+    app2 = app_source("1.2.0")
+    write_release(source_folder(hass), {"app.py": app2}, {"version": "1.2.0"})
+    await entity_update(hass)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_LATEST_VERSION] == "1.2.0"
+    assert state.attributes["files_to_update"] == ["app.py"]
+    resets = board.resets
+    await install(hass)
+    assert board.read("app.py") == app2.encode()
+    assert board.resets == resets + 1
+
+    # What we installed survives a restart of the integration.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.2.0"
+    assert state.state == STATE_OFF
+
+
+async def test_undeclared_version_is_a_content_hash(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("x")})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    latest = state.attributes[ATTR_LATEST_VERSION]
+    assert len(latest) == 8
+    assert state.state == STATE_ON
+
+    await install(hass)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_INSTALLED_VERSION] == latest
+    assert state.state == STATE_OFF
+
+    # Edit the script: a new hash, an update again (hashes do not order).
+    write_release(folder, {"app.py": app_source("y")})
+    await entity_update(hass)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_LATEST_VERSION] != latest
+    assert state.state == STATE_ON
+    await install(hass)
+    assert board.read("app.py") == app_source("y").encode()
+
+    entity = hass.data["entity_components"]["update"].get_entity(ENTITY_ID)
+    assert entity.version_is_newer("00000001", "99999999") is True
+    assert entity.version_is_newer("0abc0001", "1.2.0") is True
+    assert entity.version_is_newer("1.0.0", "2.0.0") is False
+    assert entity.version_is_newer("2.0.0", "1.0.0") is True
+
+
+async def test_edited_scripts_without_a_new_version_show_as_modified(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    await install(hass)
+    write_release(folder, {"app.py": app_source("1.1.0") + "# fix\n"})
+    await entity_update(hass)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0 (modified)"
+    assert state.state == STATE_ON
+    await install(hass)
+    assert board.read("app.py").endswith(b"# fix\n")
+
+
+async def test_specific_version_from_the_versions_folder(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("1.2.0")}, {"version": "1.2.0"})
+    write_release(folder / "versions" / "1.0.5", {"app.py": app_source("1.0.5")})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes["supported_features"] & UpdateEntityFeature.SPECIFIC_VERSION
+    assert state.attributes["available_versions"] == ["1.0.5", "1.2.0"]
+
+    await install(hass)
+    # Going back on purpose passes the board's downgrade guard.
+    await install(hass, "1.0.5")
+    assert board.read("app.py") == app_source("1.0.5").encode()
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.0.5"
+    assert state.state == STATE_ON
+
+    with pytest.raises(ServiceValidationError) as err:
+        await install(hass, "0.9")
+    assert err.value.translation_key == "unknown_version"
+    assert "Available: 1.0.5, 1.2.0" in str(err.value)
+
+
+async def test_downgrade_is_refused_by_the_board(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("2.0.0")}, {"version": "2.0.0"})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    await install(hass)
+    write_release(folder, {"app.py": app_source("1.5.0")}, {"version": "1.5.0"})
+    await entity_update(hass)
+
+    err = await install_fails(hass, "downgrade_refused")
+    assert "runs a newer version than 1.5.0" in str(err)
+    assert board.read("app.py") == app_source("2.0.0").encode()
+
+
+async def test_files_the_board_does_not_allow_are_reported_before_sending(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass),
+        {"app.py": app_source("1.1.0"), "secrets.py": "KEY = 1\n"},
+        {"version": "1.1.0"},
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert "secrets.py" in state.attributes["release_summary"]
+
+    before = board.files()
+    err = await install_fails(hass, "files_not_allowed")
+    assert "would refuse secrets.py" in str(err)
+    assert "only accepts app.py, main.py" in str(err)
+    assert board.files() == before
+
+
+async def test_forbidden_file_on_a_v1_board(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(source_folder(hass), {"extra.py": "X = 1\n"}, {"version": "1.1.0"})
+    board = make_board(v1=True)
+    await setup_board(hass, proxy, board)
+    err = await install_fails(hass, "file_forbidden")
+    assert "does not accept extra.py" in str(err)
+    assert "extra.py" not in board.files()
+
+
+async def test_board_without_space(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    big = "# " + "x" * 200_000 + "\n"
+    write_release(source_folder(hass), {"app.py": big}, {"version": "1.1.0"})
+    board = make_board(total_blocks=48)
+    await setup_board(hass, proxy, board)
+    err = await install_fails(hass, "no_space")
+    assert "has no room for app.py" in str(err)
+
+
+async def test_hmac_key(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    app = app_source("1.1.0")
+    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n')
+    entry = await setup_board(hass, proxy, board)
+
+    err = await install_fails(hass, "auth_required")
+    assert "requires authentication (hmac)" in str(err)
+
+    await set_options(hass, entry, {CONF_AUTH_KEY: "wrong key"})
+    await install_fails(hass, "auth_failed")
+
+    await set_options(hass, entry, {CONF_AUTH_KEY: "right key"})
+    await install(hass)
+    assert board.read("app.py") == app.encode()
+
+
+async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    folder = source_folder(hass)
+    app = app_source("1.1.0")
+    write_release(folder, {"app.py": app}, {"version": "1.1.0"})
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_TOKEN = "tok"\n', v1=True)
+    entry = await setup_board(hass, proxy, board)
+
+    await install_fails(hass, "auth_failed")
+    await set_options(hass, entry, {CONF_TOKEN: "tok"})
+    await install(hass)
+    assert board.read("app.py") == app.encode()
+
+    # A token travels in START after the version: an undeclared one will not do.
+    (folder / "esp32_ota.json").unlink()
+    write_release(folder, {"app.py": app_source("1.2.0")})
+    await entity_update(hass)
+    await install_fails(hass, "version_required")
+
+
+@pytest.mark.usefixtures("short_connect_backoff")
+async def test_out_of_proxy_connection_slots(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    set_connection_slots(proxy.source, 0)
+    err = await install_fails(hass, "out_of_slots")
+    assert "3 connection slots" in str(err)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes["in_progress"] is False
+
+
+@pytest.mark.usefixtures("short_connect_backoff")
+async def test_board_out_of_range(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    board.stop()  # powered off; Home Assistant has not noticed yet
+    err = await install_fails(hass, "not_found")
+    assert "not in range" in str(err)
+
+
+async def test_corrupted_transfer(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    corrupt_first_data_line(board)
+    err = await install_fails(hass, "crc_mismatch")
+    assert "The data of app.py arrived corrupted" in str(err)
+    assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
+
+
+async def test_board_rolls_back_a_broken_version(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass),
+        {"app.py": app_source("1.1.0", crash=True)},
+        {"version": "1.1.0"},
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    err = await install_fails(hass, "rolled_back")
+    assert "rejected version 1.1.0" in str(err)
+    assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.0.0"
+
+
+async def test_board_busy_with_another_transfer(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    keep_busy(board)
+    err = await install_fails(hass, "board_busy")
+    assert "busy with another transfer" in str(err)
+
+
+async def test_one_install_at_a_time(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    task = hass.async_create_task(install(hass))
+    await wait_until_sending(entry.runtime_data)
+    # The action refuses while in progress; so does the board's runtime.
+    with pytest.raises(HomeAssistantError, match="already in progress"):
+        await install(hass)
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.async_install(None)
+    assert err.value.translation_key == "install_in_progress"
+    await task
+    assert board.read("app.py") == app_source("1.1.0").encode()
+
+
+async def test_lossy_proxy_link_still_installs(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    app = app_source("1.1.0", padding=12_000)
+    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
+    board = make_board()
+    await setup_board(hass, proxy, board, profile="lossy-proxy")
+    await install(hass)
+    assert board.read("app.py") == app.encode()
+
+
+async def test_release_notes(
+    hass: HomeAssistant, proxy: SimProxyScanner, hass_ws_client: WebSocketGenerator
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
+    (folder / "CHANGELOG.md").write_text("# 1.1.0\n\n- Faster blinking\n")
+    await setup_board(hass, proxy, make_board())
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {"type": "update/release_notes", "entity_id": ENTITY_ID}
+    )
+    result = await client.receive_json()
+    notes = result["result"]
+    assert notes.startswith("# 1.1.0\n\n- Faster blinking\n")
+    size = len(app_source("1.1.0"))
+    assert f"- app.py ({size} bytes) (changed)" in notes
+
+
+async def test_rollback_of_a_release_named_by_its_hash(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(source_folder(hass), {"app.py": app_source("x", crash=True)})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    err = await install_fails(hass, "rolled_back")
+    assert "went back to" in str(err)
+    assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
+
+
+@pytest.mark.usefixtures("short_connect_backoff")
+async def test_board_does_not_come_back_after_the_update(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    app = app_source("1.1.0")
+    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    board.boot = board.stop  # type: ignore[method-assign]  # the reset never ends
+    err = await install_fails(hass, "not_back")
+    assert "was not seen again" in str(err)
+    assert board.read("app.py") == app.encode()  # applied all the same
+
+
+async def test_from_discovery_to_installed(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """The whole path: advertisement, discovery flow, entity, install."""
+    board = make_board()
+    proxy.inject(board)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done(wait_background_tasks=True)
+    # The flow made the board's folder; the user drops scripts in it.
+    folder = source_folder(hass)
+    assert folder.is_dir()
+    app = app_source("1.1.0")
+    write_release(folder, {"app.py": app}, {"version": "1.1.0"})
+    await entity_update(hass)
+    assert hass.states.get(ENTITY_ID).state == STATE_ON
+    await install(hass)
+    assert board.read("app.py") == app.encode()
+    assert hass.states.get(ENTITY_ID).state == STATE_OFF
+
+
+@pytest.mark.usefixtures("enable_bluetooth")
+async def test_install_through_a_local_adapter(hass: HomeAssistant) -> None:
+    app = app_source("1.1.0")
+    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
+    board = make_board()
+    with skip_discovery_flows(), use_sim_for_local_adapters():
+        scanner, cleanup = async_register_sim_local_adapter(hass)
+        await setup_board(hass, scanner, board)
+        assert hass.states.get(ENTITY_ID).attributes["protocol"] == 2
+        await install(hass)
+        cleanup()
+    assert board.read("app.py") == app.encode()

@@ -41,36 +41,27 @@ _TX = (
 # The service UUID as it goes on the air (little-endian), for advertising.
 _NUS_ON_AIR = b"\x9e\xca\xdc\x24\x0e\xe5\xa9\xe0\x93\xf3\xa3\xb5\x01\x00\x40\x6e"
 
-# Home Assistant recognises our boards by this manufacturer data: company id
-# 0xFFFF (reserved for tests/internal use) followed by b"OTA" and the
-# protocol version. Plain NUS devices are not claimed.
-MARKER = b"OTA"
-PROTOCOL = 2
+# Home Assistant recognises our boards by the name prefix, which is why the
+# name goes in the advertisement itself (proxies that scan passively never
+# see a scan response). Plain NUS devices are not claimed.
 NAME_PREFIX = "ESP32-OTA-"
 
 _GAP = const(1)  # queue flag: writes were lost before this one
 
 
-def advertising_payload():
-    """Flags + NUS service UUID + marker manufacturer data: 29 of 31 bytes."""
-    return (
-        b"\x02\x01\x06"  # LE general discoverable, no BR/EDR
-        + b"\x11\x07"
-        + _NUS_ON_AIR
-        + b"\x07\xff\xff\xff"
-        + MARKER
-        + bytes((PROTOCOL,))
-    )
-
-
-def scan_response_payload(name):
-    """The name goes in the scan response, cut to fit 31 bytes if need be."""
+def advertising_payload(name):
+    """Flags + the board's name, shortened if it does not fit 31 bytes."""
     raw = name.encode()
     kind = 0x09  # complete local name
-    if len(raw) > 29:
-        raw = raw[:29]
+    if len(raw) > 26:
+        raw = raw[:26]
         kind = 0x08  # shortened local name
-    return bytes((len(raw) + 1, kind)) + raw
+    return b"\x02\x01\x06" + bytes((len(raw) + 1, kind)) + raw
+
+
+def scan_response_payload():
+    """The NUS service UUID, for central apps that look for it: 18 bytes."""
+    return b"\x11\x07" + _NUS_ON_AIR
 
 
 def default_name(ble):
@@ -131,8 +122,8 @@ class NUSPeripheral:
         # Append mode: writes pile up (bounded) until the IRQ reads them.
         self.rxbuf = rxbuf or self.window * self.ota.LINE_MAX
         ble.gatts_set_buffer(self._rx, self.rxbuf, True)
-        self._adv = advertising_payload()
-        self._resp = scan_response_payload(self.name)
+        self._adv = advertising_payload(self.name)
+        self._resp = scan_response_payload()
         ble.irq(self._irq)
         self.advertise()
 
@@ -185,6 +176,9 @@ class NUSPeripheral:
             if data[0] == self._conn:
                 self._conn = None
                 self._lost_link = True
+                # Lines still queued belong to the gone central: poll() drops
+                # them, so none runs after the abort() of the disconnect.
+                self._gen = (self._gen + 1) & 0xFF
                 try:
                     self.advertise()  # cheap: NimBLE only queues the command
                 except OSError:

@@ -58,7 +58,6 @@ from habluetooth import (
     get_manager,
 )
 from homeassistant.components import bluetooth
-from homeassistant.helpers import discovery_flow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -237,27 +236,6 @@ def use_sim_for_local_adapters() -> Iterator[None]:
         "habluetooth.wrappers.get_platform_client_backend_type",
         return_value=(SimBleakClient, "SimBleakClient"),
     ):
-        yield
-
-
-@contextmanager
-def skip_discovery_flows(domains: Iterable[str] = ("kegtron",)) -> Iterator[None]:
-    """Drop Bluetooth discovery flows of other integrations.
-
-    Our boards advertise manufacturer id 0xFFFF, which HA core's kegtron
-    integration also matches (connectable or not); its library is not
-    installed in tests, so its discovery flow would fail at teardown.
-    """
-    skipped = set(domains)
-    original = discovery_flow.async_create_flow
-
-    def create_flow(
-        hass: HomeAssistant, domain: str, *args: Any, **kwargs: Any
-    ) -> None:
-        if domain not in skipped:
-            original(hass, domain, *args, **kwargs)
-
-    with patch.object(discovery_flow, "async_create_flow", create_flow):
         yield
 
 

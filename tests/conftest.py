@@ -15,7 +15,6 @@ from custom_components.esp32_ota.const import DOMAIN
 from tests.bluetooth_helpers import (
     SimProxyScanner,
     async_register_sim_proxy,
-    skip_discovery_flows,
 )
 
 if TYPE_CHECKING:
@@ -47,10 +46,9 @@ def sim_registry() -> Generator[None]:
 async def proxy(
     hass: HomeAssistant, enable_bluetooth: None
 ) -> AsyncIterator[SimProxyScanner]:
-    """An ESPHome-proxy-like scanner; other integrations' flows skipped."""
+    """An ESPHome-proxy-like scanner."""
     scanner, cleanup = async_register_sim_proxy(hass)
-    with skip_discovery_flows():
-        yield scanner
+    yield scanner
     cleanup()
 
 

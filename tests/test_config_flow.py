@@ -49,7 +49,6 @@ def advertise(
     name: str | None,
     *,
     uuids: list[str] | None = None,
-    manufacturer: dict[int, bytes] | None = None,
 ) -> None:
     """Report an advertisement of any device through the scanner."""
     scanner._async_on_advertisement(
@@ -58,7 +57,7 @@ def advertise(
         name,
         uuids or [],
         {},
-        manufacturer or {},
+        {},
         None,
         {"address_type": 0},
         monotonic_time_coarse(),
@@ -147,10 +146,10 @@ async def test_second_discovery_of_the_same_board_is_refused(
 async def test_user_lists_our_boards_first_then_other_nus_devices(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    # A board of ours whose firmware advertises a custom name and no marker.
+    # A board of ours whose firmware advertises a custom name.
     register_board(VirtualBoard(OTHER_NUS))
     advertise(proxy, OTHER_NUS, "Custom board", uuids=[NUS_SERVICE_UUID])
-    advertise(proxy, BOARD, "Named by user", manufacturer={0xFFFF: b"OTA\x02"})
+    advertise(proxy, BOARD, "ESP32-OTA-Kitchen")
     advertise(
         proxy, UNRELATED, "Thermometer", uuids=["0000181a-0000-1000-8000-00805f9b34fb"]
     )
@@ -165,7 +164,7 @@ async def test_user_lists_our_boards_first_then_other_nus_devices(
     assert result["step_id"] == "user"
     choices = result["data_schema"].schema[CONF_ADDRESS].container
     assert list(choices) == [BOARD, OTHER_NUS]
-    assert choices[BOARD] == f"Named by user ({BOARD})"
+    assert choices[BOARD] == f"ESP32-OTA-Kitchen ({BOARD})"
 
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_ADDRESS: OTHER_NUS}

@@ -34,7 +34,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 
 from custom_components.esp32_ota.const import DOMAIN
-from tests.bluetooth_helpers import no_retry_backoff, skip_discovery_flows
+from tests.bluetooth_helpers import no_retry_backoff
 from tests.common import (
     BOARD_ADDRESS,
     ENTITY_ID,
@@ -49,8 +49,6 @@ from tests.common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
 
@@ -93,12 +91,8 @@ async def _stop_rig(rig: Rig) -> None:
 
 
 @pytest.fixture
-def esphome_env(
-    enable_bluetooth: None, socket_enabled: None
-) -> AsyncIterator[None] | None:
-    """Bluetooth on, local TCP allowed, kegtron's discovery flows skipped."""
-    with skip_discovery_flows():
-        yield None
+def esphome_env(enable_bluetooth: None, socket_enabled: None) -> None:
+    """Bluetooth on and local TCP allowed."""
 
 
 async def _heard(hass: HomeAssistant, address: str) -> None:
@@ -289,10 +283,13 @@ async def test_proxy_gone_mid_transfer_is_a_clear_error(hass: HomeAssistant) -> 
             await install(hass)
         await stop
         # Home Assistant still remembers the board's last advertisement, but no
-        # connectable scanner can reach it: habluetooth says "no backend with an
-        # available connection slot", which bleak-retry-connector classifies as
-        # out of slots. A real ESPHome proxy going offline looks the same.
-        assert err.value.translation_key in ("out_of_slots", "not_found")
+        # connectable scanner hears it: habluetooth says "no backend with an
+        # available connection slot" (out of slots to bleak-retry-connector),
+        # yet the user is told the board is out of range, not to free slots.
+        assert err.value.translation_key == "not_found"
+        assert not bluetooth.async_scanner_devices_by_address(
+            hass, BOARD_ADDRESS, connectable=True
+        )
         assert board.name in str(err.value)
         state = hass.states.get(ENTITY_ID)
         assert state is not None

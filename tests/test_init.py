@@ -34,7 +34,7 @@ from custom_components.esp32_ota.nus_ota.errors import (
     NoReplyError,
     RejectedError,
 )
-from tests.bluetooth_helpers import async_register_sim_proxy, skip_discovery_flows
+from tests.bluetooth_helpers import async_register_sim_proxy
 from tests.common import (
     ENTITY_ID,
     SOURCE_DIR,
@@ -77,36 +77,35 @@ async def test_availability_follows_the_scanners(hass: HomeAssistant) -> None:
         source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
     )
     board = make_board()
-    with skip_discovery_flows():
-        scanner, cleanup = async_register_sim_proxy(hass)
-        entry = await setup_board(hass, scanner, board)
-        assert hass.states.get(ENTITY_ID).state == "on"
+    scanner, cleanup = async_register_sim_proxy(hass)
+    entry = await setup_board(hass, scanner, board)
+    assert hass.states.get(ENTITY_ID).state == "on"
 
-        # The only proxy that heard the board goes away.
-        cleanup()
-        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=6))
-        await hass.async_block_till_done()
-        assert hass.states.get(ENTITY_ID).state == STATE_UNAVAILABLE
-        coordinator = entry.runtime_data
-        # No hourly look at a board nobody hears; an install says why.
-        async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
-        await hass.async_block_till_done(wait_background_tasks=True)
-        with pytest.raises(HomeAssistantError) as err:
-            await coordinator.async_install(None)
-        assert err.value.translation_key == "not_found"
+    # The only proxy that heard the board goes away.
+    cleanup()
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(minutes=6))
+    await hass.async_block_till_done()
+    assert hass.states.get(ENTITY_ID).state == STATE_UNAVAILABLE
+    coordinator = entry.runtime_data
+    # No hourly look at a board nobody hears; an install says why.
+    async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=2))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    with pytest.raises(HomeAssistantError) as err:
+        await coordinator.async_install(None)
+    assert err.value.translation_key == "not_found"
 
-        # Meanwhile another client updated the board.
-        board.write("app.py", app_source("1.1.0"))
-        board.reboot()
+    # Meanwhile another client updated the board.
+    board.write("app.py", app_source("1.1.0"))
+    board.reboot()
 
-        # It is heard again: available again, and read again by itself.
-        scanner, cleanup = async_register_sim_proxy(hass, name="another proxy")
-        scanner.inject(board)
-        await hass.async_block_till_done(wait_background_tasks=True)
-        state = hass.states.get(ENTITY_ID)
-        assert state.state == "off"
-        assert state.attributes["installed_version"] == "1.1.0"
-        cleanup()
+    # It is heard again: available again, and read again by itself.
+    scanner, cleanup = async_register_sim_proxy(hass, name="another proxy")
+    scanner.inject(board)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    state = hass.states.get(ENTITY_ID)
+    assert state.state == "off"
+    assert state.attributes["installed_version"] == "1.1.0"
+    cleanup()
 
 
 async def test_source_problems_raise_a_repair_issue_until_fixed(

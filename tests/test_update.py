@@ -24,7 +24,6 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
 from tests.bluetooth_helpers import (
     async_register_sim_local_adapter,
-    skip_discovery_flows,
     use_sim_for_local_adapters,
 )
 from tests.common import (
@@ -497,7 +496,7 @@ async def test_install_through_a_local_adapter(hass: HomeAssistant) -> None:
     app = app_source("1.1.0")
     write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
     board = make_board()
-    with skip_discovery_flows(), use_sim_for_local_adapters():
+    with use_sim_for_local_adapters():
         scanner, cleanup = async_register_sim_local_adapter(hass)
         await setup_board(hass, scanner, board)
         assert hass.states.get(ENTITY_ID).attributes["protocol"] == 2

@@ -33,8 +33,6 @@ from .const import (
     DEFAULT_SOURCE_ROOT,
     DOMAIN,
     LOCAL_NAME_PREFIX,
-    MANUFACTURER_DATA_START,
-    MANUFACTURER_ID,
     NUS_SERVICE_UUID,
 )
 
@@ -43,10 +41,8 @@ if TYPE_CHECKING:
 
 
 def is_our_board(info: BluetoothServiceInfoBleak) -> bool:
-    """Whether an advertisement matches the matchers of manifest.json."""
-    return info.name.startswith(LOCAL_NAME_PREFIX) or info.manufacturer_data.get(
-        MANUFACTURER_ID, b""
-    ).startswith(MANUFACTURER_DATA_START)
+    """Whether an advertisement matches the matcher of manifest.json."""
+    return info.name.startswith(LOCAL_NAME_PREFIX)
 
 
 def speaks_nus(info: BluetoothServiceInfoBleak) -> bool:

@@ -18,12 +18,10 @@ CONF_TOKEN: Final = "token"  # noqa: S105 (an option key, not a secret)
 # Where board folders live by default, relative to the HA config directory.
 DEFAULT_SOURCE_ROOT: Final = "esp32_ota"
 
-# Nordic UART Service, and what our firmware puts in its advertisements
-# (keep in step with the "bluetooth" matchers in manifest.json).
+# Nordic UART Service, and the name prefix our firmware advertises (keep in
+# step with the "bluetooth" matcher in manifest.json).
 NUS_SERVICE_UUID: Final = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 LOCAL_NAME_PREFIX: Final = "ESP32-OTA"
-MANUFACTURER_ID: Final = 0xFFFF
-MANUFACTURER_DATA_START: Final = b"OTA"
 
 # Attempts of bleak-retry-connector per connection (each up to 20 s, which
 # covers a proxy's ~12 s); the OTA library tries a few connections on top.

@@ -526,7 +526,14 @@ class BoardCoordinator:
         if isinstance(err, ConnectFailedError) and err.cause is not None:
             err = err.cause if isinstance(err.cause, Exception) else err
         if isinstance(err, BleakOutOfConnectionSlotsError):
-            return install_error("out_of_slots", name=name)
+            # Home Assistant keeps the last advertisement of a board whose
+            # proxy went away; habluetooth then reports no free slot. Only
+            # a scanner that hears the board now makes it a slot problem.
+            if bluetooth.async_scanner_devices_by_address(
+                self.hass, self.address, connectable=True
+            ):
+                return install_error("out_of_slots", name=name)
+            return install_error("not_found", name=name)
         if isinstance(err, BleakNotFoundError):
             return install_error("not_found", name=name)
         if isinstance(err, RejectedError):

@@ -54,12 +54,12 @@ def test_boots_the_real_firmware_and_advertises() -> None:
     assert adv.local_name == "ESP32-OTA-ABCD"
     assert board.name == "ESP32-OTA-ABCD"
     assert NUS_UUID in adv.service_uuids
-    assert adv.manufacturer_data[0xFFFF].startswith(b"OTA")
+    assert adv.manufacturer_data == {}
     assert board.connectable
-    # The name travels in the scan response, the marker in the advertisement.
-    assert b"ESP32-OTA" in board.scan_response_payload
+    # The name travels in the advertisement, the NUS UUID in the scan response.
     assert board.advertising_payload is not None
-    assert b"OTA" in board.advertising_payload
+    assert b"ESP32-OTA-ABCD" in board.advertising_payload
+    assert b"ESP32-OTA" not in board.scan_response_payload
 
 
 def test_boards_are_isolated() -> None:

@@ -156,7 +156,7 @@ async def test_raw_advertisements_are_the_boards_payloads(
         name, uuids, _, manufacturer, _ = parse_advertisement_data_bytes(adv.data)
         assert name == board.name
         assert "6e400001-b5a3-f393-e0a9-e50e24dcca9e" in uuids
-        assert manufacturer[0xFFFF].startswith(b"OTA")
+        assert manufacturer == {}
 
 
 async def test_connect_services_notify_and_write(

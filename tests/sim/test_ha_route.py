@@ -23,7 +23,6 @@ from tests.bluetooth_helpers import (
     async_register_sim_local_adapter,
     async_register_sim_proxy,
     no_retry_backoff,
-    skip_discovery_flows,
     use_sim_for_local_adapters,
 )
 
@@ -56,8 +55,7 @@ async def _ping(client: object) -> list[bytes]:
 async def test_proxy_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
     board = VirtualBoard()
     scanner, cleanup = async_register_sim_proxy(hass)
-    with skip_discovery_flows():
-        scanner.inject(board)
+    scanner.inject(board)
 
     device = bluetooth.async_ble_device_from_address(
         hass, board.address, connectable=True
@@ -67,7 +65,7 @@ async def test_proxy_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
     assert device.details["source"] == scanner.source
     info = bluetooth.async_last_service_info(hass, board.address, connectable=True)
     assert info is not None
-    assert info.manufacturer_data[0xFFFF].startswith(b"OTA")
+    assert info.name.startswith("ESP32-OTA-")
 
     client = await _connect(device)
     assert isinstance(client, HaBleakClientWrapper)
@@ -82,8 +80,7 @@ async def test_proxy_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
 async def test_local_adapter_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
     board = VirtualBoard()
     scanner, cleanup = async_register_sim_local_adapter(hass)
-    with skip_discovery_flows():
-        scanner.inject(board)
+    scanner.inject(board)
 
     device = bluetooth.async_ble_device_from_address(
         hass, board.address, connectable=True
@@ -107,9 +104,8 @@ async def test_full_proxy_raises_out_of_slots(
     one = VirtualBoard("24:0A:C4:00:00:01")
     two = VirtualBoard("24:0A:C4:00:00:02")
     scanner, cleanup = async_register_sim_proxy(hass, slots=1)
-    with skip_discovery_flows():
-        scanner.inject(one)
-        scanner.inject(two)
+    scanner.inject(one)
+    scanner.inject(two)
     device_one = bluetooth.async_ble_device_from_address(hass, one.address, True)
     device_two = bluetooth.async_ble_device_from_address(hass, two.address, True)
 
@@ -132,8 +128,7 @@ async def test_a_board_that_is_gone_is_not_found(
 ) -> None:
     board = VirtualBoard()
     scanner, cleanup = async_register_sim_proxy(hass)
-    with skip_discovery_flows():
-        scanner.inject(board)
+    scanner.inject(board)
     device = bluetooth.async_ble_device_from_address(hass, board.address, True)
     board.stop()  # out of range: HA still has its last advertisement
     with no_retry_backoff(), pytest.raises(bleak_retry_connector.BleakNotFoundError):
@@ -146,8 +141,7 @@ async def test_board_reboot_reaches_the_disconnect_callback(
 ) -> None:
     board = VirtualBoard()
     scanner, cleanup = async_register_sim_proxy(hass)
-    with skip_discovery_flows():
-        scanner.inject(board)
+    scanner.inject(board)
     device = bluetooth.async_ble_device_from_address(hass, board.address, True)
     gone = asyncio.Event()
     client = await _connect(device, disconnected_callback=lambda _c: gone.set())

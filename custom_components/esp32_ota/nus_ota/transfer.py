@@ -25,7 +25,18 @@ from typing import Final
 
 from .errors import CrcMismatchError, DeviceError, ProtocolError, TooManyRetriesError
 from .lines import data_line_v1, data_line_v2, encode_payload
-from .replies import Ack, BadData, CrcError, Error, Nak, Reply, SeqAck, SeqError
+from .replies import (
+    Ack,
+    BadData,
+    CrcError,
+    Error,
+    Hello,
+    Nak,
+    Ready,
+    Reply,
+    SeqAck,
+    SeqError,
+)
 
 DEFAULT_MAX_RETRIES: Final = 8
 MAX_BAD_DATA: Final = 3
@@ -205,6 +216,11 @@ class _Sender:
 
     def _fail(self, reply: Reply) -> None:
         """Errors that end the transfer."""
+        if isinstance(reply, (Ready, Hello)):
+            # A repeated or late answer to the FILE, START or HELLO before
+            # this transfer (a proxy may deliver a notification twice).
+            self.stats.duplicates += 1
+            return
         if isinstance(reply, CrcError):
             raise CrcMismatchError(self.file, reply.got, reply.expected)
         if isinstance(reply, Error):

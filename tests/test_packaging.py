@@ -1,0 +1,83 @@
+"""What HACS and Home Assistant read before any of our code runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from awesomeversion import AwesomeVersion
+from homeassistant import loader
+from PIL import Image
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+ROOT = Path(__file__).resolve().parents[1]
+INTEGRATION = ROOT / "custom_components" / "esp32_ota"
+MANIFEST = json.loads((INTEGRATION / "manifest.json").read_text())
+
+# The keys hacs.json may hold (HACS rejects any other).
+HACS_KEYS = {
+    "name",
+    "content_in_root",
+    "zip_release",
+    "filename",
+    "hide_default_branch",
+    "country",
+    "homeassistant",
+    "hacs",
+    "persistent_directory",
+}
+
+
+def test_manifest_key_order_and_required_keys() -> None:
+    keys = list(MANIFEST)
+    assert keys[:2] == ["domain", "name"]
+    assert keys[2:] == sorted(keys[2:])
+    for key in ("version", "documentation", "issue_tracker", "codeowners"):
+        assert MANIFEST[key], key
+    assert AwesomeVersion(MANIFEST["version"]).valid
+    assert MANIFEST["dependencies"] == ["bluetooth_adapters"]
+    assert MANIFEST["config_flow"] is True
+
+
+def test_bluetooth_matchers_claim_only_our_boards() -> None:
+    for matcher in MANIFEST["bluetooth"]:
+        assert matcher["connectable"] is True
+        # A bare NUS service UUID would claim other products too.
+        assert set(matcher) - {"connectable", "service_uuid"}, matcher
+        name = matcher.get("local_name")
+        if name is not None:
+            assert "*" not in name[:3]
+
+
+async def test_home_assistant_loads_the_manifest(
+    hass: HomeAssistant, enable_custom_integrations: None
+) -> None:
+    integration = await loader.async_get_integration(hass, "esp32_ota")
+    assert integration.domain == "esp32_ota"
+    assert str(integration.version) == MANIFEST["version"]
+    matchers = await loader.async_get_bluetooth(hass)
+    assert {"domain": "esp32_ota", "connectable": True, "local_name": "ESP32-OTA*"} in [
+        dict(m) for m in matchers
+    ]
+
+
+def test_hacs_json() -> None:
+    hacs = json.loads((ROOT / "hacs.json").read_text())
+    assert set(hacs) <= HACS_KEYS
+    assert hacs["name"]
+    assert AwesomeVersion(hacs["homeassistant"]) <= AwesomeVersion("2026.2.3")
+
+
+def test_translations_match_strings() -> None:
+    strings = json.loads((INTEGRATION / "strings.json").read_text())
+    english = json.loads((INTEGRATION / "translations" / "en.json").read_text())
+    assert strings == english
+
+
+def test_brand_icon() -> None:
+    with Image.open(INTEGRATION / "brand" / "icon.png") as icon:
+        assert icon.size == (256, 256)
+        assert icon.format == "PNG"

@@ -12,7 +12,6 @@ it in "rollback".
 The settings below can be changed in boot.py before it calls boot().
 """
 
-import os
 import sys
 import time
 
@@ -41,7 +40,7 @@ def boot():
     status = NORMAL
     loaded = "ota_commit" in sys.modules
     try:
-        if _exists(_JOURNAL):
+        if ota_state.exists(_JOURNAL):
             import ota_commit
 
             ota_commit.recover()  # finish what a power cut interrupted
@@ -126,11 +125,3 @@ def poll():
 def feed():
     if wdt is not None:
         wdt.feed()
-
-
-def _exists(name):
-    try:
-        os.stat(name)
-        return True
-    except OSError:
-        return False

@@ -13,27 +13,9 @@ import json
 import os
 
 import ota_state
+from ota_state import exists
 
 JOURNAL = "ota_journal.json"
-
-
-def _exists(name):
-    try:
-        os.stat(name)
-        return True
-    except OSError:
-        return False
-
-
-def _write_journal(j):
-    tmp = JOURNAL + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(j))
-        os.rename(tmp, JOURNAL)
-    except Exception:
-        ota_state.remove(tmp)
-        raise
 
 
 def _first(values):
@@ -64,12 +46,12 @@ def apply(items, app_ver=None):
             "prev_ver": _first(prev[n] and prev[n].get("ver") for n in names)
             or app_ver,
             "files": names,
-            "added": [n for n in names if not _exists(n)],
+            "added": [n for n in names if not exists(n)],
             "prev": prev,
             "boots": 0,
         },
     }
-    _write_journal(j)
+    ota_state.save(j, JOURNAL)
     try:
         _forward(j)
         _finish(j)
@@ -83,8 +65,8 @@ def apply(items, app_ver=None):
 
 def _forward(j):
     for target, source in j["pairs"]:
-        if _exists(source):
-            if _exists(target):
+        if exists(source):
+            if exists(target):
                 os.rename(target, target + ".bak")
             os.rename(source, target)
 
@@ -93,9 +75,9 @@ def _undo(j):
     """A step failed without a power cut: put the old files back."""
     added = j["trial"]["added"]
     for target, source in reversed(j["pairs"]):
-        if not _exists(source) and _exists(target):
+        if not exists(source) and exists(target):
             os.rename(target, source)
-        if target not in added and not _exists(target) and _exists(target + ".bak"):
+        if target not in added and not exists(target) and exists(target + ".bak"):
             os.rename(target + ".bak", target)
     os.remove(JOURNAL)
 
@@ -105,9 +87,9 @@ def _back(j):
     t = j["trial"]
     for name in t["files"]:
         if name in t["added"]:
-            if _exists(name):
+            if exists(name):
                 os.remove(name)
-        elif _exists(name + ".bak"):
+        elif exists(name + ".bak"):
             os.rename(name + ".bak", name)
 
 
@@ -190,6 +172,6 @@ def rollback():
     if not trial:
         return False
     j = {"op": "rollback", "trial": trial}
-    _write_journal(j)
+    ota_state.save(j, JOURNAL)
     _run(j)
     return True

@@ -52,12 +52,13 @@ def load():
     return d
 
 
-def save(d):
-    tmp = STATE + ".tmp"
+def save(d, name=STATE):
+    """Write d as JSON to name through name.tmp and a rename (atomic)."""
+    tmp = name + ".tmp"
     try:
         with open(tmp, "w") as f:
             f.write(json.dumps(d))
-        os.rename(tmp, STATE)
+        os.rename(tmp, name)
     except Exception:
         remove(tmp)
         raise
@@ -69,6 +70,10 @@ def fsize(name):
         return os.stat(name)[6]
     except OSError:
         return -1
+
+
+def exists(name):
+    return fsize(name) >= 0
 
 
 def remove(name):

@@ -12,7 +12,10 @@ loop and on `clock.VirtualTimeLoop` alike):
 - A write with response completes one interval after its event (the ATT
   response rides the next event) plus the hop back.
 - Notifications the board sends wait for an event, then cross the hop;
-  `notify_loss` drops a share of them.
+  `notify_loss` drops a share of them, `notify_dup` delivers a share twice
+  (a proxy or stack that repeats a notification).
+- `stall(seconds)` holds every connection event for a while, as a proxy
+  whose Wi-Fi hop hangs: nothing moves either way, the link stays up.
 - A board that resets is noticed by the central only after the supervision
   timeout; a disconnect either side asks for takes an event plus the hop.
 """
@@ -61,6 +64,7 @@ class LinkProfile:
     latency_ms: float
     write_loss: float = 0.0
     notify_loss: float = 0.0
+    notify_dup: float = 0.0
     line_cost_ms: float = 1.5
     byte_cost_us: float = 2.0
     seed: int = 0
@@ -136,6 +140,7 @@ class LinkStats:
     notifications: int = 0
     notifications_lost: int = 0
     notifications_delivered: int = 0
+    notifications_duplicated: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
     events: int = 0
@@ -244,6 +249,7 @@ class SimLink:
         self._responses = _DelayLine(lambda: self.loop, self._complete_write)
         self._anchor = 0.0
         self._last_event = -math.inf
+        self._stalled_until = -math.inf
         self._event_handle: asyncio.TimerHandle | None = None
         self._state = "idle"
 
@@ -379,7 +385,16 @@ class SimLink:
         interval = self._interval
         steps = max(0.0, math.ceil((now - self._anchor) / interval - 1e-9))
         when = max(self._anchor + steps * interval, self._last_event + interval)
+        when = max(when, self._stalled_until)
         self._event_handle = self.loop.call_at(when, self._event)
+
+    def stall(self, seconds: float) -> None:
+        """No connection event for `seconds` from now (the link stays up)."""
+        self._stalled_until = self.loop.time() + seconds
+        if self._event_handle is not None:
+            self._event_handle.cancel()
+            self._event_handle = None
+        self._schedule_event()
 
     def _event(self) -> None:
         self._event_handle = None
@@ -407,6 +422,9 @@ class SimLink:
                 continue
             self.stats.bytes_down += len(data)
             self._to_central.put(now + self._latency, data)
+            if self.profile.notify_dup and self._rng.random() < self.profile.notify_dup:
+                self.stats.notifications_duplicated += 1
+                self._to_central.put(now + self._latency, data)
         self._schedule_event()
 
     def _complete_write(self, done: asyncio.Future[None]) -> None:

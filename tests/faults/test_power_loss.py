@@ -1,0 +1,121 @@
+"""Power cuts and resets at every step of a real install driven by the client.
+
+The flash (memfs) loses power at every single filesystem operation of a
+two-file install in turn, journal and bundle commit included; separately
+the board resets after every line it receives. After the board is back it
+holds all old or all new files, byte for byte (v1, file by file: each file
+old or new), and a following install finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.clock import run_virtual
+
+from custom_components.esp32_ota.nus_ota import InstallResult, OTAError
+from tests.faults.rig import (
+    Recorder,
+    bundle,
+    fault_board,
+    release,
+    run_install,
+    tap,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from esp32_ota_sim.board import VirtualBoard
+
+    from tests.faults.rig import FaultLedger
+
+
+def _clean_run(protocol: int) -> tuple[int, int]:
+    """Filesystem operations and received lines of a fault-free install."""
+    board = fault_board("fast", v1_only=protocol == 1)
+    new = release(board, size=3000)
+    start = board.fs.ops
+    lines = 0
+
+    def counting(_link: object, _data: bytes, deliver: Callable[[], None]) -> None:
+        nonlocal lines
+        lines += 1
+        deliver()
+
+    tap(board, counting)
+    result = run_virtual(run_install(Recorder(board), new))
+    assert isinstance(result, InstallResult), result
+    return board.fs.ops - start, lines
+
+
+def _survive(
+    faults: FaultLedger, protocol: int, inject: Any
+) -> tuple[str, VirtualBoard]:
+    """Install with `inject(board)` armed; check the board; finish the install."""
+    board = fault_board("fast", v1_only=protocol == 1)
+    old = bundle(board)
+    new = release(board, size=3000)
+    inject(board)
+
+    async def scenario() -> tuple[Any, str, Any]:
+        first = await run_install(Recorder(board), new)
+        await asyncio.sleep(5)  # any reset in progress ends
+        outcome = faults.check_board(board, old, new, bundle=protocol == 2)
+        return first, outcome, await run_install(Recorder(board), new)
+
+    first, outcome, second = run_virtual(scenario())
+    assert isinstance(first, (InstallResult, OTAError)), first
+    assert isinstance(second, InstallResult), second
+    assert faults.check_board(board, old, new) == "new"
+    return outcome, board
+
+
+@pytest.mark.parametrize("protocol", [2, 1])
+def test_power_cut_at_every_filesystem_operation(
+    faults: FaultLedger, protocol: int
+) -> None:
+    ops, _ = _clean_run(protocol)
+    assert ops > 20
+    outcomes = set()
+    for cut in range(1, ops + 1):
+        outcome, board = _survive(
+            faults, protocol, lambda board, cut=cut: board.power_loss_at(cut)
+        )
+        assert board.fs.power_losses == 1, cut
+        faults.add("power loss")
+        outcomes.add(outcome)
+    assert "new" in outcomes  # the client got over most cuts by itself
+    if protocol == 2:
+        # Some cuts end the first install with the old files, none mixes them.
+        assert outcomes == {"old", "new"}
+
+
+@pytest.mark.parametrize("protocol", [2, 1])
+def test_reset_after_every_received_line(faults: FaultLedger, protocol: int) -> None:
+    _, lines = _clean_run(protocol)
+    assert lines > 10
+
+    def reset_at(count: int, board: VirtualBoard) -> None:
+        seen = 0
+
+        def resetting(_link: object, _data: bytes, deliver: Callable[[], None]) -> None:
+            nonlocal seen
+            seen += 1
+            deliver()
+            if seen == count:
+                faults.add("board reset")
+                board.reboot()  # the line just received dies with the RAM
+
+        tap(board, resetting)
+
+    outcomes = set()
+    for count in range(1, lines + 1):
+        outcome, board = _survive(
+            faults, protocol, lambda board, count=count: reset_at(count, board)
+        )
+        assert any(r.outcome == "reboot" for r in board.restarts), count
+        outcomes.add(outcome)
+    assert "old" in outcomes or "new" in outcomes

@@ -119,6 +119,29 @@ async def setup_board(
     return entry
 
 
+def board_address(index: int) -> str:
+    """The address of the index-th board of a fleet (1 is BOARD_ADDRESS)."""
+    return f"24:0A:C4:00:00:{index:02X}"
+
+
+def board_entity(index: int) -> str:
+    """The update entity of the index-th board of a fleet."""
+    return f"update.esp32_ota_{index:04x}_scripts"
+
+
+async def setup_fleet(
+    hass: HomeAssistant,
+    proxy: SimProxyScanner | SimLocalScanner,
+    count: int,
+    **kwargs: Any,
+) -> list[VirtualBoard]:
+    """Boards 1..count behind one scanner, all set up (they share a folder)."""
+    boards = [make_board(board_address(index)) for index in range(1, count + 1)]
+    for board in boards:
+        await setup_board(hass, proxy, board, **kwargs)
+    return boards
+
+
 def source_folder(hass: HomeAssistant) -> Path:
     """The board's default source folder."""
     return Path(hass.config.path(SOURCE_DIR))

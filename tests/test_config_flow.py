@@ -24,9 +24,12 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.esp32_ota.config_flow import default_source_dir
 from custom_components.esp32_ota.const import (
     CONF_AUTH_KEY,
+    CONF_CONFIRM_TRIAL,
+    CONF_ENCODING,
     CONF_NAME,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
+    CONF_WINDOW,
     DOMAIN,
     NUS_SERVICE_UUID,
 )
@@ -248,6 +251,7 @@ async def test_options_set_folder_key_and_token(
         CONF_SOURCE_DIR: "shared/boards",
         CONF_AUTH_KEY: "s3cret key",
         CONF_TOKEN: "tok",
+        CONF_CONFIRM_TRIAL: True,
     }
     assert Path(hass.config.path("shared/boards")).is_dir()
     await hass.async_block_till_done()
@@ -261,7 +265,7 @@ async def test_options_set_folder_key_and_token(
         result["flow_id"], {CONF_SOURCE_DIR: absolute}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_SOURCE_DIR: absolute}
+    assert entry.options == {CONF_SOURCE_DIR: absolute, CONF_CONFIRM_TRIAL: True}
     await hass.async_block_till_done()
 
 
@@ -296,4 +300,84 @@ async def test_options_errors(hass: HomeAssistant, entry: MockConfigEntry) -> No
         result["flow_id"], {CONF_SOURCE_DIR: "fine"}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_SOURCE_DIR: "fine"}
+    assert entry.options == {CONF_SOURCE_DIR: "fine", CONF_CONFIRM_TRIAL: True}
+
+
+async def test_options_transfer_settings(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
+            CONF_CONFIRM_TRIAL: False,
+            CONF_WINDOW: 4,
+            CONF_ENCODING: "hex",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {
+        CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
+        CONF_CONFIRM_TRIAL: False,
+        CONF_WINDOW: 4,
+        CONF_ENCODING: "hex",
+    }
+    await hass.async_block_till_done()
+    coordinator = entry.runtime_data
+    assert (coordinator.window, coordinator.encoding) == (4, "hex")
+    assert coordinator.confirm_trial is False
+
+    # Back to what the board prefers: the overrides go.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema = result["data_schema"].schema
+    defaults = {str(key): key.default() for key in schema if callable(key.default)}
+    assert defaults[CONF_ENCODING] == "hex"
+    assert defaults[CONF_CONFIRM_TRIAL] is False
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
+            CONF_CONFIRM_TRIAL: True,
+            CONF_WINDOW: 0,
+            CONF_ENCODING: "auto",
+        },
+    )
+    assert entry.options == {
+        CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
+        CONF_CONFIRM_TRIAL: True,
+    }
+    await hass.async_block_till_done()
+
+
+async def test_reconfigure_name_and_folder(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    Path(hass.config.path("a_file")).write_text("not a folder")
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    assert result["description_placeholders"]["address"] == BOARD
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_NAME: " ", CONF_SOURCE_DIR: "a_file"}
+    )
+    assert result["errors"] == {
+        CONF_NAME: "name_required",
+        CONF_SOURCE_DIR: "not_a_folder",
+    }
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_NAME: " Kitchen board ", CONF_SOURCE_DIR: "kitchen"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.title == "Kitchen board"
+    assert entry.options[CONF_SOURCE_DIR] == "kitchen"
+    assert entry.unique_id == BOARD
+    assert Path(hass.config.path("kitchen")).is_dir()
+    assert entry.runtime_data.name == "Kitchen board"

@@ -25,6 +25,7 @@ from custom_components.esp32_ota.const import (
     CONF_AUTH_KEY,
     CONF_NAME,
     CONF_SOURCE_DIR,
+    CONF_TOKEN,
     DOMAIN,
 )
 from custom_components.esp32_ota.nus_ota.errors import (
@@ -40,6 +41,8 @@ from tests.common import (
     SOURCE_DIR,
     app_source,
     entity_update,
+    install,
+    install_fails,
     make_board,
     setup_board,
     source_folder,
@@ -336,3 +339,50 @@ async def test_a_board_that_cannot_be_read_keeps_what_we_knew(
     state = hass.states.get(ENTITY_ID)
     assert state.attributes["installed_version"] == "1.0.0"
     assert state.attributes["protocol"] == 2
+
+
+async def test_diagnostics_after_transfers(
+    hass: HomeAssistant,
+    proxy: SimProxyScanner,
+    hass_client: ClientSessionGenerator,
+) -> None:
+    folder = source_folder(hass)
+    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "hmac-s3cret"\n')
+    options = {CONF_AUTH_KEY: "hmac-s3cret", CONF_TOKEN: "v1-s3cret"}
+    entry = await setup_board(hass, proxy, board, options=options)
+    await install(hass)
+    write_release(
+        folder, {"app.py": app_source("1.2.0", crash=True)}, {"version": "1.2.0"}
+    )
+    await entity_update(hass)
+    await install_fails(hass, "rolled_back")
+    await hass.async_block_till_done(wait_background_tasks=True)  # read again
+
+    data = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert "s3cret" not in json.dumps(data)
+    assert data["options"][CONF_TOKEN] == "**REDACTED**"
+    assert data["connection"] == f"sim-proxy ({proxy.source})"
+    first, second = data["transfers"]
+    assert first["result"] == "installed"
+    assert first["version"] == "1.1.0"
+    assert first["connection"] == f"sim-proxy ({proxy.source})"
+    assert first["seconds"] > 0
+    assert first["transfer_seconds"] > 0
+    assert first["retries"] == 0
+    assert first["connections"] == 2  # the transfer, then the check after reset
+    assert second["result"] == "failed"
+    assert second["reason"] == "rolled_back"
+    assert data["board"]["rollback"]["version"] == "1.2.0"
+    assert data["board"]["window"] > 0
+    assert data["fleet"]["sources"][proxy.source]["held_by"] == []
+
+    # The history survives a restart; damaged records are skipped.
+    store = entry.runtime_data._store
+    stored = await store.async_load()
+    assert stored is not None
+    stored["transfers"] += [{"result": "broken"}, "junk"]
+    await store.async_save(stored)
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert [r.result for r in entry.runtime_data.transfers] == ["installed", "failed"]

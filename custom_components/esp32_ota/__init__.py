@@ -10,15 +10,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from homeassistant.const import Platform
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.storage import Store
 
 from .const import DOMAIN, STORAGE_VERSION
 from .coordinator import BoardCoordinator, Esp32OtaConfigEntry
+from .repairs import async_delete_issues
+from .services import async_setup_services
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
+    from homeassistant.helpers.typing import ConfigType
 
 PLATFORMS: list[Platform] = [Platform.UPDATE]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, whether or not any board is set up."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> bool:
@@ -36,7 +47,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) ->
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
-    """Forget what we recorded about a removed board."""
+    """Forget what we recorded about a removed board, and its issues."""
+    async_delete_issues(hass, entry.entry_id)
     await Store[dict[str, object]](
         hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
     ).async_remove()

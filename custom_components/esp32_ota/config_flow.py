@@ -19,6 +19,13 @@ from homeassistant.config_entries import (
 from homeassistant.const import CONF_ADDRESS
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
@@ -27,17 +34,26 @@ from homeassistant.util import slugify
 
 from .const import (
     CONF_AUTH_KEY,
+    CONF_CONFIRM_TRIAL,
+    CONF_ENCODING,
     CONF_NAME,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
+    CONF_WINDOW,
+    DEFAULT_CONFIRM_TRIAL,
     DEFAULT_SOURCE_ROOT,
     DOMAIN,
+    ENCODING_AUTO,
+    ENCODINGS,
     LOCAL_NAME_PREFIX,
+    MAX_WINDOW,
     NUS_SERVICE_UUID,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
 
 def is_our_board(info: BluetoothServiceInfoBleak) -> bool:
@@ -64,6 +80,14 @@ def resolve_source_dir(hass: HomeAssistant, source_dir: str) -> Path:
     return Path(hass.config.path(source_dir))
 
 
+def _allowed_folder(hass: HomeAssistant, folder: Path) -> bool:
+    """Inside the config directory or an allowlisted one (blocking: resolves)."""
+    config_dir = Path(hass.config.config_dir).resolve()
+    return folder.resolve().is_relative_to(config_dir) or hass.config.is_allowed_path(
+        str(folder)
+    )
+
+
 def _ensure_folder(folder: Path) -> str | None:
     """Create the folder if needed; return an error key or None (blocking)."""
     if folder.exists() and not folder.is_dir():
@@ -73,6 +97,47 @@ def _ensure_folder(folder: Path) -> str | None:
     except OSError:
         return "cannot_create_folder"
     return None
+
+
+async def async_check_folder(hass: HomeAssistant, source_dir: str) -> str | None:
+    """Make a board's folder if needed; return an error key or None."""
+    if not source_dir:
+        return "folder_required"
+    folder = resolve_source_dir(hass, source_dir)
+    if not await hass.async_add_executor_job(_allowed_folder, hass, folder):
+        return "folder_not_allowed"
+    return await hass.async_add_executor_job(_ensure_folder, folder)
+
+
+def token_error(token: str) -> str | None:
+    """Error key for a v1 token that cannot travel in a START line, or None."""
+    if any(ch in token for ch in ":\n") or not token.isascii():
+        return "invalid_token"
+    return None
+
+
+def credentials_schema(options: Mapping[str, Any]) -> dict[vol.Marker, Any]:
+    """Form fields for the HMAC key and v1 token, suggesting the current ones."""
+    return {
+        vol.Optional(
+            CONF_AUTH_KEY,
+            description={"suggested_value": options.get(CONF_AUTH_KEY, "")},
+        ): _PASSWORD,
+        vol.Optional(
+            CONF_TOKEN,
+            description={"suggested_value": options.get(CONF_TOKEN, "")},
+        ): _PASSWORD,
+    }
+
+
+def credentials_options(user_input: Mapping[str, Any]) -> dict[str, str]:
+    """Return the non-empty credentials of a submitted form, as options."""
+    options: dict[str, str] = {}
+    if token := user_input.get(CONF_TOKEN, "").strip():
+        options[CONF_TOKEN] = token
+    if key := user_input.get(CONF_AUTH_KEY, ""):
+        options[CONF_AUTH_KEY] = key
+    return options
 
 
 def _title(info: BluetoothServiceInfoBleak) -> str:
@@ -162,6 +227,42 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
         )
 
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Rename the board or move its scripts folder."""
+        entry = self._get_reconfigure_entry()
+        errors: dict[str, str] = {}
+        name: str = entry.title
+        source_dir: str = entry.options[CONF_SOURCE_DIR]
+        if user_input is not None:
+            name = user_input[CONF_NAME].strip()
+            source_dir = user_input[CONF_SOURCE_DIR].strip()
+            if not name:
+                errors[CONF_NAME] = "name_required"
+            if error := await async_check_folder(self.hass, source_dir):
+                errors[CONF_SOURCE_DIR] = error
+            if not errors:
+                return self.async_update_reload_and_abort(
+                    entry,
+                    title=name,
+                    options={**entry.options, CONF_SOURCE_DIR: source_dir},
+                )
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(CONF_NAME, default=name): str,
+                    vol.Required(CONF_SOURCE_DIR, default=source_dir): str,
+                }
+            ),
+            errors=errors,
+            description_placeholders={
+                "address": entry.data[CONF_ADDRESS],
+                "config_dir": self.hass.config.config_dir,
+            },
+        )
+
     async def _async_create(self, info: BluetoothServiceInfoBleak) -> ConfigFlowResult:
         """Create the entry with a default source folder, made if missing."""
         source_dir = default_source_dir(info.name, info.address)
@@ -175,11 +276,20 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-_PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_ENCODING = SelectSelector(
+    SelectSelectorConfig(
+        options=list(ENCODINGS),
+        mode=SelectSelectorMode.DROPDOWN,
+        translation_key=CONF_ENCODING,
+    )
+)
+_WINDOW = NumberSelector(
+    NumberSelectorConfig(min=0, max=MAX_WINDOW, step=1, mode=NumberSelectorMode.BOX)
+)
 
 
 class Esp32OtaOptionsFlow(OptionsFlowWithReload):
-    """Source folder, HMAC key and v1 token of one board."""
+    """Source folder, credentials and transfer settings of one board."""
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
@@ -189,22 +299,20 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
         options: Mapping[str, Any] = self.config_entry.options
         if user_input is not None:
             source_dir = user_input[CONF_SOURCE_DIR].strip()
-            token = user_input.get(CONF_TOKEN, "").strip()
-            key = user_input.get(CONF_AUTH_KEY, "")
-            if not source_dir:
-                errors[CONF_SOURCE_DIR] = "folder_required"
-            elif error := await self.hass.async_add_executor_job(
-                _ensure_folder, resolve_source_dir(self.hass, source_dir)
-            ):
+            if error := await async_check_folder(self.hass, source_dir):
                 errors[CONF_SOURCE_DIR] = error
-            if any(ch in token for ch in ":\n") or not token.isascii():
-                errors[CONF_TOKEN] = "invalid_token"
+            if error := token_error(user_input.get(CONF_TOKEN, "").strip()):
+                errors[CONF_TOKEN] = error
             if not errors:
-                data = {CONF_SOURCE_DIR: source_dir}
-                if token:
-                    data[CONF_TOKEN] = token
-                if key:
-                    data[CONF_AUTH_KEY] = key
+                data: dict[str, Any] = {
+                    CONF_SOURCE_DIR: source_dir,
+                    **credentials_options(user_input),
+                    CONF_CONFIRM_TRIAL: user_input[CONF_CONFIRM_TRIAL],
+                }
+                if window := int(user_input.get(CONF_WINDOW) or 0):
+                    data[CONF_WINDOW] = window
+                if (encoding := user_input[CONF_ENCODING]) != ENCODING_AUTO:
+                    data[CONF_ENCODING] = encoding
                 return self.async_create_entry(data=data)
             options = user_input
 
@@ -215,14 +323,19 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
                     vol.Required(
                         CONF_SOURCE_DIR, default=options.get(CONF_SOURCE_DIR, "")
                     ): str,
+                    **credentials_schema(options),
+                    vol.Required(
+                        CONF_CONFIRM_TRIAL,
+                        default=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
+                    ): BooleanSelector(),
                     vol.Optional(
-                        CONF_AUTH_KEY,
-                        description={"suggested_value": options.get(CONF_AUTH_KEY, "")},
-                    ): _PASSWORD,
-                    vol.Optional(
-                        CONF_TOKEN,
-                        description={"suggested_value": options.get(CONF_TOKEN, "")},
-                    ): _PASSWORD,
+                        CONF_WINDOW,
+                        description={"suggested_value": options.get(CONF_WINDOW)},
+                    ): _WINDOW,
+                    vol.Required(
+                        CONF_ENCODING,
+                        default=options.get(CONF_ENCODING, ENCODING_AUTO),
+                    ): _ENCODING,
                 }
             ),
             errors=errors,

@@ -14,6 +14,16 @@ CONF_NAME: Final = "name"
 CONF_SOURCE_DIR: Final = "source_dir"
 CONF_AUTH_KEY: Final = "auth_key"
 CONF_TOKEN: Final = "token"  # noqa: S105 (an option key, not a secret)
+CONF_WINDOW: Final = "window"
+CONF_ENCODING: Final = "encoding"
+CONF_CONFIRM_TRIAL: Final = "confirm_trial"
+
+# Encoding choices of the options flow ("auto": what the board prefers).
+ENCODING_AUTO: Final = "auto"
+ENCODINGS: Final = (ENCODING_AUTO, "b64", "hex")
+# Lines in flight the options flow accepts (the board caps it with its own).
+MAX_WINDOW: Final = 32
+DEFAULT_CONFIRM_TRIAL: Final = True
 
 # Where board folders live by default, relative to the HA config directory.
 DEFAULT_SOURCE_ROOT: Final = "esp32_ota"
@@ -33,5 +43,12 @@ SOURCE_SCAN_INTERVAL: Final = timedelta(seconds=30)
 # How often we connect briefly to see what the board runs (another client
 # may have updated it).
 BOARD_REFRESH_INTERVAL: Final = timedelta(hours=1)
+
+# After an update a board runs the new version on trial until its program
+# confirms it (the firmware's boot_guard confirms after 60 s up at the
+# latest). With "confirm_trial" on, the install waits for that, asking the
+# board this often, and fails when it is not confirmed within the timeout.
+TRIAL_POLL_INTERVAL: Final = 10.0
+TRIAL_TIMEOUT: Final = 150.0
 
 STORAGE_VERSION: Final = 1

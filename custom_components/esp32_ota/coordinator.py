@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,22 +21,38 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_ADDRESS
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
 
+from . import repairs
 from .const import (
     BOARD_REFRESH_INTERVAL,
     CONF_AUTH_KEY,
+    CONF_CONFIRM_TRIAL,
+    CONF_ENCODING,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
+    CONF_WINDOW,
     CONNECT_ATTEMPTS,
+    DEFAULT_CONFIRM_TRIAL,
     DOMAIN,
     SOURCE_SCAN_INTERVAL,
     STORAGE_VERSION,
+    TRIAL_POLL_INTERVAL,
+    TRIAL_TIMEOUT,
     VERSION_REPLY_TIMEOUT,
 )
-from .nus_ota.client import OTAClient
+from .fleet import (
+    BoardOutOfReachError,
+    QueueTimeoutError,
+    connection_path,
+    get_fleet,
+)
+from .nus_ota.client import FileImage, OTAClient
 from .nus_ota.errors import (
     AuthRequiredError,
     ConnectFailedError,
@@ -48,12 +65,24 @@ from .nus_ota.errors import (
     RolledBackError,
     SizeMismatchError,
 )
-from .nus_ota.install import InstallOptions, install
+from .nus_ota.install import InstallOptions, InstallResult, install, probe
 from .nus_ota.transport import BleakTransport, Transport
 from .source import Release, SourceError, SourceFolder, SourceState
+from .transfers import (
+    EVENT_FAILED,
+    EVENT_FINISHED,
+    EVENT_INSTALL,
+    EVENT_STARTED,
+    HISTORY_LENGTH,
+    RESULT_INSTALLED,
+    RESULT_UNCHANGED,
+    TRIGGER_ACTION,
+    TRIGGER_ENTITY,
+    TransferRecord,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from bleak.backends.device import BLEDevice
 
@@ -65,6 +94,8 @@ type Esp32OtaConfigEntry = ConfigEntry[BoardCoordinator]
 
 # What a failed connection or conversation can raise besides OTAError.
 _LINK_ERRORS = (BleakError, OSError, TimeoutError)
+# Failures after which the board runs something else than we thought.
+_READ_AGAIN_AFTER = frozenset({"rolled_back", "not_installed", "trial_unconfirmed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +124,23 @@ class InstalledRecord:
         return cls(version, {str(k): str(v) for k, v in files.items()})
 
 
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    """What one install sends, and what to remember once it went through."""
+
+    files: tuple[str, ...]  # every file of the request
+    contents: Mapping[str, bytes]  # those to send
+    version: str  # shown and reported ("" when the request has none)
+    wire_version: str  # sent to the board
+    force: bool
+    record: InstalledRecord | None  # what the board holds afterwards
+
+    @property
+    def names(self) -> list[str]:
+        """Return the file names of the request."""
+        return list(self.files)
+
+
 def install_error(key: str, **placeholders: str) -> HomeAssistantError:
     """Build a translated install error."""
     return HomeAssistantError(
@@ -116,6 +164,11 @@ class BoardCoordinator:
         )
         self.auth_key: str | None = entry.options.get(CONF_AUTH_KEY) or None
         self.token: str | None = entry.options.get(CONF_TOKEN) or None
+        self.window: int | None = entry.options.get(CONF_WINDOW) or None
+        self.encoding: str | None = entry.options.get(CONF_ENCODING) or None
+        self.confirm_trial: bool = entry.options.get(
+            CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL
+        )
         self.source = SourceState()
         self.available = False
         self.board_info: BoardInfo | None = None
@@ -123,12 +176,17 @@ class BoardCoordinator:
         self.app_version: str | None = None
         self.record: InstalledRecord | None = None
         self.installing = False
+        self.queued = False
         self.progress: float | None = None
+        self.transfers: deque[TransferRecord] = deque(maxlen=HISTORY_LENGTH)
+        # The adapter or proxy of the last connection: "name (source)".
+        self.connection: str | None = None
         self._listeners: list[CALLBACK_TYPE] = []
         self._store: Store[dict[str, Any]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
         )
         self._link_lock = asyncio.Lock()
+        self._read_again = False
         self._gave_up: BleakError | None = None
         self._issue_id = f"source_problem_{entry.entry_id}"
 
@@ -140,6 +198,10 @@ class BoardCoordinator:
         self.record = InstalledRecord.from_dict(stored.get("installed"))
         protocol = stored.get("protocol")
         self.protocol = protocol if protocol in (1, 2) else None
+        transfers = stored.get("transfers")
+        for data in transfers if isinstance(transfers, list) else []:
+            if (record := TransferRecord.from_dict(data)) is not None:
+                self.transfers.append(record)
         await self.async_rescan_source()
         entry = self.entry
         entry.async_on_unload(
@@ -339,10 +401,17 @@ class BoardCoordinator:
             )
 
         try:
-            return await self._async_open(device, fresh_device)
+            transport = await self._async_open(device, fresh_device)
         except (BleakOutOfConnectionSlotsError, BleakNotFoundError) as err:
             self._gave_up = err
             raise
+        self._note_connection_path()
+        return transport
+
+    def _note_connection_path(self) -> None:
+        """Remember which adapter or proxy holds our connection now."""
+        if (path := connection_path(self.hass, self.address)) is not None:
+            self.connection = path
 
     async def _async_open(
         self, device: BLEDevice, fresh_device: Callable[[], BLEDevice]
@@ -371,18 +440,25 @@ class BoardCoordinator:
 
     async def async_refresh_board(self) -> bool:
         """Ask the board what it runs; False when it could not be reached."""
-        if self._link_lock.locked():
+        if self._link_lock.locked() or self.installing:
             return False
-        async with self._link_lock:
-            self._gave_up = None
-            try:
+        try:
+            # Slot first, then the board: the order installs take them in.
+            async with get_fleet(self.hass).slot(self.address), self._link_lock:
+                self._gave_up = None
                 await self._async_probe()
-            except (OTAError, *_LINK_ERRORS) as err:
-                _LOGGER.debug("%s: cannot read the board: %s", self.name, err)
-                return False
-            except Exception:  # a background task: log anything else, never die
-                _LOGGER.exception("%s: unexpected error reading the board", self.name)
-                return False
+        except (
+            OTAError,
+            BoardOutOfReachError,
+            QueueTimeoutError,
+            *_LINK_ERRORS,
+        ) as err:
+            _LOGGER.debug("%s: cannot read the board: %s", self.name, err)
+            return False
+        except Exception:  # a background task: log anything else, never die
+            _LOGGER.exception("%s: unexpected error reading the board", self.name)
+            return False
+        repairs.async_track_protocol(self.hass, self.entry, self.protocol)
         await self._async_save()
         self._notify()
         return True
@@ -417,26 +493,145 @@ class BoardCoordinator:
             {
                 "installed": self.record.as_dict() if self.record else None,
                 "protocol": self.protocol,
+                "transfers": [record.as_dict() for record in self.transfers],
             }
         )
 
     # -- installing
 
-    async def async_install(self, version: str | None) -> None:
+    async def async_install(
+        self, version: str | None, trigger: str = TRIGGER_ENTITY
+    ) -> TransferRecord:
         """Install the latest release, or `version` from versions/ (forced)."""
+        return await self._async_job(lambda: self._async_plan_release(version), trigger)
+
+    async def async_install_files(
+        self, contents: Mapping[str, bytes], version: str | None, force: bool
+    ) -> TransferRecord:
+        """Install the given files (the install_files action checked them)."""
+        return await self._async_job(
+            lambda: self._async_plan_files(contents, version, force), TRIGGER_ACTION
+        )
+
+    async def _async_job(
+        self, plan: Callable[[], Awaitable[InstallPlan]], trigger: str
+    ) -> TransferRecord:
+        """One install at a time per board; the entity shows it throughout."""
         if self.installing:
             raise install_error("install_in_progress", name=self.name)
         self.installing = True
-        self.progress = 0
+        self.progress = None
         self._notify()
         try:
-            async with self._link_lock:
-                self._gave_up = None
-                await self._async_install(version)
+            return await self._async_run(await plan(), trigger)
         finally:
             self.installing = False
+            self.queued = False
             self.progress = None
             self._notify()
+            if self._read_again:  # show what the board runs now
+                self._read_again = False
+                self._schedule_refresh()
+
+    async def _async_run(self, plan: InstallPlan, trigger: str) -> TransferRecord:
+        """Wait for a connection slot, install, report (events, issues, history)."""
+        loop = self.hass.loop
+        record = TransferRecord(
+            trigger=trigger,
+            version=plan.version,
+            files=plan.files,
+            started=dt_util.utcnow().isoformat(),
+        )
+        self._fire(EVENT_STARTED, record)
+        asked = began = loop.time()
+        try:
+            async with get_fleet(self.hass).slot(self.address, self._on_queued):
+                began = loop.time()
+                self.queued = False
+                self.progress = 0
+                self._notify()
+                async with self._link_lock:
+                    self._gave_up = None
+                    result = await self._async_transfer(plan)
+        except (HomeAssistantError, BoardOutOfReachError, QueueTimeoutError) as err:
+            failure = err if isinstance(err, HomeAssistantError) else self._queue(err)
+            record = replace(
+                record,
+                queued_seconds=began - asked,
+                seconds=loop.time() - began,
+                connection=self.connection,
+                reason=failure.translation_key,
+                error=str(failure),
+            )
+            await self._async_remember(record, EVENT_FAILED)
+            repairs.async_report_failure(
+                self.hass, self.entry, failure.translation_key or "", str(failure)
+            )
+            self._read_again = failure.translation_key in _READ_AGAIN_AFTER
+            if failure is err:
+                raise
+            raise failure from err
+        if result is not None:
+            record = replace(
+                record,
+                files_sent=result.files_sent,
+                protocol=result.protocol,
+                bytes=result.bytes_total,
+                wire_bytes=result.wire_bytes,
+                transfer_seconds=result.transfer_seconds,
+                retries=result.retries,
+                connections=result.connections,
+                trial=result.trial,
+            )
+        record = replace(
+            record,
+            result=RESULT_INSTALLED if result and result.applied else RESULT_UNCHANGED,
+            protocol=record.protocol or self.protocol,
+            queued_seconds=began - asked,
+            seconds=loop.time() - began,
+            connection=self.connection,
+        )
+        if plan.record is not None:
+            self.record = plan.record
+        repairs.async_clear_after_success(self.hass, self.entry)
+        await self._async_remember(record, EVENT_FINISHED)
+        return record
+
+    def _queue(
+        self, err: BoardOutOfReachError | QueueTimeoutError
+    ) -> HomeAssistantError:
+        if isinstance(err, BoardOutOfReachError):
+            return install_error("not_found", name=self.name)
+        return install_error("queue_timeout", name=self.name)
+
+    @callback
+    def _on_queued(self) -> None:
+        self.queued = True
+        self._notify()
+
+    def _fire(self, step: str, record: TransferRecord) -> None:
+        """Tell automations (no secrets: the record holds none)."""
+        device = dr.async_get(self.hass).async_get_device(
+            identifiers={(DOMAIN, self.address)}
+        )
+        self.hass.bus.async_fire(
+            EVENT_INSTALL,
+            {
+                "type": step,
+                "device_id": device.id if device else None,
+                "entity_id": er.async_get(self.hass).async_get_entity_id(
+                    "update", DOMAIN, self.address
+                ),
+                "address": self.address,
+                "name": self.name,
+                **record.as_dict(),
+            },
+        )
+
+    async def _async_remember(self, record: TransferRecord, step: str) -> None:
+        self.transfers.append(record)
+        await self._async_save()
+        self._fire(step, record)
 
     def _release(self, state: SourceState, version: str | None) -> Release:
         if version is not None:
@@ -461,7 +656,8 @@ class BoardCoordinator:
             )
         return state.latest
 
-    async def _async_install(self, version: str | None) -> None:
+    async def _async_plan_release(self, version: str | None) -> InstallPlan:
+        """Plan to install a release of the source folder."""
         state = await self.async_rescan_source()
         release = self._release(state, version)
         if refused := self.not_allowed(release):
@@ -483,33 +679,116 @@ class BoardCoordinator:
             # v1 sends whole files and resets after each: skip unchanged ones.
             changed = self.files_to_send(release)
             contents = {name: contents[name] for name in changed}
-        if contents:
-            # An undeclared (hash) version is for display only: on the wire
-            # it would trip the board's dotted-integer downgrade guard.
-            wire_version = release.version if release.declared else ""
-            if self.protocol == 1 and self.token and not wire_version:
-                raise install_error("version_required", name=self.name)
-            options = InstallOptions(
-                auth_key=self.auth_key, token=self.token, force=force
+        return self._checked(
+            InstallPlan(
+                files=tuple(release.names),
+                contents=contents,
+                version=release.version,
+                # An undeclared (hash) version is for display only: on the
+                # wire it would trip the board's dotted-integer downgrade guard.
+                wire_version=release.version if release.declared else "",
+                force=force,
+                record=InstalledRecord(
+                    release.version, {file.name: file.crc for file in release.files}
+                ),
             )
-            try:
-                result = await install(
-                    self._async_connect,
-                    contents,
-                    wire_version,
-                    options,
-                    progress=self._on_progress,
-                )
-            except (OTAError, *_LINK_ERRORS) as err:
-                raise self._translate(err, release) from err
+        )
+
+    async def _async_plan_files(
+        self, contents: Mapping[str, bytes], version: str | None, force: bool
+    ) -> InstallPlan:
+        """Plan to install files given by the install_files action."""
+        crcs = {name: FileImage(name, data).crc for name, data in contents.items()}
+        old = self.record
+        record = None
+        if version or old is not None:
+            record = InstalledRecord(
+                version or (old.version if old else ""),
+                {**(old.files if old else {}), **crcs},
+            )
+        to_send = dict(contents)
+        if self.protocol == 1 and old is not None and not force:
+            to_send = {n: d for n, d in contents.items() if old.files.get(n) != crcs[n]}
+        return self._checked(
+            InstallPlan(
+                files=tuple(sorted(contents)),
+                contents=to_send,
+                version=version or "",
+                wire_version=version or "",
+                force=force,
+                record=record,
+            )
+        )
+
+    def _checked(self, plan: InstallPlan) -> InstallPlan:
+        """Refuse what the board would refuse anyway, before connecting."""
+        if (
+            plan.contents
+            and self.protocol == 1
+            and self.token
+            and not plan.wire_version
+        ):
+            # A v1 token travels in START after the version.
+            raise install_error("version_required", name=self.name)
+        return plan
+
+    async def _async_transfer(self, plan: InstallPlan) -> InstallResult | None:
+        """Send the files; None when there was nothing to send."""
+        if not plan.contents:
+            return None
+        options = InstallOptions(
+            auth_key=self.auth_key,
+            token=self.token,
+            force=plan.force,
+            window=self.window,
+            encoding=self.encoding,
+        )
+        try:
+            result = await install(
+                self._async_connect,
+                plan.contents,
+                plan.wire_version,
+                options,
+                progress=self._on_progress,
+            )
             self.protocol = result.protocol
             self.board_info = result.board
             if result.board is not None:
                 self.app_version = result.board.app_version
-        self.record = InstalledRecord(
-            release.version, {file.name: file.crc for file in release.files}
-        )
-        await self._async_save()
+            if result.trial and self.confirm_trial:
+                board = await self._async_wait_for_confirmation(plan, options)
+                result = replace(result, trial=False, board=board)
+        except (OTAError, *_LINK_ERRORS) as err:
+            raise self._translate(err, plan) from err
+        return result
+
+    async def _async_wait_for_confirmation(
+        self, plan: InstallPlan, options: InstallOptions
+    ) -> BoardInfo | None:
+        """Ask the board now and then until its program confirms the new version.
+
+        Each look is a short connection (the slot stays ours meanwhile).
+        """
+        deadline = self.hass.loop.time() + TRIAL_TIMEOUT
+        while True:
+            await asyncio.sleep(TRIAL_POLL_INTERVAL)
+            info = await probe(self._async_connect, options)
+            if info is None:  # pragma: no cover - a v1 board reports no trial
+                return None
+            self.board_info = info
+            self._notify()
+            rollback = info.rollback
+            if rollback is not None and rollback.version == (plan.wire_version or None):
+                raise RolledBackError(rollback.version, rollback.restored)
+            if info.trial is None:
+                return info
+            if self.hass.loop.time() >= deadline:
+                raise install_error(
+                    "trial_unconfirmed",
+                    name=self.name,
+                    version=plan.version,
+                    seconds=str(int(TRIAL_TIMEOUT)),
+                )
 
     @callback
     def _on_progress(self, acknowledged: int, total: int) -> None:
@@ -518,7 +797,9 @@ class BoardCoordinator:
             self.progress = progress
             self._notify()
 
-    def _translate(self, err: Exception, release: Release) -> HomeAssistantError:
+    def _translate(
+        self, err: Exception, release: Release | InstallPlan
+    ) -> HomeAssistantError:
         """Tell the user what went wrong and what to do about it."""
         name = self.name
         if isinstance(err, ConnectFailedError) and err.applied:

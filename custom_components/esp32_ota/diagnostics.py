@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from homeassistant.components.diagnostics import async_redact_data
 
 from .const import CONF_AUTH_KEY, CONF_TOKEN
+from .fleet import get_fleet
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -20,7 +21,14 @@ TO_REDACT = {CONF_AUTH_KEY, CONF_TOKEN, "nonce"}
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: Esp32OtaConfigEntry
 ) -> dict[str, Any]:
-    """Return the board's state as the integration sees it."""
+    """Return the board's state as the integration sees it.
+
+    `board` is what the board reported (capabilities: protocol, window, line
+    size, encodings, auth scheme, free space; inventory: files, staged files,
+    trial, rollback), `transfers` the last installs with timing, retries and
+    the adapter or proxy used, `fleet` the connection slots held and waited
+    for across boards.
+    """
     board = entry.runtime_data
     source = board.source
     info = asdict(board.board_info) if board.board_info else None
@@ -29,11 +37,16 @@ async def async_get_config_entry_diagnostics(
     return {
         "options": async_redact_data(dict(entry.options), TO_REDACT),
         "available": board.available,
+        "installing": board.installing,
+        "queued": board.queued,
+        "connection": board.connection,
         "protocol": board.protocol,
         "app_version": board.app_version,
         "installed_version": board.installed_version,
         "board": async_redact_data(info, TO_REDACT) if info else None,
         "recorded": board.record.as_dict() if board.record else None,
+        "transfers": [record.as_dict() for record in board.transfers],
+        "fleet": get_fleet(hass).as_dict(),
         "source": {
             "folder": str(board.folder.folder),
             "problem": str(source.problem) if source.problem else None,

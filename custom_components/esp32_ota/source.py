@@ -145,6 +145,11 @@ def valid_version(version: str) -> bool:
     )
 
 
+def valid_file_name(name: str) -> bool:
+    """Whether a file name can travel in a protocol field."""
+    return _NAME_RE.fullmatch(name) is not None
+
+
 def is_content_hash(version: str) -> bool:
     """Whether a version looks like the hash given to undeclared releases."""
     return len(version) == HASH_LENGTH and all(c in _HEX for c in version)
@@ -260,7 +265,7 @@ def read_release(folder: Path, version: str | None) -> Release | None:
     files: list[SourceFile] = []
     hasher = hashlib.sha256()
     for name in sorted(names):
-        if not _NAME_RE.fullmatch(name):
+        if not valid_file_name(name):
             raise SourceError("file_name_invalid", file=name, folder=str(folder))
         path = candidates[name]
         if _size(path) > MAX_FILE_SIZE:

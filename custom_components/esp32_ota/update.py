@@ -98,6 +98,8 @@ class BoardScriptsUpdate(UpdateEntity):
             "files_to_update": board.files_to_send(latest) if latest else [],
             "firmware": info.firmware if info else None,
             "trial": info.trial is not None if info else None,
+            "queued": board.queued,
+            "connection": board.connection,
         }
 
     def version_is_newer(self, latest_version: str, installed_version: str) -> bool:

@@ -1,0 +1,161 @@
+"""Repair issues of a board, and the flows that fix them.
+
+- `rolled_back`: the board rejected an update and went back (fix flow:
+  acknowledge; it also goes away after the next successful install).
+- `auth_failed`: the board refuses our credentials (fix flow: enter the
+  HMAC key or v1 token; the board's entry reloads with them).
+- `v1_firmware`: the board runs the old protocol-v1 firmware. Not fixable from
+  Home Assistant: a v1 board accepts only the files in its ALLOWED_FILES
+  (main.py and app.py by default), not the firmware's own modules, so the
+  steps to install the firmware over USB are shown instead.
+
+(The `source_problem` issue of a bad scripts folder is raised by the
+coordinator's folder watch and goes away when the folder is fixed.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import voluptuous as vol
+from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
+from homeassistant.helpers import issue_registry as ir
+
+from .config_flow import credentials_options, credentials_schema, token_error
+from .const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+
+if TYPE_CHECKING:
+    from homeassistant import data_entry_flow
+    from homeassistant.config_entries import ConfigEntry
+    from homeassistant.core import HomeAssistant
+
+ISSUE_ROLLED_BACK: Final = "rolled_back"
+ISSUE_AUTH: Final = "auth_failed"
+ISSUE_V1: Final = "v1_firmware"
+ISSUES: Final = (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_V1)
+
+# Install failures (translation keys) that raise an issue.
+_FAILURE_ISSUES: Final = {
+    "rolled_back": ISSUE_ROLLED_BACK,
+    "auth_failed": ISSUE_AUTH,
+    "auth_required": ISSUE_AUTH,
+}
+
+INSTALL_FIRMWARE_DOC: Final = (
+    "https://github.com/esp32-ota/esp32_ota/blob/main/device_firmware/README.md"
+)
+
+
+def issue_id(kind: str, entry_id: str) -> str:
+    """Return the id of one kind of issue of one board."""
+    return f"{kind}_{entry_id}"
+
+
+def async_report_failure(
+    hass: HomeAssistant, entry: ConfigEntry, key: str, error: str
+) -> None:
+    """Raise the issue an install failure calls for, if any."""
+    if (kind := _FAILURE_ISSUES.get(key)) is None:
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id(kind, entry.entry_id),
+        is_fixable=True,
+        is_persistent=False,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key=kind,
+        translation_placeholders={"name": entry.title, "error": error},
+        data={"entry_id": entry.entry_id},
+    )
+
+
+def async_clear_after_success(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Drop the issues an install that went through has solved."""
+    for kind in (ISSUE_ROLLED_BACK, ISSUE_AUTH):
+        ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry.entry_id))
+
+
+def async_track_protocol(
+    hass: HomeAssistant, entry: ConfigEntry, protocol: int | None
+) -> None:
+    """Raise the v1 firmware issue while the board speaks only protocol v1."""
+    kind_id = issue_id(ISSUE_V1, entry.entry_id)
+    if protocol != 1:
+        ir.async_delete_issue(hass, DOMAIN, kind_id)
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        kind_id,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_V1,
+        translation_placeholders={"name": entry.title},
+        learn_more_url=INSTALL_FIRMWARE_DOC,
+    )
+
+
+def async_delete_issues(hass: HomeAssistant, entry_id: str) -> None:
+    """Forget every issue of a board (its entry was removed)."""
+    for kind in ISSUES:
+        ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry_id))
+
+
+class CredentialsRepairFlow(RepairsFlow):
+    """Ask for the board's HMAC key or v1 token; reload the board with them."""
+
+    def __init__(self, entry: ConfigEntry) -> None:
+        """Fix the credentials of `entry`."""
+        self.entry = entry
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> data_entry_flow.FlowResult:
+        """Start with the form (the input here is the issue, not the user's)."""
+        return await self.async_step_credentials()
+
+    async def async_step_credentials(
+        self, user_input: dict[str, Any] | None = None
+    ) -> data_entry_flow.FlowResult:
+        """Show the credentials form."""
+        errors: dict[str, str] = {}
+        options: dict[str, Any] = dict(self.entry.options)
+        if user_input is not None:
+            if error := token_error(user_input.get(CONF_TOKEN, "").strip()):
+                errors[CONF_TOKEN] = error
+            else:
+                kept = {
+                    key: value
+                    for key, value in options.items()
+                    if key not in (CONF_AUTH_KEY, CONF_TOKEN)
+                }
+                self.hass.config_entries.async_update_entry(
+                    self.entry, options={**kept, **credentials_options(user_input)}
+                )
+                self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
+                return self.async_create_entry(data={})
+            options = user_input
+        return self.async_show_form(
+            step_id="credentials",
+            data_schema=vol.Schema(credentials_schema(options)),
+            errors=errors,
+            description_placeholders={"name": self.entry.title},
+        )
+
+
+async def async_create_fix_flow(
+    hass: HomeAssistant,
+    issue_id: str,
+    data: dict[str, str | int | float | None] | None,
+) -> RepairsFlow:
+    """Return the flow fixing an issue of ours."""
+    entry_id = data.get("entry_id") if data else None
+    entry = (
+        hass.config_entries.async_get_entry(entry_id)
+        if isinstance(entry_id, str)
+        else None
+    )
+    if entry is not None and issue_id.startswith(f"{ISSUE_AUTH}_"):
+        return CredentialsRepairFlow(entry)
+    return ConfirmRepairFlow()

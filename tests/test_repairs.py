@@ -1,0 +1,161 @@
+"""Repair issues: a rolled-back update, refused credentials, v1 firmware."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
+
+from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+from tests.common import (
+    app_source,
+    entity_update,
+    install,
+    install_fails,
+    make_board,
+    setup_board,
+    source_folder,
+    write_release,
+)
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+    from tests.bluetooth_helpers import SimProxyScanner
+
+
+def issue(
+    hass: HomeAssistant, kind: str, entry: MockConfigEntry
+) -> ir.IssueEntry | None:
+    return ir.async_get(hass).async_get_issue(DOMAIN, f"{kind}_{entry.entry_id}")
+
+
+async def start_fix(
+    hass: HomeAssistant, kind: str, entry: MockConfigEntry
+) -> dict[str, Any]:
+    """Open the fix flow of an issue, as the Repairs dashboard does."""
+    assert await async_setup_component(hass, REPAIRS_DOMAIN, {})
+    manager = hass.data[REPAIRS_DOMAIN]["flow_manager"]
+    result: dict[str, Any] = await manager.async_init(
+        DOMAIN, data={"issue_id": f"{kind}_{entry.entry_id}"}
+    )
+    return result
+
+
+async def fix(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
+    return await hass.data[REPAIRS_DOMAIN]["flow_manager"].async_configure(
+        flow_id, data
+    )
+
+
+async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    folder = source_folder(hass)
+    write_release(
+        folder, {"app.py": app_source("1.1.0", crash=True)}, {"version": "1.1.0"}
+    )
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    await install_fails(hass, "rolled_back")
+    found = issue(hass, "rolled_back", entry)
+    assert found is not None
+    assert found.is_fixable
+    assert found.severity is ir.IssueSeverity.ERROR
+    assert found.translation_placeholders is not None
+    assert "rejected version 1.1.0" in found.translation_placeholders["error"]
+
+    # Acknowledged in its fix flow...
+    result = await start_fix(hass, "rolled_back", entry)
+    assert result["step_id"] == "confirm"
+    result = await fix(hass, result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert issue(hass, "rolled_back", entry) is None
+
+    # ...or gone after the next install that works.
+    await install_fails(hass, "rolled_back")
+    assert issue(hass, "rolled_back", entry) is not None
+    write_release(folder, {"app.py": app_source("1.2.0")}, {"version": "1.2.0"})
+    await entity_update(hass)
+    await install(hass)
+    assert issue(hass, "rolled_back", entry) is None
+
+
+async def test_refused_credentials_fixed_in_the_repair_flow(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    app = app_source("1.1.0")
+    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n')
+    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: "old"})
+    await install_fails(hass, "auth_failed")
+    assert issue(hass, "auth_failed", entry) is not None
+
+    result = await start_fix(hass, "auth_failed", entry)
+    assert result["step_id"] == "credentials"
+    assert result["description_placeholders"] == {"name": "ESP32-OTA-0001"}
+    result = await fix(hass, result["flow_id"], {CONF_TOKEN: "a:b"})
+    assert result["errors"] == {CONF_TOKEN: "invalid_token"}
+    result = await fix(hass, result["flow_id"], {CONF_AUTH_KEY: "right key"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert issue(hass, "auth_failed", entry) is None
+    assert entry.options[CONF_AUTH_KEY] == "right key"
+    assert CONF_TOKEN not in entry.options
+    # The entry reloaded with the key: the install goes through.
+    assert entry.runtime_data.auth_key == "right key"
+    await install(hass)
+    assert board.read("app.py") == app.encode()
+
+
+async def test_missing_credentials_raise_the_same_issue(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n')
+    entry = await setup_board(hass, proxy, board)
+    await install_fails(hass, "auth_required")
+    assert issue(hass, "auth_failed", entry) is not None
+    # Removing the board removes its issues.
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    assert issue(hass, "auth_failed", entry) is None
+
+
+async def test_v1_firmware(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    board = make_board(v1=True)
+    entry = await setup_board(hass, proxy, board)
+    found = issue(hass, "v1_firmware", entry)
+    assert found is not None
+    assert not found.is_fixable
+    assert found.learn_more_url is not None
+    assert found.translation_placeholders == {"name": "ESP32-OTA-0001"}
+
+    # The firmware was installed over USB: the issue goes with the next look.
+    board.write("ota_manager.py", make_board().read("ota_manager.py"))
+    board.reboot()
+    assert await entry.runtime_data.async_refresh_board() is True
+    assert entry.runtime_data.protocol == 2
+    assert issue(hass, "v1_firmware", entry) is None
+
+
+async def test_an_issue_without_its_board_gets_a_plain_fix_flow(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        f"auth_failed_{entry.entry_id}",
+        is_fixable=True,
+        severity=ir.IssueSeverity.ERROR,
+        translation_key="auth_failed",
+        translation_placeholders={"name": "x", "error": "y"},
+        data={"entry_id": "gone"},
+    )
+    result = await start_fix(hass, "auth_failed", entry)
+    assert result["step_id"] == "confirm"

@@ -1,0 +1,141 @@
+"""Trial-boot confirmation: whether an install waits for the board's program."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
+
+import pytest
+from esp32_ota_sim.board import FIRMWARE_DIR
+from pytest_homeassistant_custom_component.common import async_capture_events
+
+from custom_components.esp32_ota.const import CONF_CONFIRM_TRIAL
+from custom_components.esp32_ota.transfers import EVENT_INSTALL
+from tests.common import (
+    ENTITY_ID,
+    app_source,
+    install,
+    install_fails,
+    make_board,
+    setup_board,
+    source_folder,
+    write_release,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from esp32_ota_sim.board import VirtualBoard
+    from homeassistant.core import Event, HomeAssistant
+
+    from custom_components.esp32_ota.coordinator import BoardCoordinator
+    from tests.bluetooth_helpers import SimProxyScanner
+
+# A main.py that never confirms: the new version stays on trial (the boot
+# guard would confirm after a minute up, which these tests never reach).
+MAIN = (FIRMWARE_DIR / "main.py").read_text()
+UNCONFIRMED_MAIN = MAIN.replace("        boot_guard.confirm()", "        pass")
+
+
+@pytest.fixture(autouse=True)
+def quick_polls() -> Iterator[None]:
+    """Look at the board every few milliseconds instead of every 10 s."""
+    with patch("custom_components.esp32_ota.coordinator.TRIAL_POLL_INTERVAL", 0.01):
+        yield
+
+
+def release_on_trial(hass: HomeAssistant) -> None:
+    assert UNCONFIRMED_MAIN != MAIN
+    write_release(
+        source_folder(hass),
+        {"app.py": app_source("1.1.0"), "main.py": UNCONFIRMED_MAIN},
+        {"version": "1.1.0"},
+    )
+
+
+async def when_on_trial(
+    board: VirtualBoard, coordinator: BoardCoordinator, action: Callable[[], Any]
+) -> None:
+    """Do `action` on the board once Home Assistant has seen it on trial."""
+    seen = asyncio.Event()
+
+    def check() -> None:
+        info = coordinator.board_info
+        if coordinator.installing and info is not None and info.trial is not None:
+            seen.set()
+
+    remove = coordinator.async_add_listener(check)
+    await seen.wait()
+    remove()
+    action()
+
+
+def assert_installed(
+    hass: HomeAssistant, finished: Event[dict[str, Any]], *, trial: bool
+) -> None:
+    """1.1.0 is installed, still on trial or not, as event and entity say."""
+    assert finished.data["type"] == "finished"
+    assert finished.data["trial"] is trial
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes["trial"] is trial
+    assert state.attributes["installed_version"] == "1.1.0"
+
+
+async def test_install_waits_for_the_board_to_confirm(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    release_on_trial(hass)
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    events = async_capture_events(hass, EVENT_INSTALL)
+    confirming = hass.async_create_task(
+        when_on_trial(
+            board, entry.runtime_data, lambda: board.module("boot_guard").confirm()
+        )
+    )
+    await install(hass)
+    await confirming
+    assert_installed(hass, events[-1], trial=False)
+
+
+async def test_an_unconfirmed_version_fails_the_install(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    release_on_trial(hass)
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    with patch("custom_components.esp32_ota.coordinator.TRIAL_TIMEOUT", 0.05):
+        err = await install_fails(hass, "trial_unconfirmed")
+    assert "did not confirm they started within 0 seconds" in str(err)
+    assert board.read("main.py") == UNCONFIRMED_MAIN.encode()
+
+
+async def test_accepting_the_trial(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
+    release_on_trial(hass)
+    board = make_board()
+    await setup_board(hass, proxy, board, options={CONF_CONFIRM_TRIAL: False})
+    events = async_capture_events(hass, EVENT_INSTALL)
+    await install(hass)
+    assert_installed(hass, events[-1], trial=True)
+
+
+async def test_a_rollback_while_waiting_fails_the_install(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    release_on_trial(hass)
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+
+    def crash_twice() -> None:  # the new scripts keep resetting the board
+        board.reboot()
+        board.reboot()
+
+    crashing = hass.async_create_task(
+        when_on_trial(board, entry.runtime_data, crash_twice)
+    )
+    err = await install_fails(hass, "rolled_back")
+    await crashing
+    assert "rejected version 1.1.0" in str(err)
+    assert board.read("main.py") == MAIN.encode()

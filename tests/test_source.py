@@ -300,3 +300,24 @@ def test_is_content_hash(version: str, expected: bool) -> None:
 )
 def test_version_key(version: str, key: tuple[int, ...] | None) -> None:
     assert version_key(version) == key
+
+
+@pytest.mark.parametrize("name", ["app.py", "CHANGELOG.md", "esp32_ota.json"])
+def test_links_out_of_the_folder_are_refused(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "board"
+    write(folder, "main.py", "print('main')\n")
+    secret = write(tmp_path, "secrets.yaml", "api_key: hunter2\n")
+    (folder / name).symlink_to(secret)
+    with pytest.raises(SourceError, match="outside that folder") as info:
+        read_release(folder, None)
+    assert info.value.key == "file_outside"
+    assert info.value.placeholders["file"] == name
+
+
+def test_links_inside_the_folder_are_followed(tmp_path: Path) -> None:
+    write(tmp_path, "lib/app_v2.py", "print('app 2')\n")
+    (tmp_path / "app.py").symlink_to(tmp_path / "lib" / "app_v2.py")
+    release = read_release(tmp_path, None)
+    assert release is not None
+    assert release.names == ["app.py"]
+    assert release.files[0].size == len(b"print('app 2')\n")

@@ -61,6 +61,7 @@ from .nus_ota.errors import (
     LinkTooSmallError,
     NotInstalledError,
     OTAError,
+    ProtocolError,
     RejectedError,
     RolledBackError,
     SizeMismatchError,
@@ -852,6 +853,8 @@ class BoardCoordinator:
             return install_error("link_too_small", name=name, error=str(err))
         if isinstance(err, DeviceError):
             return install_error("board_error", name=name, error=str(err))
+        if isinstance(err, ProtocolError):
+            return install_error("invalid_reply", name=name, error=str(err))
         if isinstance(err, (BleakError, ConnectFailedError)):
             return install_error("not_reachable", name=name, error=str(err))
         return install_error("link_lost", name=name, error=str(err))

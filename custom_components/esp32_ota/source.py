@@ -75,6 +75,7 @@ _MESSAGES = {
     "file_name_invalid": "The file name {file} in {folder} cannot be sent to a board",
     "file_too_large": "{file} in {folder} is larger than {limit} bytes",
     "unreadable": "Cannot read {path}: {error}",
+    "file_outside": "{file} in {folder} is a link to a file outside that folder",
     "version_mismatch": (
         "The manifest {path} declares version {declared}, but its folder is "
         "named {version}"
@@ -240,14 +241,14 @@ def read_release(folder: Path, version: str | None) -> Release | None:
     except OSError as err:
         raise SourceError("unreadable", path=str(folder), error=str(err)) from err
     manifest_path = _single_manifest(folder, children)
-    manifest = _read_manifest(manifest_path) if manifest_path else {}
+    manifest = _read_manifest(_inside(folder, manifest_path)) if manifest_path else {}
 
     candidates: dict[str, Path] = {}
     changelog: str | None = None
     for path in children:
         lower = path.name.lower()
         if lower in CHANGELOG_NAMES and path.is_file():
-            changelog = _read_text(path)
+            changelog = _read_text(_inside(folder, path))
         if _is_script_candidate(path):
             candidates[path.name] = path
 
@@ -275,7 +276,7 @@ def read_release(folder: Path, version: str | None) -> Release | None:
                 folder=str(folder),
                 limit=str(MAX_FILE_SIZE),
             )
-        data = _read_bytes(path)
+        data = _read_bytes(_inside(folder, path))
         files.append(SourceFile(name, path, len(data), _crc(data)))
         hasher.update(name.encode() + b"\0" + len(data).to_bytes(4, "big") + data)
 
@@ -373,6 +374,17 @@ def _read_manifest(path: Path) -> dict[str, Any]:
                 raise invalid(f"{key} must be text")
             manifest[key] = raw[key]
     return manifest
+
+
+def _inside(folder: Path, path: Path) -> Path:
+    """Refuse a file that a link leads out of its folder.
+
+    Only the folder the user chose (checked against the allowed paths) is
+    read: a symlink must not smuggle, say, secrets.yaml onto a board.
+    """
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise SourceError("file_outside", file=path.name, folder=str(folder))
+    return path
 
 
 def _read_bytes(path: Path) -> bytes:

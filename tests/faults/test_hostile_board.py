@@ -137,7 +137,7 @@ def test_client_against_a_hostile_board(faults: FaultLedger, mode: str) -> None:
 # The flood runs at the client level only: on Home Assistant's real clock
 # its retransmission back-off would cost half a minute per run.
 @pytest.mark.parametrize(
-    ("mode", "key"), [("garbage", "link_lost"), ("wrong_seq", "link_lost")]
+    ("mode", "key"), [("garbage", "invalid_reply"), ("wrong_seq", "invalid_reply")]
 )
 async def test_entity_against_a_hostile_board(
     hass: HomeAssistant,

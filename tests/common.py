@@ -119,6 +119,18 @@ async def setup_board(
     return entry
 
 
+async def board_with_release(
+    hass: HomeAssistant, proxy: SimProxyScanner, version: str
+) -> VirtualBoard:
+    """A set-up board (on 1.0.0) whose folder offers app.py `version`."""
+    write_release(
+        source_folder(hass), {"app.py": app_source(version)}, {"version": version}
+    )
+    board = make_board()
+    await setup_board(hass, proxy, board)
+    return board
+
+
 def board_address(index: int) -> str:
     """The address of the index-th board of a fleet (1 is BOARD_ADDRESS)."""
     return f"24:0A:C4:00:00:{index:02X}"

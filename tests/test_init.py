@@ -40,6 +40,7 @@ from tests.common import (
     ENTITY_ID,
     SOURCE_DIR,
     app_source,
+    board_with_release,
     entity_update,
     install,
     install_fails,
@@ -188,11 +189,7 @@ async def test_damaged_storage_is_ignored(
 async def test_hourly_look_at_the_board(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board = await board_with_release(hass, proxy, "1.1.0")
     assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.0.0"
     board.write("app.py", app_source("1.1.0"))  # another client updated it
     board.reboot()

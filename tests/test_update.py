@@ -30,6 +30,7 @@ from tests.common import (
     ENTITY_ID,
     ProgressRecorder,
     app_source,
+    board_with_release,
     corrupt_first_data_line,
     entity_update,
     install,
@@ -326,11 +327,7 @@ async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
 async def test_out_of_proxy_connection_slots(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    await board_with_release(hass, proxy, "1.1.0")
     set_connection_slots(proxy.source, 0)
     err = await install_fails(hass, "out_of_slots")
     assert "3 connection slots" in str(err)
@@ -341,22 +338,14 @@ async def test_out_of_proxy_connection_slots(
 
 @pytest.mark.usefixtures("short_connect_backoff")
 async def test_board_out_of_range(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board = await board_with_release(hass, proxy, "1.1.0")
     board.stop()  # powered off; Home Assistant has not noticed yet
     err = await install_fails(hass, "not_found")
     assert "not in range" in str(err)
 
 
 async def test_corrupted_transfer(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board = await board_with_release(hass, proxy, "1.1.0")
     corrupt_first_data_line(board)
     err = await install_fails(hass, "crc_mismatch")
     assert "The data of app.py arrived corrupted" in str(err)
@@ -384,11 +373,7 @@ async def test_board_rolls_back_a_broken_version(
 async def test_board_busy_with_another_transfer(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board = await board_with_release(hass, proxy, "1.1.0")
     keep_busy(board)
     err = await install_fails(hass, "board_busy")
     assert "busy with another transfer" in str(err)

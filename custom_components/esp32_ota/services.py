@@ -192,7 +192,13 @@ def _boards(hass: HomeAssistant, call: ServiceCall) -> list[_Board]:
 def _read_files(
     hass: HomeAssistant, paths: list[str], inline: Mapping[str, str]
 ) -> dict[str, bytes]:
-    """Read the files to push (blocking); name on the board → content."""
+    """Read the files to push (blocking); name on the board → content.
+
+    Narrower than the scripts-folder option (anywhere in the config
+    directory): any user allowed to call actions can call this one, so it
+    reads only our own `esp32_ota/` folder and the allowlisted directories,
+    never, say, `secrets.yaml`.
+    """
     own_root = Path(hass.config.path(DEFAULT_SOURCE_ROOT)).resolve()
     contents: dict[str, bytes] = {}
     for text in paths:

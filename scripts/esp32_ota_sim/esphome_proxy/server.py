@@ -560,14 +560,25 @@ class _ApiConnection(asyncio.Protocol):
     def _gatt_read_descriptor(self, message: Any) -> None:
         self.spawn(self._read(int(message.address), int(message.handle), True))
 
-    async def _read(self, address: int, handle: int, descriptor: bool) -> None:
+    async def _after_round_trip(
+        self, address: int, handle: int
+    ) -> _BleConnection | None:
+        """The connection once an ATT request made its round trip, or None.
+
+        None means the board is not (or no longer) connected, and the GATT
+        error has been sent.
+        """
         connection = self.proxy.connection_for(self, address)
+        if connection is not None:
+            await _round_trip(connection.link)
+            if connection.connected:
+                return connection
+        self.send_gatt_error(address, handle, NOT_CONNECTED)
+        return None
+
+    async def _read(self, address: int, handle: int, descriptor: bool) -> None:
+        connection = await self._after_round_trip(address, handle)
         if connection is None:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
-            return
-        await _round_trip(connection.link)
-        if not connection.connected:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
             return
         if descriptor and handle == CCCD_HANDLE:
             data = connection.cccd
@@ -627,13 +638,8 @@ class _ApiConnection(asyncio.Protocol):
         )
 
     async def _write_descriptor(self, address: int, handle: int, data: bytes) -> None:
-        connection = self.proxy.connection_for(self, address)
+        connection = await self._after_round_trip(address, handle)
         if connection is None:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
-            return
-        await _round_trip(connection.link)
-        if not connection.connected:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
             return
         if handle != CCCD_HANDLE:
             self.send_gatt_error(address, handle, GATT_INVALID_HANDLE)

@@ -415,3 +415,15 @@ async def test_action_is_described(hass: HomeAssistant) -> None:
         cv.ENTITY_SERVICE_FIELDS
     )
     assert action["target"]["device"] == [{"integration": DOMAIN}]
+
+
+async def test_files_in_the_config_root_are_not_readable(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """Anyone who may call actions must not get secrets.yaml onto a board."""
+    await setup_board(hass, proxy, make_board())
+    secrets = Path(hass.config.path("secrets.yaml"))
+    await hass.async_add_executor_job(secrets.write_text, "api_key: hunter2\n")
+    with pytest.raises(ServiceValidationError) as err:
+        await install_files(hass, entity_id=ENTITY_ID, files=["secrets.yaml"])
+    assert err.value.translation_key == "path_not_allowed"

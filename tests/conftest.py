@@ -16,6 +16,11 @@ from tests.bluetooth_helpers import (
     SimProxyScanner,
     async_register_sim_proxy,
 )
+from tests.virtual_clock import (  # noqa: F401  (hooks: the virtual_clock marker)
+    pytest_configure,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator

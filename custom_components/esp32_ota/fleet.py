@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Final
 
 from habluetooth import get_manager
 from homeassistant.components import bluetooth
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN
@@ -141,7 +142,6 @@ class FleetScheduler:
                 self._waiters.remove(waiter)
                 self._hold(waiter.address, free[0])
                 waiter.future.set_result(free[0])
-        self._follow_allocations()
 
     def _hold(self, address: str, source: str) -> None:
         self._held[address] = source
@@ -157,14 +157,25 @@ class FleetScheduler:
         self._admit()
 
     def _follow_allocations(self) -> None:
-        """Listen to slot changes only while someone waits."""
-        if self._waiters and self._unsub_allocations is None:
-            self._unsub_allocations = get_manager().async_register_allocation_callback(
-                self._on_allocations
-            )
-        elif not self._waiters and self._unsub_allocations is not None:
-            self._unsub_allocations()
-            self._unsub_allocations = None
+        """Listen to slot changes from the first wait until Home Assistant stops.
+
+        Never from inside an allocation callback: habluetooth iterates over
+        its callbacks while calling them, so subscribing or unsubscribing
+        there breaks its loop (and the proxy's report that triggered it).
+        """
+        if self._unsub_allocations is not None:
+            return
+        self._unsub_allocations = get_manager().async_register_allocation_callback(
+            self._on_allocations
+        )
+
+        @callback
+        def unsubscribe(_event: Event) -> None:
+            if self._unsub_allocations is not None:
+                self._unsub_allocations()
+                self._unsub_allocations = None
+
+        self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, unsubscribe)
 
     @callback
     def _on_allocations(self, _allocations: HaBluetoothSlotAllocations) -> None:
@@ -180,6 +191,7 @@ class FleetScheduler:
         """
         future: asyncio.Future[str] = self.hass.loop.create_future()
         self._waiters.append(_Waiter(address, future))
+        self._follow_allocations()
         self._admit()
         if not future.done() and on_queued is not None:
             on_queued()

@@ -162,7 +162,7 @@ def test_send_and_apply_v2(board_fs: Path) -> None:
         await client.hello()
         resumed = await client.send_file(image, progress=progress.append)
         assert resumed == 0
-        applied = await client.apply(["app.py"])
+        applied = await client.apply([image])
         await client.close()
         return applied
 
@@ -182,7 +182,7 @@ def test_ok_lost_counts_as_applied(board_fs: Path) -> None:
         client = await started(board, Link(drop_notify=lambda line: line == "OTA:OK"))
         await client.hello()
         await client.send_file(image)
-        applied = await client.apply(["main.py"])
+        applied = await client.apply([image])
         await client.close()
         return applied
 
@@ -203,11 +203,11 @@ def test_hmac_file_line_spans_writes_on_a_small_link(board_fs: Path) -> None:
             image, credentials=Credentials(key="k3y"), encoding="hex"
         )
         with pytest.raises(RejectedError) as err:
-            await client.apply(["app.py"], Credentials(key="wrong"))
+            await client.apply([image], Credentials(key="wrong"))
         assert err.value.reason == "AUTH"
         assert err.value.command == "APPLY"
         await client.hello()  # a fresh nonce
-        assert await client.apply(["app.py"], Credentials(key="k3y")) is True
+        assert await client.apply([image], Credentials(key="k3y")) is True
         await client.close()
 
     run(go())
@@ -220,8 +220,9 @@ def test_rejections_are_typed(board_fs: Path) -> None:
     async def go() -> None:
         client = await started(board)
         await client.hello()
-        await client.send_file(FileImage("app.py", b"new", "3.0.0"))
-        assert await client.apply(["app.py"])
+        new = FileImage("app.py", b"new", "3.0.0")
+        await client.send_file(new)
+        assert await client.apply([new])
         await client.close()
         client = await started(board)
         await client.hello()
@@ -235,7 +236,7 @@ def test_rejections_are_typed(board_fs: Path) -> None:
         await client.hello()
         await client.send_file(FileImage("app.py", b"old", "2.9.9"), force=True)
         with pytest.raises(DeviceError) as dev:
-            await client.apply(["main.py"])
+            await client.apply([FileImage("main.py", b"")])
         assert dev.value.code == "INCOMPLETE"
         await client.abort()
         info = await client.hello()
@@ -501,8 +502,9 @@ def test_control_lines_with_response_data_lines_without() -> None:
         client = OTAClient(transport)
         await client.start()
         await client.hello()
-        await client.send_file(FileImage("app.py", b"abc"))
-        assert await client.apply(["app.py"]) is False
+        image = FileImage("app.py", b"abc")
+        await client.send_file(image)
+        assert await client.apply([image]) is False
 
     run(go())
     kinds = [

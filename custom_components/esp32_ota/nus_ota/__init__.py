@@ -22,8 +22,10 @@ from .auth import Credentials
 from .board_info import BoardInfo, InstalledFile, Rollback, StagedFile, Trial
 from .client import FileImage, OTAClient, ProgressCallback
 from .errors import (
+    AnsweredLikeV1Error,
     AuthRequiredError,
     ConnectFailedError,
+    ContentRefusedError,
     CrcMismatchError,
     DeviceError,
     DisconnectedError,
@@ -54,11 +56,13 @@ __all__ = [
     "NUS_RX_UUID",
     "NUS_SERVICE_UUID",
     "NUS_TX_UUID",
+    "AnsweredLikeV1Error",
     "AuthRequiredError",
     "BleakTransport",
     "BoardInfo",
     "Connect",
     "ConnectFailedError",
+    "ContentRefusedError",
     "CrcMismatchError",
     "Credentials",
     "DeviceError",

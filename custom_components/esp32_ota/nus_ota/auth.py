@@ -24,18 +24,40 @@ def sign(key: str, message: str) -> str:
 
 
 def file_message(  # noqa: PLR0917 -- the fields in protocol order
-    nonce: str, file: str, size: int, crc: str, version: str, encoding: str, flags: str
+    nonce: str,
+    file: str,
+    size: int,
+    crc: str,
+    version: str,
+    encoding: str,
+    flags: str,
+    sha256: str | None = None,
 ) -> str:
     """Build what FILE signs.
 
-    `<nonce>|FILE|<file>|<size>|<crc32>|<version>|<enc>|<flags>`
+    `<nonce>|FILE|<file>|<size>|<crc32>|<version>|<enc>|<flags>`, followed by
+    `|<sha256>` when the board checks content hashes (HELLO `hash`).
     """
-    return "|".join((nonce, "FILE", file, str(size), crc, version, encoding, flags))
+    fields = [nonce, "FILE", file, str(size), crc, version, encoding, flags]
+    if sha256 is not None:
+        fields.append(sha256)
+    return "|".join(fields)
 
 
-def apply_message(nonce: str, files: Sequence[str]) -> str:
-    """Build what APPLY signs: `<nonce>|APPLY|<file>[,<file>...]`."""
-    return f"{nonce}|APPLY|{','.join(files)}"
+def apply_message(
+    nonce: str, files: Sequence[str], hashes: Sequence[str] | None = None
+) -> str:
+    """Build what APPLY signs: `<nonce>|APPLY|<file>[,<file>...]`.
+
+    With content hashes: `...|<sha256>[,<sha256>...]`, one per file, in order.
+    """
+    message = f"{nonce}|APPLY|{','.join(files)}"
+    return message if hashes is None else f"{message}|{','.join(hashes)}"
+
+
+def abort_message(nonce: str) -> str:
+    """Build what ABORT signs on a board with a key: `<nonce>|ABORT`."""
+    return f"{nonce}|ABORT"
 
 
 @dataclass(frozen=True, slots=True)

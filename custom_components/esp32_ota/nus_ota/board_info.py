@@ -87,6 +87,9 @@ class BoardInfo:
     encodings: frozenset[str]
     auth: str
     nonce: str
+    # The board checks a SHA-256 of each file's content and signs it (HELLO
+    # `hash`: "sha256"); boards before firmware 2.1.0 do not.
+    sha256: bool
     free: int | None  # None when the board cannot tell
     files: Mapping[str, InstalledFile | None]
     staged: Mapping[str, StagedFile] = field(default_factory=dict)
@@ -176,6 +179,7 @@ def parse_board_info(text: str) -> BoardInfo:
         encodings=encodings,
         auth=auth,
         nonce=nonce,
+        sha256=obj.get("hash") == "sha256",
         free=free,
         files=files,
         staged=staged,

@@ -13,13 +13,15 @@ data by the retransmit timer, and a dropped link ends any wait at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
 
-from .auth import Credentials, apply_message, file_message
+from .auth import Credentials, abort_message, apply_message, file_message
 from .errors import (
+    ContentRefusedError,
     CrcMismatchError,
     DeviceError,
     DisconnectedError,
@@ -84,10 +86,12 @@ class FileImage:
     data: bytes
     version: str = ""
     crc: str = field(init=False)
+    sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
-        """Compute the CRC-32 once, as the board does (zlib polynomial)."""
+        """Compute the CRC-32 (zlib polynomial) and SHA-256 once, as the board does."""
         object.__setattr__(self, "crc", f"{zlib.crc32(self.data) & 0xFFFFFFFF:08x}")
+        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
 
     @property
     def size(self) -> int:
@@ -125,6 +129,15 @@ def choose_encoding(info: BoardInfo, wanted: str | None = None) -> str:
             raise NotSupportedError(f"the board does not accept {wanted} data")
         return wanted
     return "b64" if "b64" in info.encodings else "hex"
+
+
+def signs_content(info: BoardInfo) -> bool:
+    """Tell whether FILE and APPLY carry and sign SHA-256 hashes of the content.
+
+    Only with a key: without one a relay could rewrite the hash with the data,
+    so keyless sessions keep the CRC-32 alone (and the board hashes nothing).
+    """
+    return info.auth == "hmac" and info.sha256
 
 
 def v2_chunk(limit: int, size: int, encoding: str, max_chunk: int | None = None) -> int:
@@ -407,19 +420,28 @@ class OTAClient:
         creds = credentials or Credentials()
         enc = choose_encoding(info, encoding)
         flags = "f" if force else "-"
+        sha256 = image.sha256 if signs_content(info) else None
 
         async def build(attempt: int) -> bytes:
             if attempt:
                 await self.hello()  # the lost FILE may have used up the nonce
             nonce = self._nonce or ""
             message = file_message(
-                nonce, image.name, image.size, image.crc, image.version, enc, flags
+                nonce,
+                image.name,
+                image.size,
+                image.crc,
+                image.version,
+                enc,
+                flags,
+                sha256,
             )
             auth = creds.field(info.auth, message)
-            size = str(image.size)
-            return command(
-                "FILE", image.name, size, image.crc, image.version, enc, flags, auth
-            )
+            fields = [image.name, str(image.size), image.crc, image.version, enc]
+            fields.append(flags)
+            if sha256 is not None:
+                fields.append(sha256)
+            return command("FILE", *fields, auth)
 
         reply = await self._request(build, "FILE")
         if not isinstance(reply, Ready) or reply.offset is None or reply.nonce is None:
@@ -442,26 +464,35 @@ class OTAClient:
         )
         if progress is not None:
             progress(reply.offset)
-        await self._pump(sender, progress)
+        try:
+            await self._pump(sender, progress)
+        except DeviceError as err:
+            if err.code == "HASH":
+                raise ContentRefusedError(image.name) from err
+            raise
         return reply.offset
 
     async def apply(
-        self, names: Sequence[str], credentials: Credentials | None = None
+        self, images: Sequence[FileImage], credentials: Credentials | None = None
     ) -> bool:
         """v2: apply staged files. True on `OK`; False when the link dropped instead.
 
         The board resets right after `OK`, so a dropped link after APPLY is
-        the normal way to learn it worked; verify after it comes back.
+        the normal way to learn it worked; verify after it comes back. With
+        a key the MAC covers the SHA-256 of every file, so the board applies
+        only the content we signed.
         """
         info = self._board()
         creds = credentials or Credentials()
+        names = [image.name for image in images]
         files = join_files(names)
+        hashes = [i.sha256 for i in images] if signs_content(info) else None
 
         async def build(attempt: int) -> bytes:
             if attempt:
                 await self.hello()
-            auth = creds.field(info.auth, apply_message(self._nonce or "", list(names)))
-            return command("APPLY", files, auth)
+            message = apply_message(self._nonce or "", names, hashes)
+            return command("APPLY", files, creds.field(info.auth, message))
 
         try:
             reply = await self._request(build, "APPLY")
@@ -517,9 +548,25 @@ class OTAClient:
             return True
         raise self._failure(reply, "COMMIT", image.name)
 
-    async def abort(self) -> None:
-        """Discard every transfer and staged file on the board."""
-        reply = await self._simple("ABORT")
+    async def abort(self, credentials: Credentials | None = None) -> None:
+        """Discard every transfer and staged file on the board.
+
+        A v2 board with a key wants ABORT signed: call hello() first.
+        """
+        info = self.info if self.protocol == 2 else None
+        if info is not None and info.auth == "hmac":
+            creds = credentials or Credentials()
+
+            async def build(attempt: int) -> bytes:
+                if attempt:
+                    await self.hello()  # the lost ABORT may have used up the nonce
+                mac = creds.field("hmac", abort_message(self._nonce or ""))
+                return command("ABORT", mac)
+
+            reply = await self._request(build, "ABORT")
+            self._nonce = None  # used up, whatever the answer
+        else:
+            reply = await self._simple("ABORT")
         if not isinstance(reply, Aborted):
             raise self._failure(reply, "ABORT", "")
 

@@ -196,3 +196,35 @@ class RolledBackError(OTAError):
         super().__init__(f"the board rolled back version {version}; running {restored}")
         self.version = version
         self.restored = restored
+
+
+class ContentRefusedError(OTAError):
+    """The board refused a file whose data did not match the signed SHA-256.
+
+    Only a board with a key signs content, so this means the data was changed
+    on the way (a relay in the middle, a proxy) or corrupted past the CRC.
+    Nothing of the file stays staged.
+    """
+
+    def __init__(self, file: str) -> None:
+        """File is the name on the board."""
+        super().__init__(
+            f"the board refused {file}: its data did not match its signature"
+        )
+        self.file = file
+
+
+class AnsweredLikeV1Error(NotSupportedError):
+    """A board we know as v2 (or that must check a key) answered HELLO like v1.
+
+    Real v1 firmware, or a relay pretending to be it to get the v1 token or
+    to bypass the key; either way nothing was sent after HELLO.
+    """
+
+    def __init__(self, *, applied: bool = False) -> None:
+        """Set applied when this happened after the update was applied."""
+        super().__init__(
+            "the board answered like old (protocol v1) firmware although it is"
+            " known to speak v2"
+        )
+        self.applied = applied

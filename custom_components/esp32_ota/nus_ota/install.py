@@ -35,13 +35,12 @@ from .client import (
     SessionStats,
 )
 from .errors import (
+    AnsweredLikeV1Error,
     ConnectFailedError,
     DisconnectedError,
     NoReplyError,
     NotInstalledError,
-    NotSupportedError,
     OTAError,
-    ProtocolError,
     RejectedError,
     RolledBackError,
     TooManyRetriesError,
@@ -74,7 +73,10 @@ class InstallOptions:
     auth_key: str | None = None  # v2 HMAC key (the board's AUTH_KEY)
     token: str | None = None  # v1 clear-text token (AUTH_TOKEN)
     force: bool = False  # send every file and pass the downgrade guard (v2)
-    protocol: int | None = None  # None: negotiate; 1: v1 even on a v2 board; 2: v2 only
+    # None: negotiate; 1: v1 even on a v2 board; 2: v2 only (the board is
+    # known to speak v2). With a key a board must speak v2 too: a v1 answer
+    # then raises AnsweredLikeV1Error and nothing (no token) is sent.
+    protocol: int | None = None
     window: int | None = None  # v2 lines in flight, at most what the board allows
     v1_window: int = DEFAULT_V1_WINDOW  # 1 = classic stop-and-wait
     encoding: str | None = None  # v2 "b64" or "hex"; None: b64 when offered
@@ -275,12 +277,17 @@ async def install(
     except BaseException:
         await run.close(client)
         raise
-    if info is None and options.protocol == 2:
+    if info is None and _pinned_to_v2(options):
         await run.close(client)
-        raise NotSupportedError("the board speaks only protocol v1")
+        raise AnsweredLikeV1Error
     if info is None or options.protocol == 1:
         return await _install_v1(run, client, images, version)
     return await _install_v2(run, client, info, images, version)
+
+
+def _pinned_to_v2(options: InstallOptions) -> bool:
+    """Tell whether a v1 answer is an error (known v2, or a key to check)."""
+    return options.protocol == 2 or options.auth_key is not None
 
 
 def _check_before_sending(
@@ -330,7 +337,7 @@ async def _install_v2(
                     run.reconnects += 1
                     again = await client.hello()
                     if again is None:
-                        raise ProtocolError("the board stopped speaking v2")
+                        raise AnsweredLikeV1Error
                     staged = {n for n in staged if _still_staged(again, n, changed)}
                 for image in changed:
                     if image.name in staged:
@@ -345,7 +352,7 @@ async def _install_v2(
                         progress=run.file_progress(image.name),
                     )
                     staged.add(image.name)
-                await client.apply([image.name for image in changed], creds)
+                await client.apply(changed, creds)
                 run.transfer_ended = run.now()
                 break
             except _RETRYABLE:
@@ -365,7 +372,7 @@ async def _install_v2(
     except BaseException:
         await run.close(client)
         raise
-    board = await _verify(run, changed, version) if options.verify else None
+    board = await _verify(run, changed, version, v2=True) if options.verify else None
     return run.result(
         protocol=2,
         version=version,
@@ -383,9 +390,12 @@ def _still_staged(info: BoardInfo, name: str, images: Sequence[FileImage]) -> bo
 
 
 async def _verify(
-    run: _Run, sent: Sequence[FileImage], version: str
+    run: _Run, sent: Sequence[FileImage], version: str, *, v2: bool = False
 ) -> BoardInfo | None:
-    """Wait for the board to come back; check the files it now has."""
+    """Wait for the board to come back; check the files it now has.
+
+    V2: the update went over v2, so the board must still answer HELLO.
+    """
     try:
         client = await run.open(after_reset=True)
     except ConnectFailedError as err:
@@ -395,6 +405,8 @@ async def _verify(
     finally:
         await run.close(client)
     if info is None:
+        if v2 or _pinned_to_v2(run.options):
+            raise AnsweredLikeV1Error(applied=True)
         return None  # a v1 board cannot tell what it has
     # The commit clears any older record, so one naming our version is ours
     # (an empty version travels as none at all).

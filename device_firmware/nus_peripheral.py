@@ -13,7 +13,14 @@ the OTA engine or to your application, outside the IRQ.
 
 A write may hold part of a line or several lines; lines end with "\\n".
 Lines that start with "OTA:" go to the OTA engine, all others to `app`.
+
+The board has one connection, so a central that connects and falls silent
+would lock everyone out: poll() hangs up when no OTA line has come for
+`IDLE_TIMEOUT_S` seconds (60; `TRANSFER_IDLE_TIMEOUT_S`, 180, while a
+transfer is under way). Both can be set in config.py.
 """
+
+import time
 
 import bluetooth
 from micropython import const
@@ -73,6 +80,9 @@ def default_name(ble):
 class NUSPeripheral:
     """NUS GATT server: one connection, OTA lines to the engine, the rest to `app`."""
 
+    IDLE_TIMEOUT_S = 60  # no OTA line for this long: hang up
+    TRANSFER_IDLE_TIMEOUT_S = 180  # the same while a transfer is under way
+
     def __init__(self, app=None, name=None, ota=None, wdt=None, ble=None, rxbuf=0):
         cfg = _config()
         _configure_ota(cfg)
@@ -102,6 +112,14 @@ class NUSPeripheral:
         self._lost_link = False  # IRQ: a central disconnected
         self._readvertise = False  # IRQ: restarting advertising failed
         self._guard = _trial_guard()  # boot_guard while a new version is on trial
+        self.idle_ms = int(getattr(cfg, "IDLE_TIMEOUT_S", self.IDLE_TIMEOUT_S) * 1000)
+        self.transfer_idle_ms = int(
+            getattr(cfg, "TRANSFER_IDLE_TIMEOUT_S", self.TRANSFER_IDLE_TIMEOUT_S) * 1000
+        )
+        self.clock = time.ticks_ms  # replaceable, for tests
+        self._timed_gen = -1  # the connection whose idle time is measured
+        self._last_ota = 0  # clock() of its last OTA line (or its connect)
+        self.idle_drops = 0  # connections dropped for silence
         self.dropped = 0  # writes dropped because the queue was full
         self.cut = 0  # writes cut short by the attribute buffer
         self.overlong = 0  # lines longer than line_max, dropped
@@ -216,6 +234,8 @@ class NUSPeripheral:
             if self._readvertise and self._conn is None:
                 self._readvertise = False
                 self.advertise()
+        if self._conn is not None:
+            self._check_idle()
         while self._head != self._tail:
             slot = self._head % self.window
             chunk = self._q[slot]
@@ -253,6 +273,19 @@ class NUSPeripheral:
                 return True
         return False
 
+    def _check_idle(self):
+        """Hang up on a central that sent no OTA line for too long."""
+        now = self.clock()
+        if self._timed_gen != self._gen:
+            self._timed_gen = self._gen  # a new connection: its time starts now
+            self._last_ota = now
+            return
+        limit = self.transfer_idle_ms if self.ota.state else self.idle_ms
+        if time.ticks_diff(now, self._last_ota) > limit:
+            self._last_ota = now  # once per period; the disconnect IRQ follows
+            self.idle_drops += 1
+            self.disconnect()
+
     def _next_write(self, slot):
         self._q[slot] = None
         self._pos = 0
@@ -286,6 +319,7 @@ class NUSPeripheral:
             self.undecodable += 1
             return True
         if line.startswith("OTA:"):
+            self._last_ota = self.clock()
             self.ota.handle(line)
         elif self._app is not None:
             try:

@@ -26,6 +26,7 @@ from custom_components.esp32_ota.nus_ota import (
     OTAClient,
     ProtocolError,
     RejectedError,
+    TooManyRetriesError,
     TransportError,
 )
 from custom_components.esp32_ota.nus_ota.board_info import parse_board_info
@@ -636,3 +637,50 @@ def test_data_line_longer_than_the_link_allows() -> None:
     offsets = [int(line.split(b":")[2]) for line in data]
     assert offsets == [i * chunk for i in range(HELLO["win"])]
     assert min(len(line) for line in data) > 30
+
+
+def answer_first_data_line(reply: bytes) -> Callable[[bytes], list[bytes] | str]:
+    """HELLO and FILE answered; the first D line gets `reply`, then silence."""
+    answered: list[bytes] = []
+    control = canned(
+        {b"OTA:HELLO": [HELLO_LINE], b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"]}
+    )
+
+    def answer(line: bytes) -> list[bytes] | str:
+        if line.startswith(b"OTA:D:") and not answered:
+            answered.append(line)
+            return [reply]
+        return control(line)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("size", "reply", "error"),
+    [
+        (3, b"OTA:A:1\n", ProtocolError),  # the report of issue 15: hung forever
+        (500, b"OTA:A:1\n", ProtocolError),
+        (500, b"OTA:A:9999\n", ProtocolError),
+        (3, b"OTA:N:1\n", TooManyRetriesError),  # resent from 1, then silence
+        (500, b"OTA:READY:0:0123456789abcdef\n", TooManyRetriesError),
+    ],
+)
+def test_an_odd_reply_then_silence_ends_the_transfer(
+    size: int, reply: bytes, error: type[Exception]
+) -> None:
+    """Whatever the board answers, then says nothing more: a bounded failure."""
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        client = OTAClient(CannedTransport(answer_first_data_line(reply)))
+        await client.start()
+        await client.hello()
+        begin = loop.time()
+        async with asyncio.timeout(60):  # the old code polled every 5 s forever
+            with pytest.raises(error):
+                await client.send_file(FileImage("app.py", b"x" * size))
+        return loop.time() - begin
+
+    took = run(go())
+    # the retransmit timer: at most max_rto (1 s) per resend, 8 resends
+    assert took < 10.0

@@ -6,6 +6,7 @@ timeouts elapse instantly.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -273,6 +274,27 @@ def test_connect_failures(board_fs: Path) -> None:
     assert err.value.attempts == 2
     assert not err.value.applied
     assert isinstance(err.value.cause, TimeoutError)
+
+
+def test_a_connect_factory_that_never_returns_is_bounded() -> None:
+    calls: list[int] = []
+
+    async def hang() -> Any:
+        calls.append(1)
+        await asyncio.Event().wait()
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        options = InstallOptions(connect_attempts=2, connect_timeout=30.0)
+        async with asyncio.timeout(600):  # unbounded before: hung forever
+            with pytest.raises(ConnectFailedError) as err:
+                await install(hang, {"app.py": b"x"}, "1.0.0", options)
+        assert isinstance(err.value.cause, TimeoutError)
+        return loop.time()
+
+    # two bounded attempts and the pause between them
+    assert run_virtual(go()) == pytest.approx(2 * 30.0 + 2.0, abs=0.01)
+    assert len(calls) == 2
 
 
 def test_probe(board_fs: Path) -> None:

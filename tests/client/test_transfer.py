@@ -100,7 +100,7 @@ def test_window_is_respected_and_refilled_by_cumulative_acks() -> None:
     s.on_reply(Ack(200), 0.02)  # one cumulative ACK for two chunks
     assert s.acked_bytes == 200
     assert offsets(s.poll(0.02)) == [400, 500]
-    s.on_reply(Ack(100), 0.03)  # stale
+    s.on_reply(Ack(200), 0.03)  # a repeated notification
     assert s.acked_bytes == 200
     assert s.stats.duplicates == 1
     s.on_reply(Ack(600), 0.04)
@@ -143,8 +143,6 @@ def test_nak_goes_back_once_per_gap() -> None:
     s.on_reply(Nak(100), 0.035)
     assert s.stats.rewinds == 1
     assert s.poll(0.036) == []
-    s.on_reply(Nak(50), 0.037)  # below acked: stale
-    assert s.stats.rewinds == 1
     s.on_reply(Ack(300), 0.05)
     # after progress, a new gap at a new place is a new go-back
     s.poll(0.05)
@@ -360,3 +358,74 @@ def test_v1_device_errors() -> None:
     assert err.value.code == "NOT_READY"
     with pytest.raises(ProtocolError):
         s.on_reply(Ack(100), 0.01)
+
+
+# -- acknowledgements no honest board sends (issue 15) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("replies", "match"),
+    [
+        ([Ack(1)], "inside a line"),  # mid-chunk
+        ([Ack(100), Ack(150)], "inside a line"),
+        ([Ack(200), Ack(100)], "at 100 after 200"),  # backwards
+        ([Ack(200), Nak(100)], "at 100 after 200"),
+        ([Ack(401)], "beyond what was sent"),
+    ],
+)
+def test_unexpected_acknowledgements_are_protocol_errors(
+    replies: list[Ack | Nak], match: str
+) -> None:
+    s = window_sender()
+    s.poll(0.0)  # 0..300 in flight: acknowledgements may name 100, 200, 300, 400
+    *before, odd = replies
+    for reply in before:
+        s.on_reply(reply, 0.02)
+    with pytest.raises(ProtocolError, match=match):
+        s.on_reply(odd, 0.02)
+
+
+def test_a_nak_inside_a_line_resends_from_the_boards_offset() -> None:
+    s = window_sender()
+    s.poll(0.0)
+    s.on_reply(Nak(50), 0.02)  # the board says it holds 50 bytes: take its word
+    assert offsets(s.poll(0.02)) == [50, 150, 250, 350]
+    s.on_reply(Ack(250), 0.04)  # lines now end at 150, 250, ...
+    assert s.acked_bytes == 250
+
+
+def test_resumed_lines_are_aligned_on_the_resume_offset() -> None:
+    s = window_sender(start=30)
+    assert offsets(s.poll(0.0)) == [30, 130, 230, 330]
+    s.on_reply(Ack(130), 0.02)
+    with pytest.raises(ProtocolError, match="inside a line"):
+        s.on_reply(Ack(200), 0.03)
+
+
+def test_the_watchdog_runs_until_everything_is_acknowledged() -> None:
+    """No state but `done` leaves the sender without a deadline."""
+    s = window_sender(window=20, max_retries=2)
+    s.poll(0.0)  # the whole file in flight
+    s.on_reply(Ack(1000), 0.02)  # everything but the short last line
+    assert not s.done
+    deadline = s.deadline
+    assert deadline is not None
+    assert offsets(s.poll(deadline)) == [1000]  # resent after one timeout
+    deadline = s.deadline
+    assert deadline is not None
+    s.poll(deadline)  # the second and last resend
+    deadline = s.deadline
+    assert deadline is not None
+    with pytest.raises(TooManyRetriesError):
+        s.poll(deadline)
+
+
+def test_v1_acknowledgement_going_backwards_is_a_protocol_error() -> None:
+    s = SeqSender("app.py", DATA, chunk=100, window=4)
+    s.poll(0.0)
+    s.on_reply(SeqAck(2), 0.02)
+    s.on_reply(SeqAck(2), 0.02)  # repeated: fine
+    with pytest.raises(ProtocolError, match="at 1 after 3"):
+        s.on_reply(SeqAck(0), 0.03)
+    with pytest.raises(ProtocolError, match="beyond"):
+        s.on_reply(SeqError(7), 0.03)  # an error about a chunk never sent

@@ -20,6 +20,7 @@ from custom_components.esp32_ota.nus_ota import (
     DisconnectedError,
     TransportError,
 )
+from custom_components.esp32_ota.nus_ota.transport import CLOSE_TIMEOUT
 
 
 class Char:
@@ -167,3 +168,32 @@ def _returns(fake: FakeClient) -> Any:
         return fake
 
     return connect
+
+
+class HangingCloseClient(FakeClient):
+    """A stack whose unsubscribe and disconnect never complete."""
+
+    async def stop_notify(self, uuid: str) -> None:
+        self.stopped = True
+        await asyncio.Event().wait()
+
+    async def disconnect(self) -> None:
+        self.disconnected = True
+        await asyncio.Event().wait()
+
+
+def test_closing_on_a_hung_stack_is_bounded() -> None:
+    fake = HangingCloseClient()
+
+    async def go() -> float:
+        transport = await BleakTransport.open(_returns(fake))
+        await transport.start(lambda _data: None, lambda: None)
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        async with asyncio.timeout(60):  # unbounded before: would never return
+            await transport.close()
+        return loop.time() - begin
+
+    assert run_virtual(go()) == pytest.approx(2 * CLOSE_TIMEOUT)
+    assert fake.stopped
+    assert fake.disconnected

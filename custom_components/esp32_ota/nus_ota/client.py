@@ -7,7 +7,8 @@ the data lines, which go without response. Application lines (anything not
 starting with `OTA:`) are handed to `on_app_line` and otherwise ignored.
 
 Every wait is bounded: control replies by `control_timeout` per attempt,
-data by the retransmit timer, and a dropped link ends any wait at once.
+data by the retransmit timer (the sender's progress watchdog), writes and
+subscribing by `control_timeout`, and a dropped link ends any wait at once.
 """
 
 from __future__ import annotations

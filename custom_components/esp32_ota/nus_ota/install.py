@@ -87,6 +87,9 @@ class InstallOptions:
     session_attempts: int = 3  # connections tried for one transfer (v2 resumes)
     connect_attempts: int = 3  # calls of `connect` before ConnectFailedError
     connect_interval: float = 2.0  # seconds between those calls
+    # Bound on one call of `connect`: establish_connection gives up by itself
+    # within about a minute; a factory that never returns must not hang us.
+    connect_timeout: float = 120.0
     reboot_delay: float = 1.5  # seconds to let the board reset before reconnecting
     verify: bool = True  # reconnect after the reset and check what is installed
 
@@ -152,7 +155,8 @@ class _Run:
             if attempt and options.connect_interval > 0:
                 await asyncio.sleep(options.connect_interval)
             try:
-                transport = await self.connect()
+                async with asyncio.timeout(options.connect_timeout):
+                    transport = await self.connect()
             except _CONNECT_ERRORS as err:
                 last = err
                 continue

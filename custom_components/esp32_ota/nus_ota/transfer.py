@@ -15,7 +15,11 @@ with a small window it pipelines while every write stays one whole line.
 
 Lost writes (a proxy drops writes without response silently) are recovered
 by a retransmit timer derived from the measured round trip, so a loss costs a
-few round trips, never seconds.
+few round trips, never seconds. The same timer is the progress watchdog: it
+runs until the board acknowledged everything, and `max_retries` resends in a
+row without progress end the transfer (TooManyRetriesError). An
+acknowledgement no honest board sends (inside a line, beyond what was sent,
+or below one it already gave) is a ProtocolError at once.
 """
 
 from __future__ import annotations
@@ -150,8 +154,13 @@ class _Sender:
 
     @property
     def deadline(self) -> float | None:
-        """Time at which unacknowledged lines count as lost; None when idle."""
-        if self._timer_start is None or not self._flight:
+        """When to call poll() at the latest; None before the first poll or when done.
+
+        This is the progress watchdog: the timer runs whenever the board
+        still owes an acknowledgement, lines in flight or not, so no reply
+        the sender did not foresee can leave it waiting for nothing.
+        """
+        if self._timer_start is None or self.done:
             return None
         return self._timer_start + self.rtt.rto
 
@@ -171,7 +180,7 @@ class _Sender:
                 self.stats.resent += 1
             else:
                 self._first_sent[pos] = now
-            if not self._flight:
+            if not self._flight or self._timer_start is None:
                 self._timer_start = now
             self._flight.append(pos)
             lines.append(self._line(pos))
@@ -210,9 +219,24 @@ class _Sender:
         self._flight = []
         self._timer_start = now
 
-    def _check_high(self, pos: int, reply: Reply) -> None:
+    def _check_sent(self, pos: int, reply: Reply) -> None:
         if pos > self._high:
-            raise ProtocolError(f"board acknowledged beyond what was sent ({reply})")
+            raise ProtocolError(
+                f"board acknowledged {self.file} beyond what was sent ({reply})"
+            )
+
+    def _check_ack(self, pos: int, reply: Reply) -> None:
+        """Refuse an acknowledgement no honest board can send.
+
+        Acknowledgements are cumulative and a link keeps their order, so one
+        beyond what was sent, or below what the board already acknowledged,
+        means a broken board or relay: waiting on would never end well.
+        """
+        self._check_sent(pos, reply)
+        if pos < self.acked:
+            raise ProtocolError(
+                f"board acknowledged {self.file} at {pos} after {self.acked} ({reply})"
+            )
 
     def _fail(self, reply: Reply) -> None:
         """Errors that end the transfer."""
@@ -263,6 +287,7 @@ class WindowSender(_Sender):
         self.encoding = encoding
         self._nak_at: int | None = None  # where the last NAK sent us, until progress
         self._bad_data = 0
+        self._grid = start  # lines start here and every `chunk` bytes after
 
     @property
     def acked_bytes(self) -> int:
@@ -282,18 +307,25 @@ class WindowSender(_Sender):
     def on_reply(self, reply: Reply, now: float) -> None:
         """Account for one reply of the board."""
         if isinstance(reply, Ack):
-            self._check_high(reply.have, reply)
-            if reply.have <= self.acked:
+            self._check_ack(reply.have, reply)
+            if reply.have == self.acked:
                 self.stats.duplicates += 1
+                return
+            if reply.have != self._end and (reply.have - self._grid) % self.chunk:
+                # The board takes whole lines only: it cannot hold part of one.
+                raise ProtocolError(
+                    f"board acknowledged {self.file} inside a line it was sent"
+                    f" ({reply})"
+                )
             self._advance(reply.have, now)
         elif isinstance(reply, Nak):
-            self._check_high(reply.have, reply)
-            if reply.have < self.acked or reply.have == self._nak_at:
-                self.stats.duplicates += 1  # late or repeated: already went back there
+            self._check_ack(reply.have, reply)
+            if reply.have == self._nak_at:
+                self.stats.duplicates += 1  # repeated: already went back there
                 return
             self._advance(reply.have, now)
             self._rewind(reply.have, now)
-            self._nak_at = reply.have
+            self._nak_at = self._grid = reply.have
         elif isinstance(reply, BadData):
             # The board dropped that chunk; the next one brings a NAK (or the
             # timer fires when it was the last). Our encoder never produces
@@ -366,9 +398,9 @@ class SeqSender(_Sender):
     def on_reply(self, reply: Reply, now: float) -> None:
         """Account for one reply of the board."""
         if isinstance(reply, SeqAck):
-            self._check_high(reply.seq + 1, reply)
-            if reply.seq + 1 <= self.acked:
-                self.stats.duplicates += 1
+            self._check_ack(reply.seq + 1, reply)
+            if reply.seq + 1 == self.acked:
+                self.stats.duplicates += 1  # the board repeats the last ACK
             self._advance(reply.seq + 1, now)
         elif isinstance(reply, BadData):
             # Our firmware refuses an undecodable chunk without writing it:
@@ -380,6 +412,7 @@ class SeqSender(_Sender):
             if not self._ignore_errors:
                 self._rewind(self.acked, now)
         elif isinstance(reply, SeqError):
+            self._check_sent(reply.seq + 1, reply)
             if reply.seq <= self.acked:
                 # The board expects neither s nor s+1 and is past s: it holds s+1.
                 self.stats.duplicates += 1

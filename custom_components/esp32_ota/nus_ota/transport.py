@@ -29,6 +29,9 @@ NUS_TX_UUID: Final = "6e400003-b5a3-f393-e0a9-e50e24dcca9e"  # board → client
 DEFAULT_WRITE_SIZE: Final = 20
 MTU_WAIT: Final = 2.0
 MTU_POLL: Final = 0.1
+# A stack that never completes an unsubscribe or disconnect must not hold
+# the caller (and its proxy slot) forever.
+CLOSE_TIMEOUT: Final = 5.0
 
 type DataCallback = Callable[[bytes], None]
 type DisconnectCallback = Callable[[], None]
@@ -167,6 +170,8 @@ class BleakTransport:
             return
         with contextlib.suppress(BleakError, OSError, TimeoutError):
             if client.is_connected:
-                await client.stop_notify(NUS_TX_UUID)
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await client.stop_notify(NUS_TX_UUID)
         with contextlib.suppress(BleakError, OSError, TimeoutError):
-            await client.disconnect()
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await client.disconnect()

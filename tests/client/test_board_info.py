@@ -17,6 +17,7 @@ from custom_components.esp32_ota.nus_ota.board_info import (
     StagedFile,
     Trial,
     parse_board_info,
+    usable_version,
 )
 from custom_components.esp32_ota.nus_ota.errors import InvalidBoardInfoError
 
@@ -139,10 +140,6 @@ def mutate(path: tuple[str, ...], value: Any) -> dict[str, Any]:
         (("nonce",), "0123"),
         (("nonce",), "0123456789ABCDEF"),
         (("nonce",), None),
-        (("fw",), None),
-        (("fw",), "2:0"),
-        (("fw",), "x" * 100),
-        (("app",), 5),
         (("files",), {}),
         (("files",), []),
         (("files",), {f"f{i}.py": None for i in range(100)}),
@@ -152,7 +149,6 @@ def mutate(path: tuple[str, ...], value: Any) -> dict[str, Any]:
         (("files", "main.py", "size"), 1 << 40),
         (("files", "main.py", "crc"), "xyz"),
         (("files", "main.py", "crc"), "0BADF00D"),
-        (("files", "main.py", "ver"), "1|2"),
         (("files", "main.py"), "big"),
         (("staged",), []),
         (("staged", "app.py", "have"), 101),
@@ -163,7 +159,6 @@ def mutate(path: tuple[str, ...], value: Any) -> dict[str, Any]:
         (("trial", "boots"), 10**9),
         (("trial",), "yes"),
         (("rollback",), []),
-        (("rollback", "ver"), "\n"),
     ],
 )
 def test_impossible_or_malformed_boards_are_rejected(
@@ -171,6 +166,62 @@ def test_impossible_or_malformed_boards_are_rejected(
 ) -> None:
     with pytest.raises(InvalidBoardInfoError):
         parse(mutate(path, value))
+
+
+UNUSABLE_VERSIONS = [
+    "1,2",
+    "1|2",
+    "2:0",
+    "1.0\n",
+    "tab\there",
+    "versión",
+    "x" * 65,
+    "",
+    5,
+    2.0,
+    ["1.0"],
+    {"v": 1},
+]
+
+
+@pytest.mark.parametrize("value", UNUSABLE_VERSIONS)
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("app",),
+        ("files", "main.py", "ver"),
+        ("staged", "app.py", "ver"),
+        ("trial", "ver"),
+        ("rollback", "ver"),
+        ("rollback", "restored"),
+    ],
+)
+def test_a_version_text_the_client_cannot_use_is_unknown(
+    path: tuple[str, ...], value: Any
+) -> None:
+    """A board reporting any version text still parses (issue 15: no lock-out)."""
+    info = parse(mutate(path, value))
+    read = {
+        ("app",): lambda: info.app_version,
+        ("files", "main.py", "ver"): lambda: info.files["main.py"].version,
+        ("staged", "app.py", "ver"): lambda: info.staged["app.py"].version,
+        ("trial", "ver"): lambda: info.trial.version,
+        ("rollback", "ver"): lambda: info.rollback.version,
+        ("rollback", "restored"): lambda: info.rollback.restored,
+    }[path]
+    assert read() is None
+    assert info.files["main.py"].crc == "0badf00d"  # the rest is intact
+
+
+@pytest.mark.parametrize("value", [*UNUSABLE_VERSIONS, KeyError])
+def test_unusable_firmware_version_is_unknown(value: Any) -> None:
+    assert parse(mutate(("fw",), value)).firmware == "unknown"
+
+
+def test_usable_versions_are_kept() -> None:
+    for text in ("1.0.0", "2026.11.30-rc1+build.7", "v" * 64, "release 3 (beta)"):
+        assert usable_version(text) == text
+        assert parse(mutate(("app",), text)).app_version == text
 
 
 @given(

@@ -297,6 +297,25 @@ def test_a_connect_factory_that_never_returns_is_bounded() -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize(
+    "version", ["1,2", "a|b", "2:0", "versión 2", "x" * 65, 2.0, "line\rbreak"]
+)
+def test_any_app_version_on_the_board_still_updates(
+    board_fs: Path, monkeypatch: pytest.MonkeyPatch, version: object
+) -> None:
+    """A hand-edited config.VERSION used to lock the client out (issue 15)."""
+    import config
+
+    monkeypatch.setattr(config, "VERSION", version)
+    connector = Connector(LoopbackBoard())
+    info = run_virtual(probe(connector))
+    assert info is not None
+    expected = version if version == 2.0 else None  # str() of a float is usable
+    assert info.app_version == (str(expected) if expected else None)
+    assert go(connector, version="99.0.0").applied  # above any the board can parse
+    assert on_board(board_fs)
+
+
 def test_probe(board_fs: Path) -> None:
     info = run_virtual(probe(Connector(LoopbackBoard())))
     assert info is not None

@@ -3,6 +3,11 @@
 `parse_board_info` turns the JSON of `OTA:HELLO:<json>` into a `BoardInfo`
 and refuses anything malformed or impossible (a window of a million lines,
 a 1 MB line, a negative size...), so the rest of the client can trust it.
+
+Version texts are the exception: a board reports whatever text it was given
+(a hand-edited `config.VERSION`, a version another client sent), so one the
+client cannot use (`usable_version`) counts as unknown, never as a broken
+board: refusing the HELLO would lock every update out.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ MAX_FILE_SIZE: Final = 16 * 1024 * 1024
 MAX_FREE: Final = 1 << 48  # SD cards can be mounted; host disks in tests
 MAX_FILES: Final = 64
 MAX_TEXT: Final = 64
+UNKNOWN: Final = "unknown"  # the firmware version of a board that reports none usable
 MAX_BOOTS: Final = 1000
 
 _CRC_RE: Final = re.compile(r"[0-9a-f]{8}")
@@ -125,9 +131,7 @@ def parse_board_info(text: str) -> BoardInfo:
     encodings = frozenset(enc_list) & KNOWN_ENCODINGS
     if not encodings:
         raise InvalidBoardInfoError(f"no known data encoding in {enc_list!r}")
-    firmware = _text(obj.get("fw"), "fw")
-    if firmware is None:
-        raise InvalidBoardInfoError("fw missing")
+    firmware = usable_version(obj.get("fw")) or UNKNOWN
     files_obj = _object(obj.get("files"), "files")
     if not files_obj or len(files_obj) > MAX_FILES:
         raise InvalidBoardInfoError(f"files must list 1 to {MAX_FILES} allowed files")
@@ -141,7 +145,7 @@ def parse_board_info(text: str) -> BoardInfo:
         files[name] = InstalledFile(
             size=_int(entry, "size", 0, MAX_FILE_SIZE),
             crc=_crc(entry.get("crc")),
-            version=_text(entry.get("ver"), "ver"),
+            version=usable_version(entry.get("ver")),
         )
     staged: dict[str, StagedFile] = {}
     staged_raw = obj.get("staged")
@@ -155,25 +159,25 @@ def parse_board_info(text: str) -> BoardInfo:
         staged[name] = StagedFile(
             size=size,
             crc=_crc(entry.get("crc")),
-            version=_text(entry.get("ver"), "ver"),
+            version=usable_version(entry.get("ver")),
             have=_int(entry, "have", 0, size),
         )
     trial = None
     if obj.get("trial") is not None:
         trial_obj = _object(obj["trial"], "trial")
         trial = Trial(
-            _text(trial_obj.get("ver"), "ver"), _int(trial_obj, "boots", 0, MAX_BOOTS)
+            usable_version(trial_obj.get("ver")), _int(trial_obj, "boots", 0, MAX_BOOTS)
         )
     rollback = None
     if obj.get("rollback") is not None:
         rb_obj = _object(obj["rollback"], "rollback")
         rollback = Rollback(
-            _text(rb_obj.get("ver"), "ver"), _text(rb_obj.get("restored"), "restored")
+            usable_version(rb_obj.get("ver")), usable_version(rb_obj.get("restored"))
         )
     return BoardInfo(
         proto=proto,
         firmware=firmware,
-        app_version=_text(obj.get("app"), "app"),
+        app_version=usable_version(obj.get("app")),
         window=window,
         max_line=max_line,
         encodings=encodings,
@@ -207,16 +211,19 @@ def _int(obj: Mapping[str, Any], key: str, low: int, high: int) -> int:
     return value
 
 
-def _text(value: Any, what: str) -> str | None:
-    if value is None:
-        return None
+def usable_version(value: object) -> str | None:
+    """Return a version text the client can show and send back, else None (unknown).
+
+    Usable: a string of 1 to MAX_TEXT printable ASCII characters without
+    the separators of the protocol and its signed messages (`:` `,` `|`).
+    """
     if (
         not isinstance(value, str)
-        or len(value) > MAX_TEXT
-        or not value.isascii()
-        or any(c in value for c in ":\n\r,|")
+        or not 0 < len(value) <= MAX_TEXT
+        or not (value.isascii() and value.isprintable())
+        or any(c in value for c in ":,|")
     ):
-        raise InvalidBoardInfoError(f"bad {what} {value!r}")
+        return None
     return value
 
 

@@ -261,7 +261,7 @@ async def wait_until_sending(coordinator: BoardCoordinator) -> None:
     sending = asyncio.Event()
 
     def check() -> None:
-        if coordinator.progress:
+        if coordinator.installer.progress:
             sending.set()
 
     remove = coordinator.async_add_listener(check)

@@ -25,9 +25,9 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, DOMAIN
+from custom_components.esp32_ota.history import EVENT_INSTALL
 from custom_components.esp32_ota.services import INSTALL_FILES_SCHEMA
 from custom_components.esp32_ota.source import MAX_FILE_SIZE
-from custom_components.esp32_ota.transfers import EVENT_INSTALL
 from tests.common import (
     BOARD_ADDRESS,
     ENTITY_ID,

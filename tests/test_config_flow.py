@@ -326,9 +326,9 @@ async def test_options_transfer_settings(
         CONF_ENCODING: "hex",
     }
     await hass.async_block_till_done()
-    coordinator = entry.runtime_data
-    assert (coordinator.window, coordinator.encoding) == (4, "hex")
-    assert coordinator.confirm_trial is False
+    settings = entry.runtime_data.settings
+    assert (settings.window, settings.encoding) == (4, "hex")
+    assert settings.confirm_trial is False
 
     # Back to what the board prefers: the overrides go.
     result = await hass.config_entries.options.async_init(entry.entry_id)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
 
-    from custom_components.esp32_ota.coordinator import Esp32OtaConfigEntry
+    from custom_components.esp32_ota.data import Esp32OtaConfigEntry
 
 OTHER_ADDRESS = "24:0A:C4:00:00:02"
 PROXY_SOURCE = "02:E5:00:00:60:55"  # the proxy's Bluetooth MAC (ProxyInfo)

@@ -28,7 +28,7 @@ from custom_components.esp32_ota.fleet import (
     FleetScheduler,
     get_fleet,
 )
-from custom_components.esp32_ota.transfers import EVENT_INSTALL
+from custom_components.esp32_ota.history import EVENT_INSTALL
 from tests.bluetooth_helpers import async_register_sim_proxy
 from tests.common import (
     app_source,

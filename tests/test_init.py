@@ -28,6 +28,8 @@ from custom_components.esp32_ota.const import (
     CONF_TOKEN,
     DOMAIN,
 )
+from custom_components.esp32_ota.data import board_store
+from custom_components.esp32_ota.errors import translate
 from custom_components.esp32_ota.nus_ota.errors import (
     ConnectFailedError,
     DeviceError,
@@ -181,8 +183,8 @@ async def test_damaged_storage_is_ignored(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     coordinator = entry.runtime_data
-    assert coordinator.record is None
-    assert coordinator.protocol is None
+    assert coordinator.data.record is None
+    assert coordinator.data.protocol is None
     await hass.async_block_till_done(wait_background_tasks=True)
 
 
@@ -205,13 +207,13 @@ async def test_v1_board_that_does_not_answer_version(
     board.write("app.py", "def handle(line):\n    return None\n")
     board.reboot()
     entry = await setup_board(hass, proxy, board)
-    assert entry.runtime_data.protocol == 1
-    assert entry.runtime_data.app_version is None
+    assert entry.runtime_data.data.protocol == 1
+    assert entry.runtime_data.data.app_version is None
 
     board.write("app.py", 'def handle(line):\n    return "VERSION:unknown"\n')
     board.reboot()
     await entity_update(hass)
-    assert entry.runtime_data.app_version is None
+    assert entry.runtime_data.data.app_version is None
 
 
 async def test_v1_board_with_nothing_changed(
@@ -231,8 +233,8 @@ async def test_v1_board_with_nothing_changed(
     )
     await coordinator.async_install(None)
     assert board.resets == resets
-    assert coordinator.record is not None
-    assert coordinator.record.version == "1.1.1"
+    assert coordinator.data.record is not None
+    assert coordinator.data.record.version == "1.1.1"
 
 
 async def test_refresh_waits_for_no_one(
@@ -269,10 +271,15 @@ async def test_error_wording(
         source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
     )
     entry = await setup_board(hass, proxy, make_board())
-    coordinator = entry.runtime_data
-    release = coordinator.source.latest
+    release = entry.runtime_data.source.latest
     assert release is not None
-    translated = coordinator._translate(error, release)
+    translated = translate(
+        error,
+        name=entry.title,
+        files=release.names,
+        version=release.version,
+        heard_now=True,
+    )
     assert translated.translation_key == key
     assert translated.translation_domain == DOMAIN
     assert "ESP32-OTA-0001" in str(translated)
@@ -375,11 +382,14 @@ async def test_diagnostics_after_transfers(
     assert data["fleet"]["sources"][proxy.source]["held_by"] == []
 
     # The history survives a restart; damaged records are skipped.
-    store = entry.runtime_data._store
+    store = board_store(hass, entry.entry_id)
     stored = await store.async_load()
     assert stored is not None
     stored["transfers"] += [{"result": "broken"}, "junk"]
     await store.async_save(stored)
     assert await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert [r.result for r in entry.runtime_data.transfers] == ["installed", "failed"]
+    assert [r.result for r in entry.runtime_data.installer.history] == [
+        "installed",
+        "failed",
+    ]

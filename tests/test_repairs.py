@@ -105,7 +105,7 @@ async def test_refused_credentials_fixed_in_the_repair_flow(
     assert entry.options[CONF_AUTH_KEY] == "right key"
     assert CONF_TOKEN not in entry.options
     # The entry reloaded with the key: the install goes through.
-    assert entry.runtime_data.auth_key == "right key"
+    assert entry.runtime_data.settings.auth_key == "right key"
     await install(hass)
     assert board.read("app.py") == app.encode()
 
@@ -138,7 +138,7 @@ async def test_v1_firmware(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     board.write("ota_manager.py", make_board().read("ota_manager.py"))
     board.reboot()
     assert await entry.runtime_data.async_refresh_board() is True
-    assert entry.runtime_data.protocol == 2
+    assert entry.runtime_data.data.protocol == 2
     assert issue(hass, "v1_firmware", entry) is None
 
 

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from custom_components.esp32_ota.nus_ota.board_info import MAX_TEXT
 from custom_components.esp32_ota.source import (
     MAX_FILE_SIZE,
+    MAX_VERSION_LENGTH,
     Release,
     SourceError,
     SourceFolder,
@@ -125,7 +127,7 @@ def test_empty_folder_offers_nothing(tmp_path: Path) -> None:
         ('{"version": "1,0"}', "version must be"),
         ('{"version": true}', "version must be"),
         ('{"version": "1.0.0-très"}', "version must be"),
-        ('{"version": "' + "1" * 40 + '"}', "version must be"),
+        ('{"version": "' + "1" * (MAX_VERSION_LENGTH + 1) + '"}', "version must be"),
         ('{"files": []}', "files must be a non-empty list"),
         ('{"files": "main.py"}', "files must be a non-empty list"),
         ('{"files": ["main.py", 3]}', "files must be a non-empty list"),
@@ -276,16 +278,6 @@ def test_read_detects_files_changed_since_the_scan(tmp_path: Path) -> None:
     assert info.value.key == "unreadable"
 
 
-def test_not_allowed_lists_what_a_board_refuses(tmp_path: Path) -> None:
-    write(tmp_path, "main.py", "m\n")
-    write(tmp_path, "app.py", "a\n")
-    write(tmp_path, "secret.cfg", "s\n")
-    release = read_release(tmp_path, None)
-    assert release is not None
-    assert release.not_allowed({"main.py", "app.py"}) == ["secret.cfg"]
-    assert release.not_allowed({"main.py", "app.py", "secret.cfg"}) == []
-
-
 @pytest.mark.parametrize(
     ("version", "expected"),
     [("3f2a9c01", True), ("12345678", True), ("1.2.3", False), ("3F2A9C01", False)],
@@ -321,3 +313,14 @@ def test_links_inside_the_folder_are_followed(tmp_path: Path) -> None:
     assert release is not None
     assert release.names == ["app.py"]
     assert release.files[0].size == len(b"print('app 2')\n")
+
+
+def test_version_limit_is_the_librarys(tmp_path: Path) -> None:
+    """A folder may declare any version the library sends (and a board reports)."""
+    longest = "1." + "0" * (MAX_VERSION_LENGTH - 2)
+    manifest(tmp_path, {"version": longest})
+    write(tmp_path, "app.py", "a\n")
+    release = read_release(tmp_path, None)
+    assert release is not None
+    assert release.version == longest
+    assert MAX_VERSION_LENGTH == MAX_TEXT

@@ -11,7 +11,7 @@ from esp32_ota_sim.board import FIRMWARE_DIR
 from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.esp32_ota.const import CONF_CONFIRM_TRIAL
-from custom_components.esp32_ota.transfers import EVENT_INSTALL
+from custom_components.esp32_ota.history import EVENT_INSTALL
 from tests.common import (
     ENTITY_ID,
     app_source,
@@ -41,7 +41,7 @@ UNCONFIRMED_MAIN = MAIN.replace("        boot_guard.confirm()", "        pass")
 @pytest.fixture(autouse=True)
 def quick_polls() -> Iterator[None]:
     """Look at the board every few milliseconds instead of every 10 s."""
-    with patch("custom_components.esp32_ota.coordinator.TRIAL_POLL_INTERVAL", 0.01):
+    with patch("custom_components.esp32_ota.installer.TRIAL_POLL_INTERVAL", 0.01):
         yield
 
 
@@ -61,8 +61,12 @@ async def when_on_trial(
     seen = asyncio.Event()
 
     def check() -> None:
-        info = coordinator.board_info
-        if coordinator.installing and info is not None and info.trial is not None:
+        info = coordinator.data.board_info
+        if (
+            coordinator.installer.installing
+            and info is not None
+            and info.trial is not None
+        ):
             seen.set()
 
     remove = coordinator.async_add_listener(check)
@@ -106,7 +110,7 @@ async def test_an_unconfirmed_version_fails_the_install(
     release_on_trial(hass)
     board = make_board()
     await setup_board(hass, proxy, board)
-    with patch("custom_components.esp32_ota.coordinator.TRIAL_TIMEOUT", 0.05):
+    with patch("custom_components.esp32_ota.installer.TRIAL_TIMEOUT", 0.05):
         err = await install_fails(hass, "trial_unconfirmed")
     assert "did not confirm they started within 0 seconds" in str(err)
     assert board.read("main.py") == UNCONFIRMED_MAIN.encode()

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from homeassistant.const import Platform
 from homeassistant.helpers import config_validation as cv
-from homeassistant.helpers.storage import Store
 
-from .const import DOMAIN, STORAGE_VERSION
-from .coordinator import BoardCoordinator, Esp32OtaConfigEntry
+from .const import DOMAIN
+from .coordinator import BoardCoordinator
+from .data import Esp32OtaConfigEntry, board_store
 from .repairs import async_delete_issues
 from .services import async_setup_services
 
@@ -49,6 +49,4 @@ async def async_unload_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) ->
 async def async_remove_entry(hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
     """Forget what we recorded about a removed board, and its issues."""
     async_delete_issues(hass, entry.entry_id)
-    await Store[dict[str, object]](
-        hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}"
-    ).async_remove()
+    await board_store(hass, entry.entry_id).async_remove()

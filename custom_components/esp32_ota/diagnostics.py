@@ -13,7 +13,7 @@ from .fleet import get_fleet
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
-    from .coordinator import Esp32OtaConfigEntry
+    from .data import Esp32OtaConfigEntry
 
 TO_REDACT = {CONF_AUTH_KEY, CONF_TOKEN, "nonce"}
 
@@ -30,22 +30,24 @@ async def async_get_config_entry_diagnostics(
     for across boards.
     """
     board = entry.runtime_data
+    data = board.data
+    installer = board.installer
     source = board.source
-    info = asdict(board.board_info) if board.board_info else None
+    info = asdict(data.board_info) if data.board_info else None
     if info is not None:
         info["encodings"] = sorted(info["encodings"])
     return {
         "options": async_redact_data(dict(entry.options), TO_REDACT),
         "available": board.available,
-        "installing": board.installing,
-        "queued": board.queued,
-        "connection": board.connection,
-        "protocol": board.protocol,
-        "app_version": board.app_version,
+        "installing": installer.installing,
+        "queued": installer.queued,
+        "connection": board.link.connection,
+        "protocol": data.protocol,
+        "app_version": data.app_version,
         "installed_version": board.installed_version,
         "board": async_redact_data(info, TO_REDACT) if info else None,
-        "recorded": board.record.as_dict() if board.record else None,
-        "transfers": [record.as_dict() for record in board.transfers],
+        "recorded": data.record.as_dict() if data.record else None,
+        "transfers": [record.as_dict() for record in installer.history],
         "fleet": get_fleet(hass).as_dict(),
         "source": {
             "folder": str(board.folder.folder),

@@ -25,20 +25,22 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import target as target_helpers
 
 from .const import DEFAULT_SOURCE_ROOT, DOMAIN
+from .errors import invalid
+from .history import RESULT_FAILED
 from .source import MAX_FILE_SIZE, valid_file_name, valid_version
-from .transfers import RESULT_FAILED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from .coordinator import BoardCoordinator, Esp32OtaConfigEntry
+    from .coordinator import BoardCoordinator
+    from .data import Esp32OtaConfigEntry
 
 SERVICE_INSTALL_FILES: Final = "install_files"
 ATTR_FILES: Final = "files"
@@ -55,15 +57,6 @@ INSTALL_FILES_SCHEMA: Final = vol.Schema(
         vol.Optional(ATTR_FORCE, default=False): cv.boolean,
     }
 )
-
-
-def invalid(key: str, **placeholders: str) -> ServiceValidationError:
-    """Build a translated validation error of the action."""
-    return ServiceValidationError(
-        translation_domain=DOMAIN,
-        translation_key=key,
-        translation_placeholders=placeholders,
-    )
 
 
 @callback
@@ -238,12 +231,10 @@ def _add(contents: dict[str, bytes], name: str, data: bytes) -> None:
 
 def _check_board(coordinator: BoardCoordinator, contents: Mapping[str, bytes]) -> None:
     """Refuse, before connecting, what a board is known to refuse."""
-    if coordinator.installing:
-        raise invalid("install_in_progress", name=coordinator.name)
-    info = coordinator.board_info
-    if info is not None and (
-        refused := sorted(set(contents) - set(info.allowed_files))
-    ):
+    coordinator.installer.ensure_idle()
+    if refused := coordinator.data.refused(contents):
+        info = coordinator.data.board_info
+        assert info is not None
         raise invalid(
             "board_refuses_files",
             name=coordinator.name,

@@ -24,7 +24,6 @@ Everything here does blocking file I/O: call it from the executor.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import hashlib
 import json
@@ -33,8 +32,11 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .inventory import file_crc
+from .nus_ota.board_info import MAX_TEXT
+
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Mapping
     from pathlib import Path
 
 MANIFEST_NAMES = ("esp32_ota.json", "manifest.json")
@@ -44,7 +46,8 @@ VERSIONS_DIR = "versions"
 MANIFEST_KEYS = frozenset({"version", "files", "release_notes", "release_url"})
 # Scripts are small; anything bigger is a mistake (a firmware image, a log).
 MAX_FILE_SIZE = 512 * 1024
-MAX_VERSION_LENGTH = 32
+# The longest text a board reports (nus_ota); a version is one.
+MAX_VERSION_LENGTH = MAX_TEXT
 # Releases without a declared version are named by this much of a SHA-256.
 HASH_LENGTH = 8
 _HEX = frozenset("0123456789abcdef")
@@ -112,16 +115,12 @@ class Release:
         """Return the file names, sorted."""
         return [file.name for file in self.files]
 
-    def not_allowed(self, allowed: Collection[str]) -> list[str]:
-        """Return the files a board with this allowlist would refuse."""
-        return [file.name for file in self.files if file.name not in allowed]
-
     def read(self) -> dict[str, bytes]:
         """Read the scripts, checking that they did not change since the scan."""
         contents: dict[str, bytes] = {}
         for file in self.files:
             data = _read_bytes(file.path)
-            if len(data) != file.size or _crc(data) != file.crc:
+            if len(data) != file.size or file_crc(data) != file.crc:
                 raise SourceError("unreadable", path=str(file.path), error="changed")
             contents[file.name] = data
         return contents
@@ -277,7 +276,7 @@ def read_release(folder: Path, version: str | None) -> Release | None:
                 limit=str(MAX_FILE_SIZE),
             )
         data = _read_bytes(_inside(folder, path))
-        files.append(SourceFile(name, path, len(data), _crc(data)))
+        files.append(SourceFile(name, path, len(data), file_crc(data)))
         hasher.update(name.encode() + b"\0" + len(data).to_bytes(4, "big") + data)
 
     declared: str | None = manifest.get("version")
@@ -409,8 +408,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError as err:
         raise SourceError("unreadable", path=str(path), error=str(err)) from err
-
-
-def _crc(data: bytes) -> str:
-    """CRC-32 as the protocol writes it: 8 lower-case hex digits."""
-    return f"{binascii.crc32(data):08x}"

@@ -8,16 +8,18 @@ from homeassistant.components.update import UpdateEntity, UpdateEntityFeature
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .const import DOMAIN
+from .coordinator import BoardCoordinator
 from .source import is_content_hash
 
 if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-    from .coordinator import BoardCoordinator, Esp32OtaConfigEntry
+    from .data import Esp32OtaConfigEntry
 
-# Installs are serialised per board by the coordinator; boards are independent.
+# Installs are serialised per board by its installer; boards are independent.
 PARALLEL_UPDATES = 0
 
 _FEATURES = (
@@ -36,16 +38,15 @@ async def async_setup_entry(
     async_add_entities([BoardScriptsUpdate(entry.runtime_data)])
 
 
-class BoardScriptsUpdate(UpdateEntity):
+class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
     """The scripts of one board."""
 
     _attr_has_entity_name = True
-    _attr_should_poll = False
     _attr_translation_key = "scripts"
 
     def __init__(self, coordinator: BoardCoordinator) -> None:
         """Describe the board as a device known by its Bluetooth address."""
-        self.coordinator = coordinator
+        super().__init__(coordinator)
         self._attr_unique_id = coordinator.address
         self._attr_device_info = DeviceInfo(
             connections={(dr.CONNECTION_BLUETOOTH, coordinator.address)},
@@ -56,33 +57,33 @@ class BoardScriptsUpdate(UpdateEntity):
         )
         self._update_attrs()
 
-    async def async_added_to_hass(self) -> None:
-        """Follow the coordinator."""
-        await super().async_added_to_hass()
-        self.async_on_remove(self.coordinator.async_add_listener(self._handle_update))
-
     @callback
-    def _handle_update(self) -> None:
+    def _handle_coordinator_update(self) -> None:
         self._update_attrs()
-        self.async_write_ha_state()
+        super()._handle_coordinator_update()
+
+    @property
+    def available(self) -> bool:
+        """Available while the board is in range, and throughout an install."""
+        return self.coordinator.available or self.coordinator.installer.installing
 
     @callback
     def _update_attrs(self) -> None:
         board = self.coordinator
+        installer = board.installer
         source = board.source
         latest = source.latest
-        self._attr_available = board.available or board.installing
         self._attr_installed_version = board.installed_version
         self._attr_latest_version = latest.version if latest else None
-        self._attr_in_progress = board.installing
-        self._attr_update_percentage = board.progress
+        self._attr_in_progress = installer.installing
+        self._attr_update_percentage = installer.progress
         self._attr_release_url = latest.release_url if latest else None
         features = _FEATURES
         if len(source.releases) > 1:
             features |= UpdateEntityFeature.SPECIFIC_VERSION
         self._attr_supported_features = features
         summary = latest.summary if latest else None
-        if latest is not None and (refused := board.not_allowed(latest)):
+        if latest is not None and (refused := board.data.refused(latest.names)):
             summary = (
                 f"The board would refuse {', '.join(refused)}: "
                 "remove it from the folder or allow it on the board."
@@ -90,16 +91,16 @@ class BoardScriptsUpdate(UpdateEntity):
         elif source.problem is not None:
             summary = f"Source folder problem: {source.problem}"
         self._attr_release_summary = summary
-        info = board.board_info
+        info = board.data.board_info
         self._attr_extra_state_attributes = {
-            "protocol": board.protocol,
+            "protocol": board.data.protocol,
             "source_folder": str(board.folder.folder),
             "available_versions": sorted(source.releases),
             "files_to_update": board.files_to_send(latest) if latest else [],
             "firmware": info.firmware if info else None,
             "trial": info.trial is not None if info else None,
-            "queued": board.queued,
-            "connection": board.connection,
+            "queued": installer.queued,
+            "connection": board.link.connection,
         }
 
     def version_is_newer(self, latest_version: str, installed_version: str) -> bool:

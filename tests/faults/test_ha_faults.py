@@ -53,8 +53,8 @@ async def test_home_assistant_stops_mid_install(
 
     assert hass.state is CoreState.stopped
     assert task.done()  # nothing of the install is left running
-    assert not coordinator.installing
-    assert coordinator.progress is None
+    assert not coordinator.installer.installing
+    assert coordinator.installer.progress is None
     free, limit, _ = connection_slots(proxy.source)
     assert free == limit  # the connection was released
     # Home Assistant cancelled the install: the board keeps its old files

@@ -1,0 +1,108 @@
+"""The typed config entry, a board's settings, and what is stored per board.
+
+A board's store (`.storage/esp32_ota.<entry_id>`) holds::
+
+    {"installed": {"version": str, "files": {name: crc}} | null,
+     "protocol": 1 | 2 | null,
+     "transfers": [TransferRecord.as_dict(), ...]}   # the install history
+
+`installed` is what we last installed (all we know of a v1 board's files);
+damaged parts are dropped on load, never fatal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.helpers.storage import Store
+
+from .const import (
+    CONF_AUTH_KEY,
+    CONF_CONFIRM_TRIAL,
+    CONF_ENCODING,
+    CONF_SOURCE_DIR,
+    CONF_TOKEN,
+    CONF_WINDOW,
+    DEFAULT_CONFIRM_TRIAL,
+    DOMAIN,
+    STORAGE_VERSION,
+)
+from .history import TransferRecord
+from .inventory import InstalledRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from homeassistant.core import HomeAssistant
+
+    from .coordinator import BoardCoordinator
+
+type Esp32OtaConfigEntry = ConfigEntry[BoardCoordinator]
+
+
+@dataclass(frozen=True, slots=True)
+class BoardSettings:
+    """The options of a board's entry (a change reloads the entry)."""
+
+    source_dir: Path
+    auth_key: str | None = None
+    token: str | None = None
+    window: int | None = None
+    encoding: str | None = None
+    confirm_trial: bool = DEFAULT_CONFIRM_TRIAL
+
+    @classmethod
+    def from_entry(cls, hass: HomeAssistant, entry: ConfigEntry) -> BoardSettings:
+        """Read the options; empty values mean 'not set'."""
+        options = entry.options
+        return cls(
+            source_dir=Path(hass.config.path(options[CONF_SOURCE_DIR])),
+            auth_key=options.get(CONF_AUTH_KEY) or None,
+            token=options.get(CONF_TOKEN) or None,
+            window=options.get(CONF_WINDOW) or None,
+            encoding=options.get(CONF_ENCODING) or None,
+            confirm_trial=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBoard:
+    """What survives a restart."""
+
+    installed: InstalledRecord | None = None
+    protocol: int | None = None
+    history: tuple[TransferRecord, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the stored form."""
+        return {
+            "installed": self.installed.as_dict() if self.installed else None,
+            "protocol": self.protocol,
+            "transfers": [record.as_dict() for record in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StoredBoard:
+        """Read the stored form, dropping whatever is damaged."""
+        if not isinstance(data, dict):
+            return cls()
+        protocol = data.get("protocol")
+        history = data.get("transfers")
+        records: Iterable[Any] = history if isinstance(history, list) else ()
+        return cls(
+            installed=InstalledRecord.from_dict(data.get("installed")),
+            protocol=protocol if protocol in (1, 2) else None,
+            history=tuple(
+                record
+                for item in records
+                if (record := TransferRecord.from_dict(item)) is not None
+            ),
+        )
+
+
+def board_store(hass: HomeAssistant, entry_id: str) -> Store[dict[str, Any]]:
+    """Return the store of one board's entry."""
+    return Store(hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}")

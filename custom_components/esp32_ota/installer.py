@@ -1,0 +1,410 @@
+"""Installing on one board: plan, wait for a slot, install, then report.
+
+1. Plan: which files (a release of the source folder, or the files of the
+   install_files action), which of them to send, which version to send and
+   what the board holds afterwards; refuse what the board would refuse.
+2. Wait for a connection slot of the fleet scheduler (the entity shows
+   "queued"), then install with the library, showing the progress; with
+   trial confirmation on, wait until the board's program confirms the new
+   version.
+3. Report: a history record (kept for diagnostics, returned by the action),
+   `esp32_ota_install` events (started, then finished or failed), repair
+   issues, and a translated error on failure.
+
+One install at a time per board; the board's entity shows it throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from homeassistant.core import callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+
+from . import repairs
+from .const import DOMAIN, TRIAL_POLL_INTERVAL, TRIAL_TIMEOUT
+from .errors import LINK_ERRORS, install_error, invalid, translate
+from .fleet import BoardOutOfReachError, QueueTimeoutError
+from .history import (
+    EVENT_FAILED,
+    EVENT_FINISHED,
+    EVENT_INSTALL,
+    EVENT_STARTED,
+    HISTORY_LENGTH,
+    RESULT_INSTALLED,
+    RESULT_UNCHANGED,
+    TRIGGER_ACTION,
+    TRIGGER_ENTITY,
+    TransferRecord,
+)
+from .inventory import InstalledRecord, file_crc
+from .nus_ota.errors import OTAError, RolledBackError
+from .nus_ota.install import InstallOptions, InstallResult, install, probe
+from .source import Release, SourceError, SourceState
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+    from .coordinator import BoardCoordinator
+    from .nus_ota.board_info import BoardInfo
+
+# Failures after which the board runs something else than we thought.
+_READ_AGAIN_AFTER = frozenset({"rolled_back", "not_installed", "trial_unconfirmed"})
+
+
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    """What one install sends, and what to remember once it went through."""
+
+    files: tuple[str, ...]  # every file of the request
+    contents: Mapping[str, bytes]  # those to send
+    version: str  # shown and reported ("" when the request has none)
+    wire_version: str  # sent to the board
+    force: bool
+    record: InstalledRecord | None  # what the board holds afterwards
+
+
+class BoardInstaller:
+    """Installs on the board of one coordinator, one install at a time."""
+
+    def __init__(self, coordinator: BoardCoordinator) -> None:
+        """Nothing runs before an install is asked for."""
+        self.coordinator = coordinator
+        self.installing = False
+        self.queued = False  # waiting for a connection slot
+        self.progress: float | None = None
+        self.history: deque[TransferRecord] = deque(maxlen=HISTORY_LENGTH)
+
+    def ensure_idle(self) -> None:
+        """Refuse a second install while one runs."""
+        if self.installing:
+            raise invalid("install_in_progress", name=self.coordinator.name)
+
+    async def async_install(
+        self, version: str | None, trigger: str = TRIGGER_ENTITY
+    ) -> TransferRecord:
+        """Install the latest release, or `version` from versions/ (forced)."""
+        return await self._async_job(lambda: self._async_plan_release(version), trigger)
+
+    async def async_install_files(
+        self, contents: Mapping[str, bytes], version: str | None, force: bool
+    ) -> TransferRecord:
+        """Install the given files (the install_files action checked them)."""
+        return await self._async_job(
+            lambda: self._async_plan_files(contents, version, force), TRIGGER_ACTION
+        )
+
+    # -- one install
+
+    async def _async_job(
+        self, plan: Callable[[], Awaitable[InstallPlan]], trigger: str
+    ) -> TransferRecord:
+        self.ensure_idle()
+        board = self.coordinator
+        self.installing = True
+        self.progress = None
+        board.async_update_listeners()
+        read_again = False
+        try:
+            return await self._async_run(await plan(), trigger)
+        except HomeAssistantError as err:
+            read_again = err.translation_key in _READ_AGAIN_AFTER
+            raise
+        finally:
+            self.installing = False
+            self.queued = False
+            self.progress = None
+            board.async_update_listeners()
+            if read_again:  # show what the board runs now
+                board.async_schedule_read()
+
+    async def _async_run(self, plan: InstallPlan, trigger: str) -> TransferRecord:
+        """Wait for a connection slot, install, report (events, issues, history)."""
+        board = self.coordinator
+        loop = board.hass.loop
+        record = TransferRecord(
+            trigger=trigger,
+            version=plan.version,
+            files=plan.files,
+            started=dt_util.utcnow().isoformat(),
+        )
+        self._fire(EVENT_STARTED, record)
+        asked = began = loop.time()
+        try:
+            async with board.link.claim(self._on_queued):
+                began = loop.time()
+                self.queued = False
+                self.progress = 0
+                board.async_update_listeners()
+                result = await self._async_transfer(plan)
+        except (HomeAssistantError, BoardOutOfReachError, QueueTimeoutError) as err:
+            failure = err if isinstance(err, HomeAssistantError) else self._queue(err)
+            record = replace(
+                record,
+                queued_seconds=began - asked,
+                seconds=loop.time() - began,
+                connection=board.link.connection,
+                reason=failure.translation_key,
+                error=str(failure),
+            )
+            await self._async_remember(record, EVENT_FAILED)
+            repairs.async_report_failure(
+                board.hass,
+                board.config_entry,
+                failure.translation_key or "",
+                str(failure),
+            )
+            if failure is err:
+                raise
+            raise failure from err
+        if result is not None:
+            record = replace(
+                record,
+                files_sent=result.files_sent,
+                protocol=result.protocol,
+                bytes=result.bytes_total,
+                wire_bytes=result.wire_bytes,
+                transfer_seconds=result.transfer_seconds,
+                retries=result.retries,
+                connections=result.connections,
+                trial=result.trial,
+            )
+        record = replace(
+            record,
+            result=RESULT_INSTALLED if result and result.applied else RESULT_UNCHANGED,
+            protocol=record.protocol or board.data.protocol,
+            queued_seconds=began - asked,
+            seconds=loop.time() - began,
+            connection=board.link.connection,
+        )
+        if plan.record is not None:
+            board.async_set_updated_data(replace(board.data, record=plan.record))
+        repairs.async_clear_after_success(board.hass, board.config_entry)
+        await self._async_remember(record, EVENT_FINISHED)
+        return record
+
+    def _queue(
+        self, err: BoardOutOfReachError | QueueTimeoutError
+    ) -> HomeAssistantError:
+        if isinstance(err, BoardOutOfReachError):
+            return install_error("not_found", name=self.coordinator.name)
+        return install_error("queue_timeout", name=self.coordinator.name)
+
+    @callback
+    def _on_queued(self) -> None:
+        self.queued = True
+        self.coordinator.async_update_listeners()
+
+    @callback
+    def _on_progress(self, acknowledged: int, total: int) -> None:
+        progress = round(100 * acknowledged / total, 1) if total else 100.0
+        if progress != self.progress:
+            self.progress = progress
+            self.coordinator.async_update_listeners()
+
+    def _fire(self, step: str, record: TransferRecord) -> None:
+        """Tell automations (no secrets: the record holds none)."""
+        board = self.coordinator
+        hass = board.hass
+        device = dr.async_get(hass).async_get_device(
+            identifiers={(DOMAIN, board.address)}
+        )
+        hass.bus.async_fire(
+            EVENT_INSTALL,
+            {
+                "type": step,
+                "device_id": device.id if device else None,
+                "entity_id": er.async_get(hass).async_get_entity_id(
+                    "update", DOMAIN, board.address
+                ),
+                "address": board.address,
+                "name": board.name,
+                **record.as_dict(),
+            },
+        )
+
+    async def _async_remember(self, record: TransferRecord, step: str) -> None:
+        self.history.append(record)
+        await self.coordinator.async_save()
+        self._fire(step, record)
+
+    # -- planning
+
+    def _release(self, state: SourceState, version: str | None) -> Release:
+        name = self.coordinator.name
+        if version is not None:
+            if (release := state.releases.get(version)) is None:
+                raise invalid(
+                    "unknown_version",
+                    name=name,
+                    version=version,
+                    versions=", ".join(sorted(state.releases)) or "-",
+                )
+            return release
+        if state.latest is None:
+            if state.problem is not None:
+                raise install_error(
+                    "source_problem", name=name, error=str(state.problem)
+                )
+            raise install_error(
+                "no_update", name=name, folder=str(self.coordinator.folder.folder)
+            )
+        return state.latest
+
+    async def _async_plan_release(self, version: str | None) -> InstallPlan:
+        """Plan to install a release of the source folder."""
+        board = self.coordinator
+        release = self._release(await board.async_rescan_source(), version)
+        if refused := board.data.refused(release.names):
+            assert board.data.board_info is not None
+            raise install_error(
+                "files_not_allowed",
+                name=board.name,
+                files=", ".join(refused),
+                allowed=", ".join(sorted(board.data.board_info.allowed_files)),
+            )
+        try:
+            contents = await board.hass.async_add_executor_job(release.read)
+        except SourceError as err:
+            raise install_error(
+                "source_problem", name=board.name, error=str(err)
+            ) from err
+        crcs = {file.name: file.crc for file in release.files}
+        return self._plan(
+            files=release.names,
+            contents=contents,
+            crcs=crcs,
+            version=release.version,
+            # An undeclared (hash) version is for display only: on the
+            # wire it would trip the board's dotted-integer downgrade guard.
+            wire_version=release.version if release.declared else "",
+            force=version is not None,
+            record=InstalledRecord(release.version, crcs),
+        )
+
+    async def _async_plan_files(
+        self, contents: Mapping[str, bytes], version: str | None, force: bool
+    ) -> InstallPlan:
+        """Plan to install files given by the install_files action."""
+        crcs = {name: file_crc(data) for name, data in contents.items()}
+        old = self.coordinator.data.record
+        record = None
+        if version or old is not None:
+            record = InstalledRecord(
+                version or (old.version if old else ""),
+                {**(old.files if old else {}), **crcs},
+            )
+        return self._plan(
+            files=sorted(contents),
+            contents=contents,
+            crcs=crcs,
+            version=version or "",
+            wire_version=version or "",
+            force=force,
+            record=record,
+        )
+
+    def _plan(
+        self,
+        *,
+        files: Iterable[str],
+        contents: Mapping[str, bytes],
+        crcs: Mapping[str, str],
+        version: str,
+        wire_version: str,
+        force: bool,
+        record: InstalledRecord | None,
+    ) -> InstallPlan:
+        """Keep what the board needs; refuse what it would refuse anyway."""
+        board = self.coordinator
+        to_send = {
+            name: contents[name] for name in board.data.skip_unchanged(crcs, force)
+        }
+        v1_token = board.data.protocol == 1 and board.settings.token
+        if to_send and v1_token and not wire_version:
+            # A v1 token travels in START after the version.
+            raise install_error("version_required", name=board.name)
+        return InstallPlan(
+            files=tuple(files),
+            contents=to_send,
+            version=version,
+            wire_version=wire_version,
+            force=force,
+            record=record,
+        )
+
+    # -- talking to the board
+
+    async def _async_transfer(self, plan: InstallPlan) -> InstallResult | None:
+        """Send the files; None when there was nothing to send."""
+        if not plan.contents:
+            return None
+        board = self.coordinator
+        settings = board.settings
+        options = InstallOptions(
+            auth_key=settings.auth_key,
+            token=settings.token,
+            force=plan.force,
+            window=settings.window,
+            encoding=settings.encoding,
+        )
+        try:
+            result = await install(
+                board.link.connect,
+                plan.contents,
+                plan.wire_version,
+                options,
+                progress=self._on_progress,
+            )
+            data = replace(
+                board.data, protocol=result.protocol, board_info=result.board
+            )
+            if result.board is not None:
+                data = replace(data, app_version=result.board.app_version)
+            board.async_set_updated_data(data)
+            if result.trial and settings.confirm_trial:
+                info = await self._async_wait_for_confirmation(plan, options)
+                result = replace(result, trial=False, board=info)
+        except (OTAError, *LINK_ERRORS) as err:
+            raise translate(
+                err,
+                name=board.name,
+                files=list(plan.files),
+                version=plan.version,
+                heard_now=board.link.heard_now(),
+            ) from err
+        return result
+
+    async def _async_wait_for_confirmation(
+        self, plan: InstallPlan, options: InstallOptions
+    ) -> BoardInfo | None:
+        """Ask the board now and then until its program confirms the new version.
+
+        Each look is a short connection (the slot stays ours meanwhile).
+        """
+        board = self.coordinator
+        deadline = board.hass.loop.time() + TRIAL_TIMEOUT
+        while True:
+            await asyncio.sleep(TRIAL_POLL_INTERVAL)
+            info = await probe(board.link.connect, options)
+            if info is None:  # pragma: no cover - a v1 board reports no trial
+                return None
+            board.async_set_updated_data(replace(board.data, board_info=info))
+            rollback = info.rollback
+            if rollback is not None and rollback.version == (plan.wire_version or None):
+                raise RolledBackError(rollback.version, rollback.restored)
+            if info.trial is None:
+                return info
+            if board.hass.loop.time() >= deadline:
+                raise install_error(
+                    "trial_unconfirmed",
+                    name=board.name,
+                    version=plan.version,
+                    seconds=str(int(TRIAL_TIMEOUT)),
+                )

@@ -291,6 +291,12 @@ async def test_options_errors(hass: HomeAssistant, entry: MockConfigEntry) -> No
         CONF_TOKEN: "invalid_token",
     }
 
+    # issue 15: a carriage return inside passed, then failed at install time
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {CONF_SOURCE_DIR: "fine", CONF_TOKEN: "sec\rret"}
+    )
+    assert result["errors"] == {CONF_TOKEN: "invalid_token"}
+
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_SOURCE_DIR: "blocked/inside"}
     )

@@ -49,6 +49,7 @@ from .const import (
     MAX_WINDOW,
     NUS_SERVICE_UUID,
 )
+from .nus_ota import valid_token
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -110,10 +111,8 @@ async def async_check_folder(hass: HomeAssistant, source_dir: str) -> str | None
 
 
 def token_error(token: str) -> str | None:
-    """Error key for a v1 token that cannot travel in a START line, or None."""
-    if any(ch in token for ch in ":\n") or not token.isascii():
-        return "invalid_token"
-    return None
+    """Error key for a token the protocol cannot carry (nus_ota's rule), or None."""
+    return "invalid_token" if token and not valid_token(token) else None
 
 
 def credentials_schema(options: Mapping[str, Any]) -> dict[vol.Marker, Any]:

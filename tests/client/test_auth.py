@@ -12,7 +12,10 @@ from custom_components.esp32_ota.nus_ota.auth import (
     file_message,
     sign,
 )
-from custom_components.esp32_ota.nus_ota.errors import AuthRequiredError
+from custom_components.esp32_ota.nus_ota.errors import (
+    AuthRequiredError,
+    InvalidTokenError,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,3 +69,10 @@ def test_credentials_field_per_scheme() -> None:
     with pytest.raises(AuthRequiredError) as err:
         Credentials(token="tok").field("hmac", "m")
     assert err.value.scheme == "hmac"
+
+
+def test_a_token_that_cannot_travel_is_refused_unquoted() -> None:
+    with pytest.raises(InvalidTokenError) as err:
+        Credentials(token="pass\rword").field("token", "")
+    assert "pass" not in str(err.value)
+    assert Credentials(token="pass-word").field("token", "") == "pass-word"

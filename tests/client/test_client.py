@@ -19,6 +19,7 @@ from custom_components.esp32_ota.nus_ota import (
     DeviceError,
     DisconnectedError,
     FileImage,
+    InvalidTokenError,
     LineTooLongError,
     LinkTooSmallError,
     NoReplyError,
@@ -684,3 +685,17 @@ def test_an_odd_reply_then_silence_ends_the_transfer(
     took = run(go())
     # the retransmit timer: at most max_rto (1 s) per resend, 8 resends
     assert took < 10.0
+
+
+def test_v1_start_refuses_a_token_it_cannot_carry() -> None:
+    async def go() -> list[tuple[bytes, bool]]:
+        transport = CannedTransport(canned({b"OTA:HELLO": [b"OTA:ERR:UNKNOWN_CMD\n"]}))
+        client = OTAClient(transport)
+        await client.start()
+        await client.hello()
+        with pytest.raises(InvalidTokenError) as err:
+            await client.send_file_v1(FileImage("app.py", b"x", "1.0"), token="a\rb")
+        assert "a\rb" not in str(err.value)
+        return transport.written
+
+    assert [line for line, _ in run(go())] == [b"OTA:HELLO\n"]  # no START went out

@@ -16,15 +16,18 @@ from esp32_ota_sim.clock import run_virtual
 from custom_components.esp32_ota.nus_ota import (
     AuthRequiredError,
     ConnectFailedError,
+    Credentials,
     DisconnectedError,
     InstallOptions,
     InstallResult,
+    InvalidTokenError,
     NotInstalledError,
     NotSupportedError,
     RejectedError,
     RolledBackError,
     install,
     probe,
+    valid_token,
 )
 
 from .loopback import Connector, Link, LoopbackBoard, lossy
@@ -252,6 +255,36 @@ def test_v1_token(board_fs: Path) -> None:
     assert err.value.reason == "AUTH"
     go(connector, options=InstallOptions(token="open-sesame"))
     assert on_board(board_fs)
+
+
+SECRET = "open\rsesame"
+
+
+@pytest.mark.parametrize("v1_only", [True, False])
+@pytest.mark.parametrize(
+    "token", [SECRET, "open:sesame", "open-sesame ", "sésame", "open\tsesame"]
+)
+def test_a_token_the_protocol_cannot_carry(
+    board_fs: Path, token: str, v1_only: bool
+) -> None:
+    """Refused before connecting, never quoted (was a ValueError naming it)."""
+    connector = Connector(LoopbackBoard(v1_only=v1_only, token="open-sesame"))
+    with pytest.raises(InvalidTokenError) as err:
+        go(connector, options=InstallOptions(token=token))
+    assert token not in str(err.value)
+    assert token not in repr(err.value)
+    assert "sesame" not in str(err.value)
+    assert err.value.scheme == "token"  # Home Assistant asks for the token again
+    assert connector.calls == 0
+    assert not valid_token(token)
+    assert valid_token("open-sesame")
+
+
+def test_secrets_stay_out_of_reprs() -> None:
+    options = InstallOptions(auth_key="k3y-secret", token="t0ken-secret")
+    credentials = Credentials("k3y-secret", "t0ken-secret")
+    for text in (repr(options), repr(credentials), str(options)):
+        assert "secret" not in text
 
 
 def test_v1_forced_on_a_v2_board_is_still_verified(board_fs: Path) -> None:

@@ -19,7 +19,14 @@ Failures raise subclasses of `OTAError` (see `errors`).
 """
 
 from .auth import Credentials
-from .board_info import BoardInfo, InstalledFile, Rollback, StagedFile, Trial
+from .board_info import (
+    BoardInfo,
+    InstalledFile,
+    Rollback,
+    StagedFile,
+    Trial,
+    usable_version,
+)
 from .client import FileImage, OTAClient, ProgressCallback
 from .errors import (
     AnsweredLikeV1Error,
@@ -30,6 +37,7 @@ from .errors import (
     DeviceError,
     DisconnectedError,
     InvalidBoardInfoError,
+    InvalidTokenError,
     LineTooLongError,
     LinkTooSmallError,
     NoReplyError,
@@ -44,6 +52,7 @@ from .errors import (
     TransportError,
 )
 from .install import Connect, InstallOptions, InstallResult, install, probe
+from .lines import valid_token
 from .transport import (
     NUS_RX_UUID,
     NUS_SERVICE_UUID,
@@ -72,6 +81,7 @@ __all__ = [
     "InstallResult",
     "InstalledFile",
     "InvalidBoardInfoError",
+    "InvalidTokenError",
     "LineTooLongError",
     "LinkTooSmallError",
     "NoReplyError",
@@ -92,4 +102,6 @@ __all__ = [
     "Trial",
     "install",
     "probe",
+    "usable_version",
+    "valid_token",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import AuthRequiredError
+from .errors import AuthRequiredError, InvalidTokenError
+from .lines import valid_token
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,8 +65,8 @@ def abort_message(nonce: str) -> str:
 class Credentials:
     """What the user configured: an HMAC key and/or a v1 clear-text token."""
 
-    key: str | None = None
-    token: str | None = None
+    key: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
 
     def field(self, scheme: str, message: str) -> str:
         """Return the `<auth>` field for the board's scheme (`none`, `token`, `hmac`).
@@ -77,6 +78,8 @@ class Credentials:
         if scheme == "token":
             if self.token is None:
                 raise AuthRequiredError("token")
+            if not valid_token(self.token):
+                raise InvalidTokenError
             return self.token
         if self.key is None:
             raise AuthRequiredError("hmac")

@@ -26,6 +26,7 @@ from .errors import (
     CrcMismatchError,
     DeviceError,
     DisconnectedError,
+    InvalidTokenError,
     LineTooLongError,
     LinkTooSmallError,
     NoReplyError,
@@ -36,7 +37,14 @@ from .errors import (
     SizeMismatchError,
     TransportError,
 )
-from .lines import DEFAULT_MAX_LINE, LineAssembler, command, join_files, largest_chunk
+from .lines import (
+    DEFAULT_MAX_LINE,
+    LineAssembler,
+    command,
+    join_files,
+    largest_chunk,
+    valid_token,
+)
 from .replies import (
     Aborted,
     Ack,
@@ -526,6 +534,8 @@ class OTAClient:
                 raise ValueError("a v1 token needs a version in START")
             fields += [image.version, str(chunk)]
             if token:
+                if not valid_token(token):
+                    raise InvalidTokenError
                 fields.append(token)
         reply = await self._simple(*fields)
         if not isinstance(reply, Ready) or reply.offset is not None:

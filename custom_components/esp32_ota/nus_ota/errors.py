@@ -175,6 +175,21 @@ class AuthRequiredError(OTAError):
         self.scheme = scheme
 
 
+class InvalidTokenError(AuthRequiredError):
+    """The configured clear-text token cannot travel in a protocol line.
+
+    Never carries the token: see `lines.valid_token` for the rule.
+    """
+
+    def __init__(self) -> None:
+        """Say what a token must be, without quoting it."""
+        super().__init__("token")
+        self.args = (
+            "the configured token cannot be sent: it must be printable ASCII"
+            " without ':' and without spaces at either end",
+        )
+
+
 class NotInstalledError(OTAError):
     """After the board came back, a file does not have the CRC that was sent."""
 

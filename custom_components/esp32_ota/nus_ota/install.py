@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from bleak.exc import BleakError
 
 from .auth import Credentials
+from .board_info import usable_version
 from .client import (
     DEFAULT_CONTROL_ATTEMPTS,
     DEFAULT_CONTROL_TIMEOUT,
@@ -38,6 +39,7 @@ from .errors import (
     AnsweredLikeV1Error,
     ConnectFailedError,
     DisconnectedError,
+    InvalidTokenError,
     NoReplyError,
     NotInstalledError,
     OTAError,
@@ -46,7 +48,7 @@ from .errors import (
     TooManyRetriesError,
     TransportError,
 )
-from .lines import check_field
+from .lines import is_field, valid_token
 from .transfer import DEFAULT_MAX_RETRIES, RttEstimator
 from .transport import Transport
 
@@ -70,8 +72,8 @@ _CONNECT_ERRORS: Final = (BleakError, OSError, TimeoutError, OTAError)
 class InstallOptions:
     """How to install; the defaults suit a board behind an ESPHome proxy."""
 
-    auth_key: str | None = None  # v2 HMAC key (the board's AUTH_KEY)
-    token: str | None = None  # v1 clear-text token (AUTH_TOKEN)
+    auth_key: str | None = field(default=None, repr=False)  # v2 HMAC key (AUTH_KEY)
+    token: str | None = field(default=None, repr=False)  # clear-text AUTH_TOKEN
     force: bool = False  # send every file and pass the downgrade guard (v2)
     # None: negotiate; 1: v1 even on a v2 board; 2: v2 only (the board is
     # known to speak v2). With a key a board must speak v2 too: a v1 answer
@@ -266,14 +268,15 @@ async def install(
     Raises an OTAError subclass on failure; see errors.py.
     """
     options = options or InstallOptions()
-    check_field(version)
-    if any(c in version for c in "|,") or len(version) > 64:
+    if version and usable_version(version) is None:
         raise ValueError(f"bad version {version!r}")
     if not files:
         raise ValueError("nothing to install")
+    if bad := [name for name in files if not is_field(name)]:
+        raise ValueError(f"bad file name {bad[0]!r}")
+    if options.token and not valid_token(options.token):
+        raise InvalidTokenError  # before connecting; the token is never quoted
     images = [FileImage(name, bytes(data), version) for name, data in files.items()]
-    for image in images:
-        check_field(image.name)
     run = _Run(connect, options, progress, on_app_line)
     client = await run.open()
     try:

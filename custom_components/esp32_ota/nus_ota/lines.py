@@ -65,11 +65,37 @@ class LineAssembler:
         self._discarding = False
 
 
+def is_field(value: str) -> bool:
+    """Tell whether value can be one field of a line (ASCII, no `:`, no line break)."""
+    return value.isascii() and not any(c in value for c in ":\r\n")
+
+
 def check_field(value: str) -> str:
-    """Return value if it can be a field of a line, else raise ValueError."""
-    if ":" in value or "\n" in value or "\r" in value or not value.isascii():
-        raise ValueError(f"field may not contain ':', newlines or non-ASCII: {value!r}")
+    """Return value if it can be a field of a line, else raise ValueError.
+
+    The message never quotes the value: a field may be a secret (a token).
+    """
+    if not is_field(value):
+        raise ValueError(
+            "a field of a protocol line may not contain ':', line breaks"
+            " or non-ASCII characters"
+        )
     return value
+
+
+def valid_token(token: str) -> bool:
+    """Tell whether a clear-text token (v1 START, v2 `token` boards) can be sent.
+
+    It must travel as a field of a line (`is_field`), be printable, and keep
+    no space at either end, since a v1 board strips every line it receives.
+    Configuration forms call this; the line builders refuse what it refuses.
+    """
+    return (
+        bool(token)
+        and is_field(token)
+        and token.isprintable()
+        and token == token.strip()
+    )
 
 
 def command(*fields: str) -> bytes:

@@ -19,7 +19,7 @@ Two routes into Home Assistant's Bluetooth stack:
   SimBleakClient instead: the only patch on this route.
 
 The simulator's board registry and slot counts are module-level: reset them
-around every test (the `sim_registry` fixture below).
+around every test (the autouse `sim_registry` fixture in tests/conftest.py).
 
 Usage (with the `enable_bluetooth` fixture):
 
@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
 
 import bleak_retry_connector
-import pytest
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bluetooth_data_tools import monotonic_time_coarse
@@ -46,7 +45,6 @@ from esp32_ota_sim.bleak_backend import (
     add_slot_listener,
     connection_slots,
     register_board,
-    reset_registry,
     set_connection_slots,
 )
 from habluetooth import (
@@ -68,18 +66,6 @@ if TYPE_CHECKING:
 
 PROXY_SOURCE = "AA:BB:CC:DD:EE:01"
 LOCAL_ADAPTER_SOURCE = "AA:BB:CC:DD:EE:F0"
-
-
-@pytest.fixture
-def sim_registry() -> Iterator[None]:
-    """Start and end a test with no registered boards and default slots.
-
-    Use it as an autouse fixture (`from tests.bluetooth_helpers import
-    sim_registry` in a conftest), since boards and slot use are module-level.
-    """
-    reset_registry()
-    yield
-    reset_registry()
 
 
 def make_ble_device(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.memfs import MemFS
+from esp32_ota_sim.v1_board import V1_OTA_MANAGER
 from homeassistant.components.update import (
     ATTR_IN_PROGRESS,
     ATTR_UPDATE_PERCENTAGE,
@@ -36,7 +37,7 @@ BOARD_ADDRESS = "24:0A:C4:00:00:01"
 BOARD_NAME = "ESP32-OTA-0001"
 ENTITY_ID = "update.esp32_ota_0001_scripts"
 SOURCE_DIR = "esp32_ota/esp32_ota_0001"
-V1_MANAGER = (Path(__file__).parent / "boards" / "v1_ota_manager.py").read_bytes()
+V1_MANAGER = V1_OTA_MANAGER.read_bytes()
 
 
 def app_source(version: str, padding: int = 4000, *, crash: bool = False) -> str:

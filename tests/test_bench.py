@@ -12,7 +12,6 @@ import json
 import math
 import re
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -214,7 +213,6 @@ def test_script_writes_json_and_markdown(tmp_path: Path) -> None:
     out_md = tmp_path / "bench.md"
     proc = subprocess.run(
         [
-            sys.executable,
             str(ROOT / "scripts" / "bench"),
             "--profiles",
             "proxy",
@@ -246,7 +244,7 @@ def test_script_writes_json_and_markdown(tmp_path: Path) -> None:
     assert all(math.isfinite(c["seconds"]) for c in data["cases"])
     assert out_md.read_text().startswith("| profile | size | mode |")
     bad = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench"), "--modes", "v3"],
+        [str(ROOT / "scripts" / "bench"), "--modes", "v3"],
         capture_output=True,
         text=True,
         check=False,

@@ -10,7 +10,7 @@ one file of random bytes in one protocol mode:
 - `v1-best`: the same v1 board, with the client's pipelined v1 window;
 - `v2`: v2 FILE and base64 `D` lines with the board's window.
 
-v1 cases run against `V1OnlyBoard` (the real firmware narrowed to v1).
+v1 cases run against `V1OnlyBoard` (esp32_ota_sim.v1_board).
 
 Figures per case:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import time
 from collections.abc import (
     Callable,
@@ -45,7 +44,6 @@ from collections.abc import (
 )
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 from bleak import BleakClient
@@ -57,8 +55,8 @@ from custom_components.esp32_ota.nus_ota.client import DEFAULT_V1_WINDOW
 from .bleak_backend import SimBleakClient, register_board, reset_registry
 from .board import VirtualBoard
 from .clock import run_virtual
-from .esphome_proxy.boards import V1OnlyBoard
 from .link import PROFILES, LinkProfile, SimLink
+from .v1_board import V1OnlyBoard
 
 __all__ = [
     "DEFAULT_MODES",
@@ -552,9 +550,6 @@ _HEAP_TESTS = {
 
 def measure_heap() -> HeapFigures:
     """Run the firmware's memory scenarios on MicroPython (needs node)."""
-    root = Path(__file__).resolve().parents[2]
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     from tests.firmware.harness import run_on_micropython
 
     figures: dict[str, dict[str, Any]] = {}

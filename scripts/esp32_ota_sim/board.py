@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memfs import MemFS, PowerLoss
+from .ticks import tick_functions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -49,10 +50,6 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "device_firmware"
 STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
-
-TICKS_PERIOD = 0x40000000
-TICKS_MAX = TICKS_PERIOD - 1
-TICKS_HALF = TICKS_PERIOD // 2
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.
@@ -200,8 +197,7 @@ class _Runtime:
             if path in fs._files:
                 return self.exec_module(name, fs._files[path].data, path)
         if name == "bluetooth":
-            source = (self.board.stand_ins_dir / "bluetooth.py").read_bytes()
-            return self.exec_module(name, source, "<stand-in>/bluetooth.py")
+            return self.exec_stand_in(name)
         if name in _HOST_MODULES:
             module = builtins.__import__(_HOST_MODULES[name])
             self.modules[name] = module
@@ -220,6 +216,10 @@ class _Runtime:
             self.modules.pop(name, None)
             raise
         return module
+
+    def exec_stand_in(self, name: str) -> types.ModuleType:
+        source = (self.board.stand_ins_dir / f"{name}.py").read_bytes()
+        return self.exec_module(name, source, f"<stand-in>/{name}.py")
 
     def run_script(self, path: str) -> None:
         source = self.board.fs._files[path].data
@@ -297,18 +297,8 @@ class _Runtime:
         return gc_mod
 
     def _make_micropython(self) -> types.ModuleType:
-        mp = types.ModuleType("micropython")
-        mp.__dict__["const"] = lambda value: value
+        mp = self.exec_stand_in("micropython")
         mp.__dict__["schedule"] = lambda func, arg: self.scheduled.append((func, arg))
-        mp.__dict__["alloc_emergency_exception_buf"] = lambda size: None
-        mp.__dict__["mem_info"] = lambda *_a: None
-        mp.__dict__["qstr_info"] = lambda *_a: None
-        mp.__dict__["opt_level"] = lambda *_a: 0
-        mp.__dict__["heap_lock"] = lambda: 0
-        mp.__dict__["heap_unlock"] = lambda: 0
-        mp.__dict__["kbd_intr"] = lambda chr_: None
-        mp.__dict__["native"] = lambda f: f
-        mp.__dict__["viper"] = lambda f: f
         return mp
 
     def _make_sys(self) -> types.ModuleType:
@@ -839,27 +829,7 @@ class VirtualBoard:
 def _make_time_module(board: VirtualBoard) -> types.ModuleType:
     """MicroPython's `time` on the board's clock (shared by all its boots)."""
     t = types.ModuleType("time")
-
-    def ticks_ms() -> int:
-        return int(board.now_ms()) & TICKS_MAX
-
-    def ticks_us() -> int:
-        return int(board.now_ms() * 1000) & TICKS_MAX
-
-    def ticks_add(ticks: int, delta: int) -> int:
-        return (ticks + delta) & TICKS_MAX
-
-    def ticks_diff(new: int, old: int) -> int:
-        return ((new - old + TICKS_HALF) & TICKS_MAX) - TICKS_HALF
-
-    def sleep_ms(ms: float) -> None:
-        board.spend_ms(ms)
-
-    def sleep_us(us: float) -> None:
-        board.spend_ms(us / 1000)
-
-    def sleep(seconds: float) -> None:
-        board.spend_ms(seconds * 1000)
+    t.__dict__.update(tick_functions(board.now_ms, board.spend_ms))
 
     def time_() -> int:
         return int(board.epoch + board.now_ms() / 1000)
@@ -867,14 +837,7 @@ def _make_time_module(board: VirtualBoard) -> types.ModuleType:
     def time_ns() -> int:
         return int((board.epoch + board.now_ms() / 1000) * 1e9)
 
-    t.__dict__["ticks_ms"] = ticks_ms
-    t.__dict__["ticks_us"] = ticks_us
-    t.__dict__["ticks_cpu"] = ticks_us
-    t.__dict__["ticks_add"] = ticks_add
-    t.__dict__["ticks_diff"] = ticks_diff
-    t.__dict__["sleep_ms"] = sleep_ms
-    t.__dict__["sleep_us"] = sleep_us
-    t.__dict__["sleep"] = sleep
+    t.__dict__["sleep"] = lambda seconds: board.spend_ms(seconds * 1000)
     t.__dict__["time"] = time_
     t.__dict__["time_ns"] = time_ns
     t.__dict__["localtime"] = lambda secs=None: _host_time.gmtime(

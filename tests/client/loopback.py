@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import importlib.util
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from esp32_ota_sim.v1_board import V1_OTA_MANAGER
 
 from custom_components.esp32_ota.nus_ota import DisconnectedError, TransportError
 
@@ -70,25 +73,11 @@ class LoopbackBoard:
 
         self._boot_guard: Any = boot_guard
         self._machine: Any = machine
-        base: Any = ota_manager.OTAManager
+        base: Any = _v1_engine() if v1_only else ota_manager.OTAManager
         base.ALLOWED_FILES = allowed or {"main.py", "app.py"}
         base.AUTH_KEY = auth_key
         base.AUTH_TOKEN = token
         base.RESET_DELAY_MS = 0
-        if v1_only:
-
-            class V1Manager(base):  # type: ignore[misc, valid-type]
-                """A board from the field: v2 commands are unknown."""
-
-                def handle(self, line: str) -> None:
-                    if line.startswith(
-                        ("OTA:HELLO", "OTA:FILE", "OTA:APPLY", "OTA:D:")
-                    ):
-                        self._reply("OTA:ERR:UNKNOWN_CMD")
-                        return
-                    super().handle(line)
-
-            base = V1Manager
         self._manager_class = base
         self.app_crashes = app_crashes
         self.on_boot: Callable[[], None] | None = None
@@ -143,6 +132,16 @@ class LoopbackBoard:
         if self.transport is transport:
             self.transport = None
             self.manager.abort()
+
+
+def _v1_engine() -> Any:
+    """The simulator's v1-only OTA engine (esp32_ota_sim.v1_board), freshly loaded."""
+    spec = importlib.util.spec_from_file_location("ota_manager", V1_OTA_MANAGER)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.OTAManager
 
 
 class _Fifo:

@@ -23,6 +23,7 @@ from esp32_ota_sim.bleak_backend import (
 )
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.v1_board import V1OnlyBoard
 
 from custom_components.esp32_ota.nus_ota import (
     BleakTransport,
@@ -36,45 +37,17 @@ from custom_components.esp32_ota.nus_ota import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 PADDING = b"".join(
     b"# line %05d: padding to make the application larger\n" % i for i in range(300)
 )
 
-# Appended to the board's own ota_manager.py: the engine then behaves like a
-# board from the field, which knows nothing of v2 (HELLO is an unknown command).
-V1_ONLY_PATCH = b"""
-
-_v2_handle = OTAManager.handle
-
-
-def _v1_only_handle(self, line):
-    v2 = ("OTA:HELLO", "OTA:FILE", "OTA:APPLY", "OTA:D:")
-    if isinstance(line, str) and line.startswith(v2):
-        self._send("OTA:ERR:UNKNOWN_CMD")
-        return
-    _v2_handle(self, line)
-
-
-OTAManager.handle = _v1_only_handle
-"""
-
-
-@pytest.fixture(autouse=True)
-def sim_registry() -> Iterator[None]:
-    reset_registry()
-    yield
-    reset_registry()
-
 
 def make_board(
     profile: str, *, v1_only: bool = False, address: str = "24:0A:C4:00:00:01"
 ) -> VirtualBoard:
-    board = VirtualBoard(address, boot=False)
-    if v1_only:
-        board.write("ota_manager.py", board.read("ota_manager.py") + V1_ONLY_PATCH)
-    board.boot()
+    board = (V1OnlyBoard if v1_only else VirtualBoard)(address)
     register_board(board, profile)
     return board
 

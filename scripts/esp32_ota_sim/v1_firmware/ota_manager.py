@@ -1,10 +1,12 @@
 # ruff: noqa: RUF012, SIM105, SIM115, UP031  (MicroPython board code, like device_firmware)
-"""A protocol-v1-only OTA manager, as boards in the field run it.
+"""The OTA engine of a board in the field that only speaks protocol v1.
 
-Written for the tests from the v1 contract (shared/docs/protocol-v1.md): one
-file per session, stop-and-wait DATA, COMMIT renames and resets, no HELLO.
-It replaces device_firmware/ota_manager.py on a virtual board, so the
-integration meets a board that only speaks v1.
+The simulator's one model of such a board (esp32_ota_sim.v1_board puts it in
+place of device_firmware/ota_manager.py). Written from the v1 contract
+(shared/docs/protocol-v1.md), not from device_firmware: one file per session,
+DATA lines handled one at a time in order, COMMIT renames (with a `.bak` of
+the old file) and resets, no HELLO or other v2 command, nothing kept over a
+disconnect, and `int()` on START's numbers as the original does.
 """
 
 import binascii
@@ -62,8 +64,13 @@ class OTAManager:
 
     def __init__(self, reply_fn, wdt=None):
         self._reply = reply_fn
+        self._wdt = wdt
         self.state = self.IDLE
         self._file = None
+
+    def _feed(self):
+        if self._wdt is not None:
+            self._wdt.feed()
 
     def abort(self):
         if self._file is not None:
@@ -76,6 +83,7 @@ class OTAManager:
         self.state = self.IDLE
 
     def handle(self, line):
+        self._feed()
         parts = line.strip().split(":")
         cmd = parts[1] if len(parts) > 1 else ""
         if cmd == "START":
@@ -138,7 +146,13 @@ class OTAManager:
             self._reply("OTA:ERR:%d" % seq)
             return
         chunk = binascii.unhexlify(args[1])
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as e:
+            self.abort()
+            self._reply("OTA:ERR:WRITE:%s" % e)
+            return
+        self._feed()
         self._run = binascii.crc32(chunk, self._run)
         self._got += len(chunk)
         self._seq += 1
@@ -160,11 +174,23 @@ class OTAManager:
             self._reply("OTA:ERR:CRC:got=%08x,exp=%08x" % (self._run, self._crc))
             return
         self.state = self.COMMITTING
+        self._feed()
+        backup = self._name + ".bak"
         try:
-            os.remove(self._name)
+            os.rename(self._name, backup)
         except OSError:
-            pass
-        os.rename(self.TMP, self._name)
+            backup = None  # no old file to keep
+        try:
+            os.rename(self.TMP, self._name)
+        except OSError as e:
+            if backup is not None:
+                os.rename(backup, self._name)
+            self.abort()
+            self._reply("OTA:ERR:RENAME:%s" % e)
+            return
+        if backup is not None:
+            os.remove(backup)
         self._reply("OTA:OK")
+        self._feed()
         time.sleep_ms(self.RESET_DELAY_MS)
         machine.reset()

@@ -1,1 +1,0 @@
-"""Board images for the Home Assistant tests (files put on virtual boards)."""

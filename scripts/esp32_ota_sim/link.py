@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "ATT_HEADER",
     "PROFILES",
+    "DelayLine",
     "LinkClosedError",
     "LinkError",
     "LinkPeer",
@@ -171,7 +173,7 @@ class LinkPeer(Protocol):
         ...
 
 
-class _DelayLine:
+class DelayLine:
     """A FIFO of items due at non-decreasing times, on one timer.
 
     One `call_at` per item would not do: asyncio does not keep the order of
@@ -244,9 +246,9 @@ class SimLink:
         self._rng = random.Random(self.profile.seed)
         self._up: deque[_Write] = deque()
         self._down: deque[bytes] = deque()
-        self._to_proxy = _DelayLine(lambda: self.loop, self._arrive_at_proxy)
-        self._to_central = _DelayLine(lambda: self.loop, self._deliver_notify)
-        self._responses = _DelayLine(lambda: self.loop, self._complete_write)
+        self._to_proxy = DelayLine(lambda: self.loop, self._arrive_at_proxy)
+        self._to_central = DelayLine(lambda: self.loop, self._deliver_notify)
+        self._responses = DelayLine(lambda: self.loop, self._complete_write)
         self._anchor = 0.0
         self._last_event = -math.inf
         self._stalled_until = -math.inf

@@ -1,13 +1,16 @@
-"""A board made of the real firmware engine and a scriptable in-memory link.
+"""A board made of the real firmware engine, behind the simulator's link model.
 
 `LoopbackBoard` runs `device_firmware/ota_manager.py` (imported through
 `tests.firmware.harness.cpython_board`, so the board's filesystem is a temp
 directory) and boots through the real boot guard. `LoopbackTransport`
-implements the client's `Transport` protocol: writes reach the board after
-a latency, the board handles one line at a time with a per-line cost, and
-replies come back as notifications cut to the MTU. Loss, duplication and
-disconnects are scripted per test. Run it on esp32_ota_sim's virtual-time
-loop so timeouts cost no real time.
+implements the client's `Transport` protocol over an `esp32_ota_sim` `SimLink`
+(the one link model: connection events, the hop's latency, in-order
+delivery): the board handles one line at a time with a per-line cost, and
+replies go back as notifications cut to `mtu_payload`. On top of the link,
+tests script faults by content: drop a write or a notification, hold a
+notification back (and, as a link keeps order, everything after it),
+disconnect after a line. Run it on esp32_ota_sim's virtual-time loop so
+timeouts cost no real time.
 """
 
 from __future__ import annotations
@@ -19,12 +22,23 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from esp32_ota_sim.link import (
+    ATT_HEADER,
+    DelayLine,
+    LinkClosedError,
+    LinkProfile,
+    LinkStats,
+    SimLink,
+)
 from esp32_ota_sim.v1_board import V1_OTA_MANAGER
 
 from custom_components.esp32_ota.nus_ota import DisconnectedError, TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+
+LOOPBACK_INTERVAL_MS = 1.0
 
 
 @dataclass
@@ -43,6 +57,24 @@ class Link:
     # Called with each line the board handled; may return "disconnect".
     after_line: Callable[[str], str | None] = lambda _line: None
     start_fails: int = 0  # the next starts fail (e.g. service discovery)
+
+    def profile(self) -> LinkProfile:
+        """The SimLink profile: short connection events, this latency.
+
+        The board's own cost is `line_cost` (LoopbackTransport), not the
+        profile's; a reset is noticed half a latency after the radio stops.
+        """
+        return LinkProfile(
+            mtu=self.max_write + ATT_HEADER,
+            interval_ms=LOOPBACK_INTERVAL_MS,
+            packets_per_event=64,
+            latency_ms=self.latency * 1000,
+            line_cost_ms=0.0,
+            byte_cost_us=0.0,
+            supervision_ms=self.latency * 500,
+            connect_ms=0.0,
+            name="loopback",
+        )
 
 
 def lossy(rate: float, seed: int = 1) -> Callable[[bytes], bool]:
@@ -113,13 +145,15 @@ class LoopbackBoard:
             elif line == "PING":
                 self._reply("PONG")
         except self._machine.Reset:
-            # The OK already left; the link drops a moment later.
+            # The OK is on its way (the firmware waits RESET_DELAY_MS); the
+            # radio goes silent once it has left.
             self.resets += 1
             transport = self.transport
             self.transport = None
             if transport is not None:
                 asyncio.get_running_loop().call_later(
-                    transport.link.latency * 1.5, transport.drop
+                    transport.link.latency + 2 * LOOPBACK_INTERVAL_MS / 1000,
+                    transport.board_reset,
                 )
             self.boot()
 
@@ -144,26 +178,6 @@ def _v1_engine() -> Any:
     return module.OTAManager
 
 
-class _Fifo:
-    """Items delivered in order after a delay (timers with equal due times
-    may fire in any order; popping the head keeps the order)."""
-
-    def __init__(self, deliver: Callable[[Any], None]) -> None:
-        self._items: collections.deque[Any] = collections.deque()
-        self._deliver = deliver
-
-    def push(self, item: Any, delay: float) -> None:
-        self._items.append(item)
-        asyncio.get_running_loop().call_later(delay, self._pop)
-
-    def _pop(self) -> None:
-        if self._items:
-            self._deliver(self._items.popleft())
-
-    def clear(self) -> None:
-        self._items.clear()
-
-
 @dataclass
 class Counters:
     writes: int = 0
@@ -173,20 +187,33 @@ class Counters:
 
 
 class LoopbackTransport:
-    """The client's Transport over an in-memory link to a LoopbackBoard."""
+    """The client's Transport over a SimLink to a LoopbackBoard.
+
+    The transport is also the link's board end (`LinkPeer`): what arrives is
+    cut into lines for the board, what the board replies enters the link.
+    """
+
+    address = "24:0A:C4:00:00:01"
+    connectable = True  # the board is already ours
 
     def __init__(self, board: LoopbackBoard, link: Link | None = None) -> None:
         self.board = board
         self.link = link or Link()
         self.counters = Counters()
+        self._sim = SimLink(
+            self,
+            self.link.profile(),
+            on_notify=self._deliver,
+            on_disconnect=self._link_lost,
+        )
         self._connected = True
         self._on_data: Callable[[bytes], None] | None = None
         self._on_disconnect: Callable[[], None] | None = None
         self._rx = bytearray()
         self._inbox: collections.deque[str] = collections.deque()
         self._board_busy_until = 0.0
-        self._uplink = _Fifo(self._arrive)
-        self._downlink = _Fifo(self._deliver)
+        self._held_until = 0.0
+        self._held = DelayLine(lambda: self.loop, self._sim.board_notify)
         board.connect(self)
 
     @property
@@ -201,6 +228,11 @@ class LoopbackTransport:
     def is_connected(self) -> bool:
         return self._connected
 
+    @property
+    def link_stats(self) -> LinkStats:
+        """What the link model counted."""
+        return self._sim.stats
+
     async def start(
         self, on_data: Callable[[bytes], None], on_disconnect: Callable[[], None]
     ) -> None:
@@ -209,9 +241,11 @@ class LoopbackTransport:
             raise TransportError("could not subscribe")
         self._on_data = on_data
         self._on_disconnect = on_disconnect
+        if not self._sim.connected:
+            await self._sim.open()
 
     async def write(self, data: bytes, *, response: bool) -> None:
-        if not self._connected:
+        if not self._connected or not self._sim.connected:
             raise DisconnectedError("loopback link is down")
         if len(data) > self.link.max_write:
             raise TransportError(f"write of {len(data)} bytes > {self.link.max_write}")
@@ -219,13 +253,20 @@ class LoopbackTransport:
         if not response and self.link.drop_write(data):
             self.counters.dropped_writes += 1
             return
-        self._uplink.push(bytes(data), self.link.latency)
-        if response:
-            await asyncio.sleep(2 * self.link.latency)
-            if not self._connected:
-                raise DisconnectedError("link dropped during write")
+        try:
+            if response:
+                await self._sim.write_with_response(data)
+            else:
+                self._sim.write_without_response(data)
+        except LinkClosedError as err:
+            raise DisconnectedError("link dropped during write") from err
 
-    def _arrive(self, data: bytes) -> None:
+    # -- the board end of the link (LinkPeer) ----------------------------------
+
+    def accept(self, link: SimLink) -> int:
+        return 1
+
+    def receive(self, link: SimLink, data: bytes) -> None:
         """Bytes reach the board: reassemble lines, queue them for the board."""
         if not self._connected:
             return
@@ -240,6 +281,9 @@ class LoopbackTransport:
             )
             self.loop.call_at(self._board_busy_until, self._process)
 
+    def central_disconnected(self, link: SimLink, conn: int | None) -> None:
+        self.board.disconnect(self)
+
     def _process(self) -> None:
         if not self._connected or not self._inbox or self.board.transport is not self:
             return
@@ -250,31 +294,49 @@ class LoopbackTransport:
             self.drop()
 
     def notify(self, line: str) -> None:
-        """The board sends a line: one notification per MTU payload."""
+        """The board sends a line: one notification per MTU payload, in order."""
         if self.link.drop_notify(line):
             return
         data = (line + "\n").encode()
-        if delay := self.link.delay_notify(line):
-            self.loop.call_later(self.link.latency + delay, self._deliver, data)
-            return
+        now = self.loop.time()
+        self._held_until = max(self._held_until, now + self.link.delay_notify(line))
         size = self.link.mtu_payload
         for start in range(0, len(data), size):
             self.counters.notifications += 1
-            self._downlink.push(data[start : start + size], self.link.latency)
+            if self._held_until > now:
+                self._held.put(self._held_until, data[start : start + size])
+            else:
+                self._sim.board_notify(data[start : start + size])
 
     def _deliver(self, data: bytes) -> None:
         if self._connected and self._on_data is not None:
             self._on_data(data)
 
+    # -- going down --------------------------------------------------------------
+
+    def board_reset(self) -> None:
+        """The board reset: the central notices after the supervision timeout."""
+        self._inbox.clear()
+        self._held.clear()
+        self._sim.board_dropped(reset=True)
+
     def drop(self) -> None:
-        """The link went down (board reset or radio loss)."""
+        """The radio link went down: both sides notice."""
+        if not self._connected:
+            return
+        self._inbox.clear()
+        self._held.clear()
+        if self.board.transport is self:
+            self.board.disconnect(self)
+        if self._sim.connected:
+            self._sim.board_dropped(reset=False)
+        else:
+            self._link_lost()
+
+    def _link_lost(self) -> None:
         if not self._connected:
             return
         self._connected = False
-        self._inbox.clear()
-        self._uplink.clear()
-        if self.board.transport is self:
-            self.board.disconnect(self)
         if self._on_disconnect is not None:
             self._on_disconnect()
 
@@ -282,6 +344,7 @@ class LoopbackTransport:
         if self._connected:
             self._connected = False
             self.board.disconnect(self)
+            await self._sim.close()
 
 
 class Connector:

@@ -699,3 +699,105 @@ def test_v1_start_refuses_a_token_it_cannot_carry() -> None:
         return transport.written
 
     assert [line for line, _ in run(go())] == [b"OTA:HELLO\n"]  # no START went out
+
+
+# -- a late HELLO reply while the client waits for READY (issue 20) ----------
+
+
+def late_hello_answers(
+    first_hello: bytes, start: bytes, rest: dict[bytes, list[bytes] | str]
+) -> Callable[[bytes], list[bytes] | str]:
+    """The first HELLO's reply is late: it arrives after the resent HELLO's,
+    and the resent one's is still on its way when FILE or START goes out."""
+    hellos: list[bytes] = []
+    others = canned(rest)
+
+    def answer(line: bytes) -> list[bytes] | str:
+        if line.startswith(b"OTA:HELLO"):
+            hellos.append(line)
+            return [] if len(hellos) == 1 else [first_hello]
+        if line.startswith(start):
+            return [first_hello, *others(line)]  # the resent HELLO's reply, late
+        return others(line)
+
+    return answer
+
+
+def test_late_hello_reply_while_waiting_for_ready_v2() -> None:
+    answer = late_hello_answers(
+        HELLO_LINE,
+        b"OTA:FILE",
+        {
+            b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+            b"OTA:D:0:": [b"OTA:A:3\n"],
+        },
+    )
+
+    async def go() -> int:
+        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        await client.start()
+        assert await client.hello() is not None
+        return await client.send_file(FileImage("app.py", b"abc"))
+
+    assert run(go()) == 0  # READY was taken for FILE's answer, not the HELLO
+
+
+def test_late_hello_reply_while_waiting_for_ready_v1() -> None:
+    answer = late_hello_answers(
+        b"OTA:ERR:UNKNOWN_CMD\n",
+        b"OTA:START",
+        {
+            b"OTA:START": [b"OTA:READY\n"],
+            b"OTA:DATA:0:": [b"OTA:ACK:0\n"],
+            b"OTA:COMMIT": [b"OTA:OK\n"],
+        },
+    )
+
+    async def go() -> bool:
+        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        await client.start()
+        assert await client.hello() is None
+        return await client.send_file_v1(FileImage("app.py", b"abc", "1.0.0"))
+
+    # was: the late UNKNOWN_CMD taken for START's answer, a DeviceError
+    assert run(go()) is True
+
+
+def test_unknown_cmd_to_start_without_a_resent_hello_is_an_error() -> None:
+    async def go() -> None:
+        client = await canned_client(
+            {
+                b"OTA:HELLO": [b"OTA:ERR:UNKNOWN_CMD\n"],
+                b"OTA:START": [b"OTA:ERR:UNKNOWN_CMD\n"],
+            }
+        )
+        assert await client.hello() is None
+        with pytest.raises(DeviceError):
+            await client.send_file_v1(FileImage("app.py", b"abc", "1.0.0"))
+
+    run(go())
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_a_slow_steady_link_draws_no_spurious_resends(
+    board_fs: Path, window: int
+) -> None:
+    """100 ms each way (a Wi-Fi proxy): acknowledgements arrive one round trip
+    after each line, so a timeout without a margin would resend every line."""
+    board = LoopbackBoard(v1_only=True)
+    data = bytes(range(256)) * 12
+
+    async def go() -> OTAClient:
+        client = await started(board, Link(latency=0.1))
+        assert await client.hello() is None
+        assert await client.send_file_v1(
+            FileImage("app.py", data, "1.0.1"), window=window, max_chunk=100
+        )
+        return client
+
+    client = run(go())
+    assert client.rtt.srtt is not None
+    assert client.rtt.srtt > 0.2
+    assert client.stats.timeouts == 0
+    assert client.stats.resent == 0
+    assert (board_fs / "app.py").read_bytes() == data

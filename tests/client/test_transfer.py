@@ -429,3 +429,11 @@ def test_v1_acknowledgement_going_backwards_is_a_protocol_error() -> None:
         s.on_reply(SeqAck(0), 0.03)
     with pytest.raises(ProtocolError, match="beyond"):
         s.on_reply(SeqError(7), 0.03)  # an error about a chunk never sent
+
+
+def test_rto_keeps_one_round_trip_of_margin_on_a_slow_steady_link() -> None:
+    """Through a proxy a round trip can be 200 ms; the 40 ms floor hides nothing."""
+    rtt = RttEstimator(initial_rto=0.5, min_rto=0.04, max_rto=1.0)
+    for _ in range(50):
+        rtt.sample(0.2)  # steady: the variance decays to nothing
+    assert rtt.rto == pytest.approx(0.4, rel=0.01)  # srtt + one srtt

@@ -200,6 +200,7 @@ class OTAClient:
         # A control line was resent since the last clean HELLO: a late reply
         # to a first copy may have desynchronised the nonce or armed the board.
         self._resent = False
+        self._late_hellos = 0  # answers to resent HELLOs that may still come
 
     # -- link plumbing
     async def start(self) -> None:
@@ -348,15 +349,32 @@ class OTAClient:
             # and would inflate the data path's estimate.
             while (reply := await self._next_reply(deadline - self._now())) is not None:
                 if not self._stale(reply, name):
+                    if name == "HELLO":
+                        # Each HELLO sent before this one may still be answered.
+                        self._late_hellos = attempt
                     return reply
         raise NoReplyError(name, self.control_timeout, self.control_attempts)
 
-    @staticmethod
-    def _stale(reply: Reply, name: str) -> bool:
-        """Tell a late answer to an earlier line (a resent chunk or HELLO)."""
+    def _stale(self, reply: Reply, name: str) -> bool:
+        """Tell a late answer to an earlier line (a resent chunk or HELLO).
+
+        A link keeps order, so the answer to a HELLO that timed out arrives
+        before the resent HELLO's, which the client then takes for its
+        answer: the resent one's answer comes late, even while the next
+        command waits. From a v2 board that is a Hello, from a v1 board the
+        `ERR:UNKNOWN_CMD` that no other v1 command draws.
+        """
         if isinstance(reply, _DATA_REPLIES):
             return True
-        return isinstance(reply, Hello) and name != "HELLO"
+        if name == "HELLO":
+            return False
+        if isinstance(reply, Hello):
+            return True
+        late = self._late_hellos
+        if late and isinstance(reply, Error) and reply.code == "UNKNOWN_CMD":
+            self._late_hellos = late - 1
+            return True
+        return False
 
     async def _simple(self, *fields: str) -> Reply:
         line = command(*fields)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .inventory import file_crc
-from .nus_ota.board_info import MAX_TEXT
+from .nus_ota.board_info import MAX_TEXT, usable_version
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -52,9 +52,8 @@ MAX_VERSION_LENGTH = MAX_TEXT
 HASH_LENGTH = 8
 _HEX = frozenset("0123456789abcdef")
 # What a board file name may be (the protocol separates fields with ':' and
-# files with ','), and what a version may not hold.
+# files with ',').
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_FORBIDDEN_VERSION_CHARS = frozenset(":,|")
 _SKIPPED_SUFFIXES = ("~", ".bak", ".tmp", ".swp", ".orig")
 
 
@@ -137,12 +136,7 @@ class SourceState:
 
 def valid_version(version: str) -> bool:
     """Whether a version can travel in a protocol field and be shown."""
-    return (
-        0 < len(version) <= MAX_VERSION_LENGTH
-        and version.isascii()
-        and version.isprintable()
-        and not any(ch in _FORBIDDEN_VERSION_CHARS for ch in version)
-    )
+    return usable_version(version) is not None
 
 
 def valid_file_name(name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 from unittest.mock import patch
 
@@ -24,11 +25,12 @@ from tests.virtual_clock import (  # noqa: F401  (hooks: the virtual_clock marke
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Generator
-    from pathlib import Path
 
     from homeassistant.core import HomeAssistant
 
 assert DOMAIN == "esp32_ota"
+
+HERE = Path(__file__).parent
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +67,10 @@ def short_connect_backoff() -> Generator[None]:
     """
     with patch.object(bleak_retry_connector, "BLEAK_OUT_OF_SLOTS_BACKOFF_TIME", 0.01):
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every Home Assistant test of this folder runs on the virtual clock."""
+    for item in items:
+        if item.path.parent == HERE:
+            item.add_marker(pytest.mark.virtual_clock)

@@ -34,7 +34,6 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
 
 from custom_components.esp32_ota.const import DOMAIN
-from tests.bluetooth_helpers import no_retry_backoff
 from tests.common import (
     BOARD_ADDRESS,
     ENTITY_ID,
@@ -214,8 +213,7 @@ async def test_out_of_proxy_slots_is_a_clear_error(hass: HomeAssistant) -> None:
         )
         assert rig.proxy.free == 0
 
-        with no_retry_backoff():
-            err = await install_fails(hass, "out_of_slots")
+        err = await install_fails(hass, "out_of_slots")
         assert "connection slots" in str(err)
         assert board.read("app.py") != app.encode()
 
@@ -279,7 +277,7 @@ async def test_proxy_gone_mid_transfer_is_a_clear_error(hass: HomeAssistant) -> 
             await rig.proxy.stop()  # the proxy loses power
 
         stop = hass.async_create_task(stop_proxy_while_sending())
-        with no_retry_backoff(), pytest.raises(HomeAssistantError) as err:
+        with pytest.raises(HomeAssistantError) as err:
             await install(hass)
         await stop
         # Home Assistant still remembers the board's last advertisement, but no

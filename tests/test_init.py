@@ -329,7 +329,6 @@ async def test_diagnostics_before_the_board_was_read(
     assert "top level must be an object" in data["source"]["problem"]
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
 async def test_a_board_that_cannot_be_read_keeps_what_we_knew(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from unittest.mock import patch
 
-import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR
 from pytest_homeassistant_custom_component.common import async_capture_events
 
-from custom_components.esp32_ota.const import CONF_CONFIRM_TRIAL
+from custom_components.esp32_ota.const import CONF_CONFIRM_TRIAL, TRIAL_TIMEOUT
 from custom_components.esp32_ota.history import EVENT_INSTALL
 from tests.common import (
     ENTITY_ID,
@@ -24,7 +22,7 @@ from tests.common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import Event, HomeAssistant
@@ -32,17 +30,15 @@ if TYPE_CHECKING:
     from custom_components.esp32_ota.coordinator import BoardCoordinator
     from tests.bluetooth_helpers import SimProxyScanner
 
-# A main.py that never confirms: the new version stays on trial (the boot
-# guard would confirm after a minute up, which these tests never reach).
+# A main.py that never confirms: the new version stays on trial until the
+# boot guard confirms it after a minute up ...
 MAIN = (FIRMWARE_DIR / "main.py").read_text()
 UNCONFIRMED_MAIN = MAIN.replace("        boot_guard.confirm()", "        pass")
-
-
-@pytest.fixture(autouse=True)
-def quick_polls() -> Iterator[None]:
-    """Look at the board every few milliseconds instead of every 10 s."""
-    with patch("custom_components.esp32_ota.installer.TRIAL_POLL_INTERVAL", 0.01):
-        yield
+# ... unless the board is set to leave confirming to the program alone.
+GUARD = (FIRMWARE_DIR / "boot_guard.py").read_text()
+PROGRAM_CONFIRMS_ONLY = GUARD.replace(
+    "CONFIRM_AFTER_MS = 60000", "CONFIRM_AFTER_MS = 0"
+)
 
 
 def release_on_trial(hass: HomeAssistant) -> None:
@@ -104,15 +100,33 @@ async def test_install_waits_for_the_board_to_confirm(
     assert_installed(hass, events[-1], trial=False)
 
 
-async def test_an_unconfirmed_version_fails_the_install(
+async def test_the_boot_guard_confirms_after_a_minute_up(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
+    """The program never confirms; the firmware's own minute-up rule does."""
     release_on_trial(hass)
     board = make_board()
     await setup_board(hass, proxy, board)
-    with patch("custom_components.esp32_ota.installer.TRIAL_TIMEOUT", 0.05):
-        err = await install_fails(hass, "trial_unconfirmed")
-    assert "did not confirm they started within 0 seconds" in str(err)
+    events = async_capture_events(hass, EVENT_INSTALL)
+    began = hass.loop.time()
+    await install(hass)
+    assert_installed(hass, events[-1], trial=False)
+    assert 60 <= hass.loop.time() - began < TRIAL_TIMEOUT
+
+
+async def test_an_unconfirmed_version_fails_the_install(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    assert PROGRAM_CONFIRMS_ONLY != GUARD
+    release_on_trial(hass)
+    board = make_board()
+    board.write("boot_guard.py", PROGRAM_CONFIRMS_ONLY)
+    board.reboot()
+    await setup_board(hass, proxy, board)
+    err = await install_fails(hass, "trial_unconfirmed")
+    assert f"did not confirm they started within {int(TRIAL_TIMEOUT)} seconds" in str(
+        err
+    )
     assert board.read("main.py") == UNCONFIRMED_MAIN.encode()
 
 

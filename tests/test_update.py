@@ -323,7 +323,6 @@ async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     await install_fails(hass, "version_required")
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
 async def test_out_of_proxy_connection_slots(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
@@ -336,7 +335,6 @@ async def test_out_of_proxy_connection_slots(
     assert state.attributes["in_progress"] is False
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
 async def test_board_out_of_range(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     board = await board_with_release(hass, proxy, "1.1.0")
     board.stop()  # powered off; Home Assistant has not noticed yet
@@ -439,7 +437,6 @@ async def test_rollback_of_a_release_named_by_its_hash(
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
 async def test_board_does_not_come_back_after_the_update(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:

@@ -112,23 +112,43 @@ def board_advertisement(board: VirtualBoard, rssi: int = -60) -> AdvertisementDa
 
 
 class SimProxyScanner(BaseHaRemoteScanner):
-    """An ESPHome-proxy-like remote scanner whose connections go to virtual boards."""
+    """An ESPHome-proxy-like remote scanner whose connections go to virtual boards.
+
+    Like bleak-esphome, Home Assistant sees the slot use the proxy last
+    reported (`get_allocations`, `can_connect`); `report_delay` seconds pass
+    between a change and its report (the Wi-Fi hop), while the proxy itself
+    refuses a connection beyond its slots at once.
+    """
 
     def __init__(
-        self, source: str = PROXY_SOURCE, name: str = "sim-proxy", slots: int = 3
+        self,
+        source: str = PROXY_SOURCE,
+        name: str = "sim-proxy",
+        slots: int = 3,
+        report_delay: float = 0.0,
     ) -> None:
         connector = HaBluetoothConnector(
             client=SimBleakClient,
             source=source,
-            can_connect=lambda: connection_slots(source)[0] > 0,
+            can_connect=lambda: self.reported.free > 0,
         )
         super().__init__(source, name, connector, True)
         set_connection_slots(source, slots)
+        self.report_delay = report_delay
+        self.reported = self._current()
 
-    def get_allocations(self) -> Allocations | None:
-        """Slot use, as ESPHome proxies report it."""
+    def _current(self) -> Allocations:
         free, limit, allocated = connection_slots(self.source)
         return Allocations(self.source, limit, free, allocated)
+
+    def get_allocations(self) -> Allocations | None:
+        """Slot use, as the proxy last reported it."""
+        return self.reported
+
+    def report(self) -> None:
+        """Report the current slot use to Home Assistant's Bluetooth manager."""
+        self.reported = self._current()
+        get_manager().async_on_allocation_changed(self.reported)
 
     def inject(
         self,
@@ -254,18 +274,20 @@ def async_register_sim_proxy(
     source: str = PROXY_SOURCE,
     name: str = "sim-proxy",
     slots: int = 3,
+    report_delay: float = 0.0,
 ) -> tuple[SimProxyScanner, Callable[[], None]]:
     """Create, set up and register a proxy scanner; returns it and its cleanup."""
-    scanner = SimProxyScanner(source, name, slots)
+    scanner = SimProxyScanner(source, name, slots, report_delay)
     unsetup = scanner.async_setup()
     unregister = bluetooth.async_register_scanner(hass, scanner)
-    manager = get_manager()
 
     def on_slots(changed: str) -> None:
-        if changed == source:
-            allocations = scanner.get_allocations()
-            if allocations is not None:
-                manager.async_on_allocation_changed(allocations)
+        if changed != source:
+            return
+        if scanner.report_delay:
+            hass.loop.call_later(scanner.report_delay, scanner.report)
+        else:
+            scanner.report()
 
     remove_listener = add_slot_listener(on_slots)
 

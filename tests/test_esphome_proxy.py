@@ -30,8 +30,10 @@ from homeassistant.components.update import (
 )
 from homeassistant.config_entries import SOURCE_BLUETOOTH
 from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Event, EventStateChangedData, callback
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.event import async_track_state_change_event
 
 from custom_components.esp32_ota.const import DOMAIN
 from tests.common import (
@@ -40,7 +42,6 @@ from tests.common import (
     V1_MANAGER,
     app_source,
     install,
-    install_fails,
     make_board,
     source_folder,
     wait_until_sending,
@@ -194,7 +195,9 @@ async def test_v1_only_board_through_the_proxy(hass: HomeAssistant) -> None:
 
 
 @pytest.mark.usefixtures("esphome_env")
-async def test_out_of_proxy_slots_is_a_clear_error(hass: HomeAssistant) -> None:
+async def test_a_board_waits_while_the_proxy_slots_are_taken(
+    hass: HomeAssistant,
+) -> None:
     app = app_source("1.1.0")
     write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
     board = make_board()
@@ -213,16 +216,35 @@ async def test_out_of_proxy_slots_is_a_clear_error(hass: HomeAssistant) -> None:
         )
         assert rig.proxy.free == 0
 
-        err = await install_fails(hass, "out_of_slots")
-        assert "connection slots" in str(err)
+        # The board waits for the slot (shown as queued) instead of failing...
+        queued = _when_queued(hass)
+        task = hass.async_create_task(install(hass))
+        await queued
+        assert not task.done()
         assert board.read("app.py") != app.encode()
 
+        # ...and installs as soon as the proxy reports it free.
         await holder.disconnect()
-        await install(hass)  # usable again once a slot is free
+        await task
         assert board.read("app.py") == app.encode()
         await _unload_all(hass)
     finally:
         await _stop_rig(rig)
+
+
+def _when_queued(hass: HomeAssistant) -> asyncio.Future[None]:
+    """Resolved once the entity shows that it waits for a connection slot."""
+    queued: asyncio.Future[None] = hass.loop.create_future()
+
+    @callback
+    def changed(event: Event[EventStateChangedData]) -> None:
+        state = event.data["new_state"]
+        if state is not None and state.attributes.get("queued") and not queued.done():
+            queued.set_result(None)
+            remove()
+
+    remove = async_track_state_change_event(hass, ENTITY_ID, changed)
+    return queued
 
 
 async def _setup_discovered(hass: HomeAssistant, address: str) -> Esp32OtaConfigEntry:

@@ -136,7 +136,7 @@ async def test_five_boards_behind_three_slots_in_one_call(
     for seen in progress.seen.values():
         assert 100 in seen
     assert [e.data["type"] for e in events].count("finished") == 5
-    assert get_fleet(hass).as_dict()["sources"][proxy.source]["peak"] == 3
+    assert get_fleet(hass).as_dict()["scanners"][proxy.source]["peak"] == 3
 
 
 async def test_many_entities_installed_at_once(
@@ -252,7 +252,7 @@ async def test_one_board_holds_one_slot(
         assert fleet.queued() == [board_address(1)]  # its own job goes first
     await second
     assert fleet.queued() == []
-    assert fleet.as_dict()["sources"][proxy.source]["held_by"] == []
+    assert fleet.as_dict()["admitted"] == []
 
 
 async def _hold(fleet: FleetScheduler, address: str) -> None:

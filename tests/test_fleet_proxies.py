@@ -8,33 +8,58 @@ can only decide *when* a board connects, never *through which proxy*.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import random
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from bleak.backends.device import BLEDevice
-from esp32_ota_sim.bleak_backend import SimBleakClient
+from esp32_ota_sim.bleak_backend import (
+    SimBleakClient,
+    add_slot_listener,
+    connection_slots,
+    set_connection_slots,
+)
+from homeassistant.const import ATTR_ENTITY_ID
 
+from custom_components.esp32_ota.const import DOMAIN
 from custom_components.esp32_ota.fleet import get_fleet
 from tests.bluetooth_helpers import async_register_sim_proxy
-from tests.common import board_address, make_board
+from tests.common import (
+    app_source,
+    board_address,
+    board_entity,
+    make_board,
+    setup_board,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
 
     from tests.bluetooth_helpers import SimProxyScanner
 
 pytestmark = pytest.mark.virtual_clock
 
+REPORT_DELAY = 0.1
+
 
 @pytest.fixture
 async def proxies(
     hass: HomeAssistant, enable_bluetooth: None
 ) -> AsyncIterator[list[SimProxyScanner]]:
-    """Three ESPHome-proxy-like scanners with 3 connection slots each."""
+    """Three ESPHome-proxy-like scanners with 3 connection slots each.
+
+    Their slot reports reach Home Assistant 0.1 s late (the Wi-Fi hop).
+    """
     registered = [
-        async_register_sim_proxy(hass, f"AA:BB:CC:DD:EE:{index:02X}", f"proxy-{index}")
+        async_register_sim_proxy(
+            hass,
+            f"AA:BB:CC:DD:EE:{index:02X}",
+            f"proxy-{index}",
+            report_delay=REPORT_DELAY,
+        )
         for index in (1, 2, 3)
     ]
     yield [scanner for scanner, _cleanup in registered]
@@ -68,6 +93,7 @@ async def test_a_slot_freed_on_another_proxy_admits_a_waiting_board(
     first.inject(waiting, rssi=-70)
     second.inject(waiting, rssi=-60)
     foreign = [await _connect_foreign(second, 0x40 + index) for index in range(3)]
+    await asyncio.sleep(REPORT_DELAY)  # the proxy reports it is full
     admitted = hass.loop.create_future()
 
     async def wait_for_slot() -> None:
@@ -81,6 +107,7 @@ async def test_a_slot_freed_on_another_proxy_admits_a_waiting_board(
     # The other integration lets go of one connection: habluetooth tells
     # every allocation listener, and the fleet admits board 4 from there.
     await foreign[0].disconnect()
+    await asyncio.sleep(REPORT_DELAY)
 
     assert await admitted
     await task
@@ -89,3 +116,132 @@ async def test_a_slot_freed_on_another_proxy_admits_a_waiting_board(
         await slot.__aexit__(None, None, None)
     for client in foreign[1:]:
         await client.disconnect()
+
+
+async def _install_files(hass: HomeAssistant, entities: list[str]) -> dict[str, Any]:
+    """Push a new app.py to the boards through the action; its per-board results."""
+    response = await hass.services.async_call(
+        DOMAIN,
+        "install_files",
+        {ATTR_ENTITY_ID: entities, "content": {"app.py": app_source("2.0.0")}},
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    return response["boards"]  # type: ignore[return-value]
+
+
+async def _release_later(
+    hass: HomeAssistant, client: SimBleakClient, delay: float
+) -> None:
+    await asyncio.sleep(delay)
+    await client.disconnect()
+
+
+async def test_a_board_whose_proxies_are_full_of_other_connections_waits(
+    hass: HomeAssistant, proxies: list[SimProxyScanner]
+) -> None:
+    first, second, _third = proxies
+    board = make_board()
+    first.inject(board, rssi=-50)
+    await setup_board(hass, second, board)
+    # Other integrations hold every slot of both proxies that hear the board;
+    # one of them lets go after a minute.
+    foreign = [
+        await _connect_foreign(proxy, 0x40 + 3 * number + index)
+        for number, proxy in enumerate((first, second))
+        for index in range(3)
+    ]
+    await asyncio.sleep(REPORT_DELAY)
+    release = hass.async_create_task(_release_later(hass, foreign[4], 60))
+    began = hass.loop.time()
+
+    results = await _install_files(hass, [board_entity(1)])
+
+    assert results[board_entity(1)]["result"] == "installed"
+    assert hass.loop.time() - began >= 60
+    assert board.read("app.py") == app_source("2.0.0").encode()
+    await release
+    for client in foreign:
+        await client.disconnect()
+
+
+async def test_a_connection_refused_for_slots_after_admission_is_retried(
+    hass: HomeAssistant, proxies: list[SimProxyScanner]
+) -> None:
+    first = proxies[0]
+    board = make_board()
+    await setup_board(hass, first, board)
+    set_connection_slots(first.source, 1)
+    await asyncio.sleep(REPORT_DELAY)
+    # Another integration takes the only slot just before our install: the
+    # proxy's report of it is still on its way when the board is admitted.
+    foreign = await _connect_foreign(first, 0x40)
+    release = hass.async_create_task(_release_later(hass, foreign, 120))
+
+    results = await _install_files(hass, [board_entity(1)])
+
+    assert results[board_entity(1)]["result"] == "installed"
+    assert results[board_entity(1)]["seconds"] >= 120
+    assert get_fleet(hass).refusals > 0
+    await release
+
+
+class ProxyWatch:
+    """Peak connections each proxy held, and connections it refused."""
+
+    def __init__(self, proxies: list[SimProxyScanner]) -> None:
+        """Watch every proxy's slots."""
+        self.limits = {
+            proxy.source: connection_slots(proxy.source)[1] for proxy in proxies
+        }
+        self.peak = dict.fromkeys(self.limits, 0)
+        self.remove = add_slot_listener(self._changed)
+
+    def _changed(self, source: str) -> None:
+        if source in self.peak:
+            _free, _limit, connected = connection_slots(source)
+            self.peak[source] = max(self.peak[source], len(connected))
+
+
+async def setup_house(
+    hass: HomeAssistant, proxies: list[SimProxyScanner], count: int, seed: int
+) -> list[VirtualBoard]:
+    """`count` boards, each heard by 1-3 random proxies with random signal."""
+    rng = random.Random(seed)
+    boards = []
+    for index in range(1, count + 1):
+        board = make_board(board_address(index))
+        hearing = rng.sample(proxies, rng.randint(1, len(proxies)))
+        for proxy in hearing[1:]:
+            proxy.inject(board, rssi=rng.randint(-95, -45))
+        await setup_board(hass, hearing[0], board)
+        boards.append(board)
+    return boards
+
+
+async def test_thirty_boards_behind_three_shared_proxies(
+    hass: HomeAssistant,
+    proxies: list[SimProxyScanner],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import os
+
+    boards = await setup_house(
+        hass, proxies, 30, seed=int(os.environ.get("SEED", "15"))
+    )
+    watch = ProxyWatch(proxies)
+    entities = [board_entity(index) for index in range(1, 31)]
+
+    results = await _install_files(hass, entities)
+
+    failed = {
+        key: r["error"] for key, r in results.items() if r["result"] != "installed"
+    }
+    assert failed == {}
+    for board in boards:
+        assert board.read("app.py") == app_source("2.0.0").encode()
+    assert all(watch.peak[source] <= limit for source, limit in watch.limits.items())
+    assert sum(watch.peak.values()) > len(proxies)  # boards really ran in parallel
+    assert "Error in allocation callback" not in caplog.text
+    assert get_fleet(hass).queued() == []

@@ -378,7 +378,7 @@ async def test_diagnostics_after_transfers(
     assert second["reason"] == "rolled_back"
     assert data["board"]["rollback"]["version"] == "1.2.0"
     assert data["board"]["window"] > 0
-    assert data["fleet"]["sources"][proxy.source]["held_by"] == []
+    assert data["fleet"]["admitted"] == []
 
     # The history survives a restart; damaged records are skipped.
     store = board_store(hass, entry.entry_id)

@@ -22,6 +22,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+from custom_components.esp32_ota.fleet import QUEUE_TIMEOUT
 from tests.bluetooth_helpers import (
     async_register_sim_local_adapter,
     use_sim_for_local_adapters,
@@ -328,8 +329,10 @@ async def test_out_of_proxy_connection_slots(
 ) -> None:
     await board_with_release(hass, proxy, "1.1.0")
     set_connection_slots(proxy.source, 0)
-    err = await install_fails(hass, "out_of_slots")
-    assert "3 connection slots" in str(err)
+    began = hass.loop.time()
+    err = await install_fails(hass, "queue_timeout")  # waited, then gave up
+    assert hass.loop.time() - began >= QUEUE_TIMEOUT
+    assert "stayed busy" in str(err)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert state.attributes["in_progress"] is False

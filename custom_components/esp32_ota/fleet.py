@@ -1,25 +1,35 @@
-"""Connection slots shared by every board: a queue per adapter or proxy.
+"""Connection slots shared by every board: when each board may connect.
 
 An ESPHome Bluetooth proxy holds 3 connections by default and a local
 adapter a few more; asking for more fails with an out-of-slots error. When
-many boards are updated at once (one action call, or update.install on
-many entities), each board waits here for a slot on an adapter or proxy
-that hears it, so no source is asked for more connections than it has free.
+many boards are updated at once (one action call, or update.install on many
+entities), each board waits here until it may connect.
 
-What a source can hold comes from Home Assistant's Bluetooth manager: its
-slot allocations (`slots`, and the addresses already `allocated`, which
-ESPHome proxies and local adapters report). Connections we did not make
-(another integration's) count against the room; ours count from the moment
-a board is admitted until its update ends, including the reconnections of
-the update (a v1 board resets after every file). One board holds at most one
-slot: its updates and reads wait for each other.
+The fleet decides *when* a board connects, never *through which scanner*
+(adapter or proxy): Home Assistant's Bluetooth wrapper picks the path of
+every connection itself, among the scanners that hear the board, by signal,
+free slots, recent failures and connections in progress; the `BLEDevice`
+passed does not pin it. So a board is admitted when the free slots of the
+scanners that hear it can take it *together with our other admitted boards
+that are not connected yet*: each of those needs a free slot on one of the
+scanners that hear it (a matching of boards to free slots). A connected
+board already counts in its scanner's allocations, as do connections of
+other integrations. Free slots come from Home Assistant's Bluetooth manager
+(the allocations ESPHome proxies and local adapters report).
 
-Boards are admitted in the order they asked. A board waits only for slots
-our own boards hold: when every source hearing it is full of connections
-that are not ours, it goes ahead and its connection reports the full proxy.
-A board that no connectable scanner hears fails at once
-(`BoardOutOfReachError`); one that waits longer than `QUEUE_TIMEOUT` fails
-with `QueueTimeoutError`.
+A board stays admitted from its admission until its update ends, including
+the reconnections of the update (a v1 board resets after every file). One
+board is admitted at most once: its updates and reads wait for each other.
+Boards are admitted in the order they asked; a later board goes first only
+when the earlier ones cannot be placed.
+
+Reports lag and the wrapper may pick a scanner we counted for another of our
+boards, so a connection can still be refused for lack of slots. That is not
+a failure: `connect()` waits for a slot to free on a scanner that hears the
+board and tries again. A board that no connectable scanner hears fails at
+once (`BoardOutOfReachError`); waiting is bounded by `QUEUE_TIMEOUT` for the
+admission (`QueueTimeoutError`) and again for a connection's retries (the
+out-of-slots error).
 """
 
 from __future__ import annotations
@@ -27,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from bleak_retry_connector import BleakOutOfConnectionSlotsError
 from habluetooth import get_manager
 from homeassistant.components import bluetooth
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
@@ -39,16 +50,16 @@ from homeassistant.util.hass_dict import HassKey
 from .const import DOMAIN
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from habluetooth import HaBluetoothSlotAllocations
 
 _LOGGER = logging.getLogger(__name__)
 
-# When a source reports no allocations, assume the ESPHome proxy default.
+# When a scanner reports no allocations, assume the ESPHome proxy default.
 FALLBACK_SLOTS: Final = 3
 # Re-check waiting boards this often even without a slot event (a board
-# going out of range, a source whose slot reports lag).
+# going out of range, a scanner whose slot reports lag).
 RECHECK_INTERVAL: Final = 5.0
 # A board that gets no slot within this long fails.
 QUEUE_TIMEOUT: Final = 1800.0
@@ -67,97 +78,106 @@ class QueueTimeoutError(Exception):
 @dataclass(slots=True)
 class _Waiter:
     address: str
-    future: asyncio.Future[str]
+    future: asyncio.Future[None]
 
 
-@dataclass(slots=True)
-class _SourceUse:
-    """Our boards holding a slot of one source."""
+class _Matching:
+    """Boards placed on free slots of the scanners that hear them."""
 
-    boards: set[str] = field(default_factory=set)
-    peak: int = 0
+    def __init__(
+        self, free: Callable[[str], int], hearing: Callable[[str], list[str]]
+    ) -> None:
+        self._free = free
+        self._hearing = hearing
+        self._placed: dict[str, str] = {}  # board -> scanner
+
+    def place(self, board: str) -> bool:
+        """Place `board`, moving placed boards to other scanners if that helps."""
+        return self._place(board, set())
+
+    def _place(self, board: str, tried: set[str]) -> bool:
+        for scanner in self._hearing(board):
+            if scanner in tried:
+                continue
+            tried.add(scanner)
+            users = [other for other, on in self._placed.items() if on == scanner]
+            if len(users) < self._free(scanner) or any(
+                self._place(other, tried) for other in users
+            ):
+                self._placed[board] = scanner
+                return True
+        return False
 
 
 class FleetScheduler:
-    """Hands out connection slots per source, first come first served."""
+    """Admits boards to connect while the scanners that hear them have room."""
 
     def __init__(self, hass: HomeAssistant) -> None:
-        """Start with nothing held and nobody waiting."""
+        """Start with nobody admitted and nobody waiting."""
         self.hass = hass
         self._waiters: list[_Waiter] = []
-        self._held: dict[str, str] = {}  # board address -> source
-        self._use: dict[str, _SourceUse] = {}
+        self._admitted: set[str] = set()
+        self._changes: list[asyncio.Future[None]] = []  # waiting for a slot event
+        self._peak: dict[str, int] = {}  # scanner -> most connections seen
+        self.refusals = 0  # connections refused for lack of slots, then retried
         self._unsub_allocations: Callable[[], None] | None = None
 
     # -- what the Bluetooth stack knows
 
-    def _candidate_sources(self, address: str) -> list[str]:
-        """Return the connectable sources hearing the board, best signal first."""
+    def _hearing(self, address: str) -> list[str]:
+        """Return the connectable scanners hearing the board, best signal first."""
         devices = bluetooth.async_scanner_devices_by_address(
             self.hass, address, connectable=True
         )
         devices.sort(key=lambda device: device.advertisement.rssi, reverse=True)
         return [device.scanner.source for device in devices]
 
-    def capacity(self, source: str) -> int:
-        """Slots of `source` we may use: its slots minus connections not ours."""
-        allocations = get_manager().async_current_allocations(source)
-        if not allocations:
-            return FALLBACK_SLOTS
-        current = allocations[0]
-        ours = self._use.get(source, _SourceUse()).boards
-        others = [address for address in current.allocated if address not in ours]
-        return max(0, current.slots - len(others))
+    def _allocations(self) -> dict[str, HaBluetoothSlotAllocations]:
+        current = get_manager().async_current_allocations() or []
+        return {allocations.source: allocations for allocations in current}
 
-    def _holding(self, source: str) -> int:
-        """Return how many of our boards hold a slot of `source`."""
-        return len(self._use.get(source, _SourceUse()).boards)
+    def _matching(self) -> _Matching:
+        """Our admitted boards that are not connected, placed on free slots."""
+        allocations = self._allocations()
+        connected = {
+            address for current in allocations.values() for address in current.allocated
+        }
 
-    def _room(self, source: str) -> int:
-        return self.capacity(source) - self._holding(source)
+        def free(scanner: str) -> int:
+            current = allocations.get(scanner)
+            return FALLBACK_SLOTS if current is None else current.free
+
+        matching = _Matching(free, self._hearing)
+        for address in self._admitted - connected:
+            matching.place(address)
+        return matching
 
     # -- admitting
 
     @callback
     def _admit(self) -> None:
-        """Give free slots to waiting boards, in the order they asked."""
+        """Admit waiting boards that fit, in the order they asked."""
+        matching = self._matching()
         for waiter in list(self._waiters):
             if waiter.future.done():
                 self._waiters.remove(waiter)
-                continue
-            if waiter.address in self._held:
+            elif waiter.address in self._admitted:
                 continue  # the board's other job finishes first
-            sources = self._candidate_sources(waiter.address)
-            if not sources:
+            elif not self._hearing(waiter.address):
                 self._waiters.remove(waiter)
                 waiter.future.set_exception(BoardOutOfReachError(waiter.address))
-                continue
-            free = [source for source in sources if self._room(source) > 0]
-            if not free and not any(self._holding(source) for source in sources):
-                # Full with connections that are not ours: nothing of ours
-                # will free a slot, so let the connection try (and fail
-                # with out-of-slots after its retries) rather than wait.
-                free = sources[:1]
-            if free:
+            elif matching.place(waiter.address):
                 self._waiters.remove(waiter)
-                self._hold(waiter.address, free[0])
-                waiter.future.set_result(free[0])
-
-    def _hold(self, address: str, source: str) -> None:
-        self._held[address] = source
-        use = self._use.setdefault(source, _SourceUse())
-        use.boards.add(address)
-        use.peak = max(use.peak, len(use.boards))
+                self._admitted.add(waiter.address)
+                waiter.future.set_result(None)
 
     @callback
     def _release(self, address: str) -> None:
-        source = self._held.pop(address, None)
-        if source is not None:
-            self._use[source].boards.discard(address)
+        self._admitted.discard(address)
         self._admit()
 
     def _follow_allocations(self) -> None:
-        """Listen to slot changes from the first wait until Home Assistant stops.
+        """Listen to slot changes from the first use until Home Assistant stops.
 
         Never from inside an allocation callback: habluetooth iterates over
         its callbacks while calling them, so subscribing or unsubscribing
@@ -178,20 +198,25 @@ class FleetScheduler:
         self.hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, unsubscribe)
 
     @callback
-    def _on_allocations(self, _allocations: HaBluetoothSlotAllocations) -> None:
+    def _on_allocations(self, allocations: HaBluetoothSlotAllocations) -> None:
+        source = allocations.source
+        self._peak[source] = max(self._peak.get(source, 0), len(allocations.allocated))
+        for change in self._changes:
+            if not change.done():
+                change.set_result(None)
         self._admit()
 
     @contextlib.asynccontextmanager
     async def slot(
         self, address: str, on_queued: Callable[[], None] | None = None
-    ) -> AsyncIterator[str]:
-        """Hold a connection slot for one board; yields the source reserved.
+    ) -> AsyncIterator[None]:
+        """Be admitted to connect `address` until the block ends.
 
         `on_queued` is called once if the board has to wait.
         """
-        future: asyncio.Future[str] = self.hass.loop.create_future()
-        self._waiters.append(_Waiter(address, future))
         self._follow_allocations()
+        future: asyncio.Future[None] = self.hass.loop.create_future()
+        self._waiters.append(_Waiter(address, future))
         self._admit()
         if not future.done() and on_queued is not None:
             on_queued()
@@ -204,14 +229,14 @@ class FleetScheduler:
             elif not future.cancelled() and future.exception() is None:
                 self._release(address)  # admitted just as we were cancelled
             raise
-        source = future.result()
-        _LOGGER.debug("%s: connection slot on %s", address, source)
+        future.result()  # out of reach
+        _LOGGER.debug("%s: admitted to connect", address)
         try:
-            yield source
+            yield
         finally:
             self._release(address)
 
-    async def _wait(self, future: asyncio.Future[str]) -> None:
+    async def _wait(self, future: asyncio.Future[None]) -> None:
         """Wait for admission, re-checking now and then; bounded."""
         try:
             async with asyncio.timeout(QUEUE_TIMEOUT):
@@ -223,23 +248,54 @@ class FleetScheduler:
         except TimeoutError as err:
             raise QueueTimeoutError from err
 
+    async def connect[T](self, address: str, open_: Callable[[], Awaitable[T]]) -> T:
+        """Open a connection of an admitted board; out of slots, wait and retry.
+
+        Raises the last out-of-slots error once no scanner hears the board
+        or after `QUEUE_TIMEOUT` of retrying.
+        """
+        deadline = self.hass.loop.time() + QUEUE_TIMEOUT
+        while True:
+            try:
+                return await open_()
+            except BleakOutOfConnectionSlotsError:
+                left = deadline - self.hass.loop.time()
+                if left <= 0 or not self._hearing(address):
+                    raise
+                self.refusals += 1
+                _LOGGER.debug("%s: no free slot after all; waiting for one", address)
+                await self._next_change(min(left, RECHECK_INTERVAL))
+
+    async def _next_change(self, seconds: float) -> None:
+        """Wait for the next slot report of any scanner, at most `seconds`."""
+        change: asyncio.Future[None] = self.hass.loop.create_future()
+        self._changes.append(change)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(change, seconds)
+        finally:
+            self._changes.remove(change)
+
     # -- for diagnostics and tests
 
     def queued(self) -> list[str]:
-        """Addresses of boards waiting for a slot, in order."""
+        """Addresses of boards waiting for admission, in order."""
         return [waiter.address for waiter in self._waiters]
 
     def as_dict(self) -> dict[str, object]:
-        """Return what is held and waiting, per source."""
+        """Return who is admitted and waiting, and each scanner's slots."""
         return {
+            "admitted": sorted(self._admitted),
             "waiting": self.queued(),
-            "sources": {
+            "refusals": self.refusals,
+            "scanners": {
                 source: {
-                    "capacity": self.capacity(source),
-                    "held_by": sorted(use.boards),
-                    "peak": use.peak,
+                    "slots": current.slots,
+                    "free": current.free,
+                    "ours": sorted(self._admitted & set(current.allocated)),
+                    "peak": self._peak.get(source, 0),
                 }
-                for source, use in self._use.items()
+                for source, current in self._allocations().items()
             },
         }
 

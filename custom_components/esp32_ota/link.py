@@ -92,7 +92,9 @@ class BoardLink:
             )
 
         try:
-            transport = await self._open(device, fresh_device)
+            transport = await get_fleet(self.hass).connect(
+                self.address, lambda: self._open(device, fresh_device)
+            )
         except (BleakOutOfConnectionSlotsError, BleakNotFoundError) as err:
             self._gave_up = err
             raise

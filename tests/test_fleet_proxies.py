@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
     from tests.bluetooth_helpers import SimProxyScanner
 
-pytestmark = pytest.mark.virtual_clock
-
 REPORT_DELAY = 0.1
 
 

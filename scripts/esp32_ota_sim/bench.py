@@ -48,9 +48,8 @@ from typing import Any, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
-
-from custom_components.esp32_ota.nus_ota import BleakTransport, FileImage, OTAClient
-from custom_components.esp32_ota.nus_ota.client import DEFAULT_V1_WINDOW
+from nus_ota import BleakTransport, FileImage, OTAClient
+from nus_ota.client import DEFAULT_V1_WINDOW
 
 from .bleak_backend import SimBleakClient, register_board, reset_registry
 from .board import VirtualBoard

@@ -801,3 +801,45 @@ def test_a_slow_steady_link_draws_no_spurious_resends(
     assert client.stats.timeouts == 0
     assert client.stats.resent == 0
     assert (board_fs / "app.py").read_bytes() == data
+
+
+# -- the v1 application's version (the probe Home Assistant uses) ------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "version"),
+    [
+        ([b"VERSION:1.2.3\n"], "1.2.3"),
+        ([b"PONG\n", b"VERSION: 2.0 \n"], "2.0"),  # other app lines pass by
+        ([b"VERSION:unknown\n"], None),
+        ([b"VERSION:\n"], None),
+        ([b"VERSION:1,2|x\n"], None),  # a text the client cannot use
+        ([], None),  # an application without the command: bounded wait
+    ],
+)
+def test_ask_v1_version(answer: list[bytes], version: str | None) -> None:
+    seen: list[str] = []
+
+    async def go() -> tuple[str | None, float]:
+        transport = CannedTransport(canned({b"VERSION\n": answer}))
+        client = OTAClient(transport, control_timeout=2.0, on_app_line=seen.append)
+        await client.start()
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        got = await client.ask_v1_version()
+        assert transport.written == [(b"VERSION\n", True)]
+        return got, loop.time() - begin
+
+    got, took = run(go())
+    assert got == version
+    assert took <= 2.0
+    assert len(seen) == len(answer)  # the application still sees its lines
+
+
+def test_ask_v1_version_on_a_dropped_link() -> None:
+    async def go() -> None:
+        client = await canned_client({b"VERSION\n": "disconnect"})
+        with pytest.raises(DisconnectedError):
+            await client.ask_v1_version()
+
+    run(go())

@@ -15,7 +15,22 @@ Home Assistant only supplies the connection:
     result = await install(connect, {"app.py": data}, "1.2.0", InstallOptions())
     info = await probe(connect)  # BoardInfo, or None for a v1 board
 
-Failures raise subclasses of `OTAError` (see `errors`).
+A v1 board has no HELLO; its application's version is read with
+`OTAClient.ask_v1_version()` (the line `VERSION`, answered `VERSION:<x>`),
+the one v1 probe Home Assistant should use. Version texts a board reports
+that the client cannot use count as unknown (`usable_version`); tokens are
+checked with `valid_token`, the rule the line builders apply.
+
+Failures raise subclasses of `OTAError` (see `errors`); none quotes a key or
+token.
+
+The package stands alone (bleak is its only dependency, imports are
+relative) and has a command line, `cli`:
+
+    PYTHONPATH=custom_components/esp32_ota python -m nus_ota scan
+    PYTHONPATH=custom_components/esp32_ota python -m nus_ota info --address ADDR
+    PYTHONPATH=custom_components/esp32_ota python -m nus_ota push FILE... \
+        --address ADDR [--version V] [--key KEY | --token TOKEN] [--force]
 """
 
 from .auth import Credentials

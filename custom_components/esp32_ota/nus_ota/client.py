@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
 
 from .auth import Credentials, abort_message, apply_message, file_message
+from .board_info import usable_version
 from .errors import (
     ContentRefusedError,
     CrcMismatchError,
@@ -80,6 +81,10 @@ DEFAULT_V1_WINDOW: Final = 4
 # Replies to data lines; one arriving while a control reply is awaited is a
 # late answer to a resent chunk and is skipped.
 _DATA_REPLIES: Final = (Ack, Nak, SeqAck, SeqError, BadData)
+
+# The v1 application's version query and the start of its answer.
+_VERSION_QUERY: Final = b"VERSION\n"
+_VERSION_REPLY: Final = "VERSION:"
 
 type ProgressCallback = Callable[[int, int], None]
 """Called with (acknowledged bytes, total bytes)."""
@@ -201,6 +206,7 @@ class OTAClient:
         # to a first copy may have desynchronised the nonce or armed the board.
         self._resent = False
         self._late_hellos = 0  # answers to resent HELLOs that may still come
+        self._version_reply: asyncio.Future[str] | None = None
 
     # -- link plumbing
     async def start(self) -> None:
@@ -248,6 +254,7 @@ class OTAClient:
                 self._queue.put_nowait(err)
                 continue
             if reply is None:
+                self._check_version_reply(line)
                 if self._on_app_line is not None:
                     self._on_app_line(line)
             else:
@@ -259,9 +266,18 @@ class OTAClient:
                 )
             )
 
+    def _check_version_reply(self, line: str) -> None:
+        waiter = self._version_reply
+        if waiter is None or waiter.done() or not line.startswith(_VERSION_REPLY):
+            return
+        waiter.set_result(line.removeprefix(_VERSION_REPLY).strip())
+
     def _on_disconnect(self) -> None:
         self._lost = True
         self._queue.put_nowait(DisconnectedError("the board disconnected"))
+        waiter = self._version_reply
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(DisconnectedError("the board disconnected"))
 
     async def _next_reply(self, wait: float) -> Reply | None:
         """Return the next reply, None after `wait` s; raise what the link reported."""
@@ -422,6 +438,28 @@ class OTAClient:
             self.protocol = 1
             return None
         raise ProtocolError(f"unexpected reply to HELLO: {reply}")
+
+    async def ask_v1_version(self) -> str | None:
+        """Ask a v1 board's application its version: `VERSION` → `VERSION:<x>`.
+
+        The v1 OTA protocol has no version query; the application of the v1
+        world answers the line `VERSION` with `VERSION:<config.VERSION>` (or
+        `VERSION:unknown`). Returns the text when usable (`usable_version`),
+        None when the application says `unknown`, sends a text the client
+        cannot use, or does not answer within the control timeout (an
+        application without that command). A dropped link raises.
+        """
+        loop = asyncio.get_running_loop()
+        self._version_reply = waiter = loop.create_future()
+        try:
+            await self._write(_VERSION_QUERY, response=True)
+            async with asyncio.timeout(self.control_timeout):
+                text = await waiter
+        except TimeoutError:
+            return None
+        finally:
+            self._version_reply = None
+        return None if text == "unknown" else usable_version(text)
 
     def _board(self) -> BoardInfo:
         if self.info is None or self.protocol != 2:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
@@ -120,16 +120,35 @@ async def setup_board(
     return entry
 
 
+class BoardSetUp(NamedTuple):
+    """A board set up in Home Assistant, and its config entry."""
+
+    board: VirtualBoard
+    entry: MockConfigEntry
+
+
 async def board_with_release(
-    hass: HomeAssistant, proxy: SimProxyScanner, version: str
-) -> VirtualBoard:
-    """A set-up board (on 1.0.0) whose folder offers app.py `version`."""
-    write_release(
-        source_folder(hass), {"app.py": app_source(version)}, {"version": version}
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
-    return board
+    hass: HomeAssistant,
+    scanner: SimProxyScanner | SimLocalScanner,
+    version: str | None = "1.1.0",
+    *,
+    files: dict[str, str] | None = None,
+    board: VirtualBoard | None = None,
+    **setup: Any,
+) -> BoardSetUp:
+    """Offer a release in the board's folder, then set the board up.
+
+    The release is `files` (default: app.py reporting `version`), declared
+    as `version` in a manifest (None: undeclared, named by its hash). The
+    board is `board` (default: our firmware on 1.0.0); `setup` goes to
+    setup_board (options, profile).
+    """
+    if files is None:
+        files = {"app.py": app_source(version or "1.1.0")}
+    manifest = {"version": version} if version is not None else None
+    write_release(source_folder(hass), files, manifest)
+    board = board if board is not None else make_board()
+    return BoardSetUp(board, await setup_board(hass, scanner, board, **setup))
 
 
 def board_address(index: int) -> str:

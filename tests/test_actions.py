@@ -32,6 +32,7 @@ from tests.common import (
     BOARD_ADDRESS,
     ENTITY_ID,
     app_source,
+    board_with_release,
     entity_update,
     install,
     install_fails,
@@ -230,10 +231,7 @@ async def test_targets_must_be_loaded_boards(
 async def test_a_board_busy_with_an_update_is_refused(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    entry = await setup_board(hass, proxy, make_board())
+    _, entry = await board_with_release(hass, proxy)
     task = hass.async_create_task(install(hass))
     await wait_until_sending(entry.runtime_data)
     with pytest.raises(ServiceValidationError) as err:
@@ -271,10 +269,7 @@ async def test_a_failing_board_is_reported(
 async def test_entity_installs_fire_events(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    await board_with_release(hass, proxy)
     events = async_capture_events(hass, EVENT_INSTALL)
     await install(hass)
     assert steps(events) == [("started", ENTITY_ID), ("finished", ENTITY_ID)]
@@ -286,7 +281,9 @@ async def test_entity_installs_fire_events(
     assert finished["protocol"] == 2
 
     write_release(
-        folder, {"app.py": app_source("1.2.0", crash=True)}, {"version": "1.2.0"}
+        source_folder(hass),
+        {"app.py": app_source("1.2.0", crash=True)},
+        {"version": "1.2.0"},
     )
     await entity_update(hass)
     events.clear()
@@ -299,10 +296,7 @@ async def test_entity_installs_fire_events(
 async def test_update_install_version_and_backup(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(hass, proxy)
     # Scripts cannot be read back from a board: no backup to take.
     with pytest.raises(HomeAssistantError, match="Backup is not supported"):
         await hass.services.async_call(
@@ -317,7 +311,8 @@ async def test_update_install_version_and_backup(
 
     # With older releases, a version is offered; naming the installed one
     # sends it again (forced), which repairs a board whose files were edited.
-    write_release(folder / "versions" / "1.0.0", {"app.py": app_source("1.0.0")})
+    older = source_folder(hass) / "versions" / "1.0.0"
+    write_release(older, {"app.py": app_source("1.0.0")})
     await entity_update(hass)
     resets = board.resets
     await install(hass, "1.1.0")

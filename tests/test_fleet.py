@@ -34,9 +34,9 @@ from tests.common import (
     app_source,
     board_address,
     board_entity,
+    board_with_release,
     install_fails,
     make_board,
-    setup_board,
     setup_fleet,
     source_folder,
     write_release,
@@ -195,11 +195,8 @@ async def test_a_board_out_of_reach_fails_the_others_succeed(
 
 @pytest.mark.usefixtures("enable_bluetooth")
 async def test_a_board_no_scanner_hears_fails_at_once(hass: HomeAssistant) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
     scanner, cleanup = async_register_sim_proxy(hass)
-    await setup_board(hass, scanner, make_board())
+    await board_with_release(hass, scanner)
     cleanup()  # the proxy went away
     events = async_capture_events(hass, EVENT_INSTALL)
     await install_fails(hass, "not_found")

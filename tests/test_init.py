@@ -63,10 +63,7 @@ if TYPE_CHECKING:
 async def test_unload_and_remove(
     hass: HomeAssistant, proxy: SimProxyScanner, hass_storage: dict[str, Any]
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    entry = await setup_board(hass, proxy, make_board())
+    _, entry = await board_with_release(hass, proxy)
     key = f"{DOMAIN}.{entry.entry_id}"
     assert hass_storage[key]["data"]["protocol"] == 2
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -79,12 +76,8 @@ async def test_unload_and_remove(
 
 @pytest.mark.usefixtures("enable_bluetooth")
 async def test_availability_follows_the_scanners(hass: HomeAssistant) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
     scanner, cleanup = async_register_sim_proxy(hass)
-    entry = await setup_board(hass, scanner, board)
+    board, entry = await board_with_release(hass, scanner)
     assert hass.states.get(ENTITY_ID).state == "on"
 
     # The only proxy that heard the board goes away.
@@ -117,10 +110,8 @@ async def test_availability_follows_the_scanners(hass: HomeAssistant) -> None:
 async def test_source_problems_raise_a_repair_issue_until_fixed(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")})
-    (folder / "esp32_ota.json").write_text("{broken")
-    entry = await setup_board(hass, proxy, make_board())
+    files = {"app.py": app_source("1.1.0"), "esp32_ota.json": "{broken"}
+    _, entry = await board_with_release(hass, proxy, None, files=files)
     issues = ir.async_get(hass)
     issue = issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}")
     assert issue is not None
@@ -143,7 +134,9 @@ async def test_source_problems_raise_a_repair_issue_until_fixed(
     assert err.value.translation_key == "source_problem"
 
     # Fixed in the folder: picked up by the periodic scan, issue gone.
-    (folder / "esp32_ota.json").write_text(json.dumps({"version": "1.1.0"}))
+    (source_folder(hass) / "esp32_ota.json").write_text(
+        json.dumps({"version": "1.1.0"})
+    )
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(seconds=31))
     await hass.async_block_till_done(wait_background_tasks=True)
     assert issues.async_get_issue(DOMAIN, f"source_problem_{entry.entry_id}") is None
@@ -191,7 +184,7 @@ async def test_damaged_storage_is_ignored(
 async def test_hourly_look_at_the_board(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    board = await board_with_release(hass, proxy, "1.1.0")
+    board, _ = await board_with_release(hass, proxy)
     assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.0.0"
     board.write("app.py", app_source("1.1.0"))  # another client updated it
     board.reboot()
@@ -219,11 +212,7 @@ async def test_v1_board_that_does_not_answer_version(
 async def test_v1_board_with_nothing_changed(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board(v1=True)
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(hass, proxy, board=make_board(v1=True))
     coordinator = entry.runtime_data
     await coordinator.async_install(None)
     resets = board.resets
@@ -241,10 +230,7 @@ async def test_refresh_waits_for_no_one(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     """A look at the board while an install holds the link is skipped."""
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    entry = await setup_board(hass, proxy, make_board())
+    _, entry = await board_with_release(hass, proxy)
     coordinator = entry.runtime_data
     task = hass.async_create_task(coordinator.async_install(None))
     await wait_until_sending(coordinator)
@@ -267,10 +253,7 @@ async def test_refresh_waits_for_no_one(
 async def test_error_wording(
     hass: HomeAssistant, proxy: SimProxyScanner, error: Exception, key: str
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    entry = await setup_board(hass, proxy, make_board())
+    _, entry = await board_with_release(hass, proxy)
     release = entry.runtime_data.source.latest
     assert release is not None
     translated = translate(
@@ -290,11 +273,12 @@ async def test_diagnostics(
     proxy: SimProxyScanner,
     hass_client: ClientSessionGenerator,
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    _, entry = await board_with_release(
+        hass,
+        proxy,
+        board=make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n'),
+        options={CONF_AUTH_KEY: "k"},
     )
-    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n')
-    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: "k"})
     data = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert data["options"][CONF_AUTH_KEY] == "**REDACTED**"
     assert data["board"]["nonce"] == "**REDACTED**"
@@ -332,11 +316,7 @@ async def test_diagnostics_before_the_board_was_read(
 async def test_a_board_that_cannot_be_read_keeps_what_we_knew(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(hass, proxy)
     board.stop()  # gone, though still heard recently
     assert await entry.runtime_data.async_refresh_board() is False
     state = hass.states.get(ENTITY_ID)
@@ -349,14 +329,14 @@ async def test_diagnostics_after_transfers(
     proxy: SimProxyScanner,
     hass_client: ClientSessionGenerator,
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
     board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "hmac-s3cret"\n')
     options = {CONF_AUTH_KEY: "hmac-s3cret", CONF_TOKEN: "v1-s3cret"}
-    entry = await setup_board(hass, proxy, board, options=options)
+    _, entry = await board_with_release(hass, proxy, board=board, options=options)
     await install(hass)
     write_release(
-        folder, {"app.py": app_source("1.2.0", crash=True)}, {"version": "1.2.0"}
+        source_folder(hass),
+        {"app.py": app_source("1.2.0", crash=True)},
+        {"version": "1.2.0"},
     )
     await entity_update(hass)
     await install_fails(hass, "rolled_back")

@@ -12,6 +12,7 @@ from homeassistant.setup import async_setup_component
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
 from tests.common import (
     app_source,
+    board_with_release,
     entity_update,
     install,
     install_fails,
@@ -53,12 +54,9 @@ async def fix(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
 
 
 async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    folder = source_folder(hass)
-    write_release(
-        folder, {"app.py": app_source("1.1.0", crash=True)}, {"version": "1.1.0"}
+    _, entry = await board_with_release(
+        hass, proxy, files={"app.py": app_source("1.1.0", crash=True)}
     )
-    board = make_board()
-    entry = await setup_board(hass, proxy, board)
     await install_fails(hass, "rolled_back")
     found = issue(hass, "rolled_back", entry)
     assert found is not None
@@ -77,7 +75,9 @@ async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -
     # ...or gone after the next install that works.
     await install_fails(hass, "rolled_back")
     assert issue(hass, "rolled_back", entry) is not None
-    write_release(folder, {"app.py": app_source("1.2.0")}, {"version": "1.2.0"})
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.2.0")}, {"version": "1.2.0"}
+    )
     await entity_update(hass)
     await install(hass)
     assert issue(hass, "rolled_back", entry) is None
@@ -86,10 +86,12 @@ async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -
 async def test_refused_credentials_fixed_in_the_repair_flow(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    app = app_source("1.1.0")
-    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
-    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n')
-    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: "old"})
+    board, entry = await board_with_release(
+        hass,
+        proxy,
+        board=make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n'),
+        options={CONF_AUTH_KEY: "old"},
+    )
     await install_fails(hass, "auth_failed")
     assert issue(hass, "auth_failed", entry) is not None
 
@@ -107,17 +109,14 @@ async def test_refused_credentials_fixed_in_the_repair_flow(
     # The entry reloaded with the key: the install goes through.
     assert entry.runtime_data.settings.auth_key == "right key"
     await install(hass)
-    assert board.read("app.py") == app.encode()
+    assert board.read("app.py") == app_source("1.1.0").encode()
 
 
 async def test_missing_credentials_raise_the_same_issue(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
     board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n')
-    entry = await setup_board(hass, proxy, board)
+    _, entry = await board_with_release(hass, proxy, board=board)
     await install_fails(hass, "auth_required")
     assert issue(hass, "auth_failed", entry) is not None
     # Removing the board removes its issues.

@@ -13,12 +13,10 @@ from custom_components.esp32_ota.history import EVENT_INSTALL
 from tests.common import (
     ENTITY_ID,
     app_source,
+    board_with_release,
     install,
     install_fails,
     make_board,
-    setup_board,
-    source_folder,
-    write_release,
 )
 
 if TYPE_CHECKING:
@@ -34,20 +32,17 @@ if TYPE_CHECKING:
 # boot guard confirms it after a minute up ...
 MAIN = (FIRMWARE_DIR / "main.py").read_text()
 UNCONFIRMED_MAIN = MAIN.replace("        boot_guard.confirm()", "        pass")
+assert UNCONFIRMED_MAIN != MAIN
 # ... unless the board is set to leave confirming to the program alone.
 GUARD = (FIRMWARE_DIR / "boot_guard.py").read_text()
 PROGRAM_CONFIRMS_ONLY = GUARD.replace(
     "CONFIRM_AFTER_MS = 60000", "CONFIRM_AFTER_MS = 0"
 )
+assert PROGRAM_CONFIRMS_ONLY != GUARD
 
 
-def release_on_trial(hass: HomeAssistant) -> None:
-    assert UNCONFIRMED_MAIN != MAIN
-    write_release(
-        source_folder(hass),
-        {"app.py": app_source("1.1.0"), "main.py": UNCONFIRMED_MAIN},
-        {"version": "1.1.0"},
-    )
+# 1.1.0 with the main.py above: it goes on trial and stays there.
+ON_TRIAL = {"app.py": app_source("1.1.0"), "main.py": UNCONFIRMED_MAIN}
 
 
 async def when_on_trial(
@@ -86,9 +81,7 @@ def assert_installed(
 async def test_install_waits_for_the_board_to_confirm(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    release_on_trial(hass)
-    board = make_board()
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(hass, proxy, files=ON_TRIAL)
     events = async_capture_events(hass, EVENT_INSTALL)
     confirming = hass.async_create_task(
         when_on_trial(
@@ -104,9 +97,7 @@ async def test_the_boot_guard_confirms_after_a_minute_up(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     """The program never confirms; the firmware's own minute-up rule does."""
-    release_on_trial(hass)
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    await board_with_release(hass, proxy, files=ON_TRIAL)
     events = async_capture_events(hass, EVENT_INSTALL)
     began = hass.loop.time()
     await install(hass)
@@ -117,12 +108,10 @@ async def test_the_boot_guard_confirms_after_a_minute_up(
 async def test_an_unconfirmed_version_fails_the_install(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    assert PROGRAM_CONFIRMS_ONLY != GUARD
-    release_on_trial(hass)
     board = make_board()
     board.write("boot_guard.py", PROGRAM_CONFIRMS_ONLY)
     board.reboot()
-    await setup_board(hass, proxy, board)
+    await board_with_release(hass, proxy, files=ON_TRIAL, board=board)
     err = await install_fails(hass, "trial_unconfirmed")
     assert f"did not confirm they started within {int(TRIAL_TIMEOUT)} seconds" in str(
         err
@@ -131,9 +120,8 @@ async def test_an_unconfirmed_version_fails_the_install(
 
 
 async def test_accepting_the_trial(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    release_on_trial(hass)
-    board = make_board()
-    await setup_board(hass, proxy, board, options={CONF_CONFIRM_TRIAL: False})
+    options = {CONF_CONFIRM_TRIAL: False}
+    await board_with_release(hass, proxy, files=ON_TRIAL, options=options)
     events = async_capture_events(hass, EVENT_INSTALL)
     await install(hass)
     assert_installed(hass, events[-1], trial=True)
@@ -142,9 +130,7 @@ async def test_accepting_the_trial(hass: HomeAssistant, proxy: SimProxyScanner) 
 async def test_a_rollback_while_waiting_fails_the_install(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    release_on_trial(hass)
-    board = make_board()
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(hass, proxy, files=ON_TRIAL)
 
     def crash_twice() -> None:  # the new scripts keep resetting the board
         board.reboot()

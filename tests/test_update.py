@@ -7,6 +7,7 @@ VirtualBoard running the firmware; the OTA library speaks the protocol.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,7 +40,6 @@ from tests.common import (
     keep_busy,
     make_board,
     set_options,
-    setup_board,
     source_folder,
     wait_until_sending,
     write_release,
@@ -55,13 +55,9 @@ if TYPE_CHECKING:
 async def test_install_v2_board(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     app = app_source("1.1.0")
     main = (FIRMWARE_DIR / "main.py").read_text()  # what the board has already
-    write_release(
-        source_folder(hass),
-        {"app.py": app, "main.py": main},
-        {"version": "1.1.0", "release_notes": "Faster blinking"},
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    manifest = json.dumps({"version": "1.1.0", "release_notes": "Faster blinking"})
+    files = {"app.py": app, "main.py": main, "esp32_ota.json": manifest}
+    board, _ = await board_with_release(hass, proxy, None, files=files)
     resets = board.resets
 
     state = hass.states.get(ENTITY_ID)
@@ -97,11 +93,9 @@ async def test_install_v1_board_file_by_file(
 ) -> None:
     main = (FIRMWARE_DIR / "main.py").read_text() + "\n# tuned\n"
     app = app_source("1.1.0")
-    write_release(
-        source_folder(hass), {"app.py": app, "main.py": main}, {"version": "1.1.0"}
+    board, entry = await board_with_release(
+        hass, proxy, files={"app.py": app, "main.py": main}, board=make_board(v1=True)
     )
-    board = make_board(v1=True)
-    entry = await setup_board(hass, proxy, board)
 
     state = hass.states.get(ENTITY_ID)
     assert state is not None
@@ -152,10 +146,10 @@ async def test_install_v1_board_file_by_file(
 async def test_undeclared_version_is_a_content_hash(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
+    board, _ = await board_with_release(
+        hass, proxy, None, files={"app.py": app_source("x")}
+    )
     folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("x")})
-    board = make_board()
-    await setup_board(hass, proxy, board)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     latest = state.attributes[ATTR_LATEST_VERSION]
@@ -188,12 +182,9 @@ async def test_undeclared_version_is_a_content_hash(
 async def test_edited_scripts_without_a_new_version_show_as_modified(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(hass, proxy)
     await install(hass)
-    write_release(folder, {"app.py": app_source("1.1.0") + "# fix\n"})
+    write_release(source_folder(hass), {"app.py": app_source("1.1.0") + "# fix\n"})
     await entity_update(hass)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
@@ -206,11 +197,9 @@ async def test_edited_scripts_without_a_new_version_show_as_modified(
 async def test_specific_version_from_the_versions_folder(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.2.0")}, {"version": "1.2.0"})
-    write_release(folder / "versions" / "1.0.5", {"app.py": app_source("1.0.5")})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    older = source_folder(hass) / "versions" / "1.0.5"
+    write_release(older, {"app.py": app_source("1.0.5")})
+    board, _ = await board_with_release(hass, proxy, "1.2.0")
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert state.attributes["supported_features"] & UpdateEntityFeature.SPECIFIC_VERSION
@@ -234,12 +223,11 @@ async def test_specific_version_from_the_versions_folder(
 async def test_downgrade_is_refused_by_the_board(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("2.0.0")}, {"version": "2.0.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(hass, proxy, "2.0.0")
     await install(hass)
-    write_release(folder, {"app.py": app_source("1.5.0")}, {"version": "1.5.0"})
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.5.0")}, {"version": "1.5.0"}
+    )
     await entity_update(hass)
 
     err = await install_fails(hass, "downgrade_refused")
@@ -250,13 +238,8 @@ async def test_downgrade_is_refused_by_the_board(
 async def test_files_the_board_does_not_allow_are_reported_before_sending(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass),
-        {"app.py": app_source("1.1.0"), "secrets.py": "KEY = 1\n"},
-        {"version": "1.1.0"},
-    )
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    files = {"app.py": app_source("1.1.0"), "secrets.py": "KEY = 1\n"}
+    board, _ = await board_with_release(hass, proxy, files=files)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert "secrets.py" in state.attributes["release_summary"]
@@ -271,9 +254,9 @@ async def test_files_the_board_does_not_allow_are_reported_before_sending(
 async def test_forbidden_file_on_a_v1_board(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(source_folder(hass), {"extra.py": "X = 1\n"}, {"version": "1.1.0"})
-    board = make_board(v1=True)
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(
+        hass, proxy, files={"extra.py": "X = 1\n"}, board=make_board(v1=True)
+    )
     err = await install_fails(hass, "file_forbidden")
     assert "does not accept extra.py" in str(err)
     assert "extra.py" not in board.files()
@@ -281,18 +264,19 @@ async def test_forbidden_file_on_a_v1_board(
 
 async def test_board_without_space(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     big = "# " + "x" * 200_000 + "\n"
-    write_release(source_folder(hass), {"app.py": big}, {"version": "1.1.0"})
-    board = make_board(total_blocks=48)
-    await setup_board(hass, proxy, board)
+    await board_with_release(
+        hass, proxy, files={"app.py": big}, board=make_board(total_blocks=48)
+    )
     err = await install_fails(hass, "no_space")
     assert "has no room for app.py" in str(err)
 
 
 async def test_hmac_key(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    app = app_source("1.1.0")
-    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
-    board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n')
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(
+        hass,
+        proxy,
+        board=make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n'),
+    )
 
     err = await install_fails(hass, "auth_required")
     assert "requires authentication (hmac)" in str(err)
@@ -302,22 +286,23 @@ async def test_hmac_key(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
 
     await set_options(hass, entry, {CONF_AUTH_KEY: "right key"})
     await install(hass)
-    assert board.read("app.py") == app.encode()
+    assert board.read("app.py") == app_source("1.1.0").encode()
 
 
 async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    folder = source_folder(hass)
-    app = app_source("1.1.0")
-    write_release(folder, {"app.py": app}, {"version": "1.1.0"})
-    board = make_board(config='VERSION = "1.0.0"\nAUTH_TOKEN = "tok"\n', v1=True)
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(
+        hass,
+        proxy,
+        board=make_board(config='VERSION = "1.0.0"\nAUTH_TOKEN = "tok"\n', v1=True),
+    )
 
     await install_fails(hass, "auth_failed")
     await set_options(hass, entry, {CONF_TOKEN: "tok"})
     await install(hass)
-    assert board.read("app.py") == app.encode()
+    assert board.read("app.py") == app_source("1.1.0").encode()
 
     # A token travels in START after the version: an undeclared one will not do.
+    folder = source_folder(hass)
     (folder / "esp32_ota.json").unlink()
     write_release(folder, {"app.py": app_source("1.2.0")})
     await entity_update(hass)
@@ -327,7 +312,7 @@ async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
 async def test_out_of_proxy_connection_slots(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    await board_with_release(hass, proxy, "1.1.0")
+    await board_with_release(hass, proxy)
     set_connection_slots(proxy.source, 0)
     began = hass.loop.time()
     err = await install_fails(hass, "queue_timeout")  # waited, then gave up
@@ -339,14 +324,14 @@ async def test_out_of_proxy_connection_slots(
 
 
 async def test_board_out_of_range(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    board = await board_with_release(hass, proxy, "1.1.0")
+    board, _ = await board_with_release(hass, proxy)
     board.stop()  # powered off; Home Assistant has not noticed yet
     err = await install_fails(hass, "not_found")
     assert "not in range" in str(err)
 
 
 async def test_corrupted_transfer(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
-    board = await board_with_release(hass, proxy, "1.1.0")
+    board, _ = await board_with_release(hass, proxy)
     corrupt_first_data_line(board)
     err = await install_fails(hass, "crc_mismatch")
     assert "The data of app.py arrived corrupted" in str(err)
@@ -356,13 +341,9 @@ async def test_corrupted_transfer(hass: HomeAssistant, proxy: SimProxyScanner) -
 async def test_board_rolls_back_a_broken_version(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass),
-        {"app.py": app_source("1.1.0", crash=True)},
-        {"version": "1.1.0"},
+    board, _ = await board_with_release(
+        hass, proxy, files={"app.py": app_source("1.1.0", crash=True)}
     )
-    board = make_board()
-    await setup_board(hass, proxy, board)
     err = await install_fails(hass, "rolled_back")
     assert "rejected version 1.1.0" in str(err)
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
@@ -374,7 +355,7 @@ async def test_board_rolls_back_a_broken_version(
 async def test_board_busy_with_another_transfer(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    board = await board_with_release(hass, proxy, "1.1.0")
+    board, _ = await board_with_release(hass, proxy)
     keep_busy(board)
     err = await install_fails(hass, "board_busy")
     assert "busy with another transfer" in str(err)
@@ -383,11 +364,7 @@ async def test_board_busy_with_another_transfer(
 async def test_one_install_at_a_time(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
-    )
-    board = make_board()
-    entry = await setup_board(hass, proxy, board)
+    board, entry = await board_with_release(hass, proxy)
     task = hass.async_create_task(install(hass))
     await wait_until_sending(entry.runtime_data)
     # The action refuses while in progress; so does the board's runtime.
@@ -404,9 +381,9 @@ async def test_lossy_proxy_link_still_installs(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     app = app_source("1.1.0", padding=12_000)
-    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board, profile="lossy-proxy")
+    board, _ = await board_with_release(
+        hass, proxy, files={"app.py": app}, profile="lossy-proxy"
+    )
     await install(hass)
     assert board.read("app.py") == app.encode()
 
@@ -414,10 +391,9 @@ async def test_lossy_proxy_link_still_installs(
 async def test_release_notes(
     hass: HomeAssistant, proxy: SimProxyScanner, hass_ws_client: WebSocketGenerator
 ) -> None:
-    folder = source_folder(hass)
-    write_release(folder, {"app.py": app_source("1.1.0")}, {"version": "1.1.0"})
-    (folder / "CHANGELOG.md").write_text("# 1.1.0\n\n- Faster blinking\n")
-    await setup_board(hass, proxy, make_board())
+    changelog = "# 1.1.0\n\n- Faster blinking\n"
+    files = {"app.py": app_source("1.1.0"), "CHANGELOG.md": changelog}
+    await board_with_release(hass, proxy, files=files)
     client = await hass_ws_client(hass)
     await client.send_json_auto_id(
         {"type": "update/release_notes", "entity_id": ENTITY_ID}
@@ -432,9 +408,9 @@ async def test_release_notes(
 async def test_rollback_of_a_release_named_by_its_hash(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    write_release(source_folder(hass), {"app.py": app_source("x", crash=True)})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(
+        hass, proxy, None, files={"app.py": app_source("x", crash=True)}
+    )
     err = await install_fails(hass, "rolled_back")
     assert "went back to" in str(err)
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
@@ -443,14 +419,11 @@ async def test_rollback_of_a_release_named_by_its_hash(
 async def test_board_does_not_come_back_after_the_update(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    app = app_source("1.1.0")
-    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
-    board = make_board()
-    await setup_board(hass, proxy, board)
+    board, _ = await board_with_release(hass, proxy)
     board.boot = board.stop  # type: ignore[method-assign]  # the reset never ends
     err = await install_fails(hass, "not_back")
     assert "was not seen again" in str(err)
-    assert board.read("app.py") == app.encode()  # applied all the same
+    assert board.read("app.py") == app_source("1.1.0").encode()  # applied anyway
 
 
 async def test_from_discovery_to_installed(
@@ -478,13 +451,10 @@ async def test_from_discovery_to_installed(
 
 @pytest.mark.usefixtures("enable_bluetooth")
 async def test_install_through_a_local_adapter(hass: HomeAssistant) -> None:
-    app = app_source("1.1.0")
-    write_release(source_folder(hass), {"app.py": app}, {"version": "1.1.0"})
-    board = make_board()
     with use_sim_for_local_adapters():
         scanner, cleanup = async_register_sim_local_adapter(hass)
-        await setup_board(hass, scanner, board)
+        board, _ = await board_with_release(hass, scanner)
         assert hass.states.get(ENTITY_ID).attributes["protocol"] == 2
         await install(hass)
         cleanup()
-    assert board.read("app.py") == app.encode()
+    assert board.read("app.py") == app_source("1.1.0").encode()

@@ -36,8 +36,6 @@ LOCAL_NAME_PREFIX: Final = "ESP32-OTA"
 # Attempts of bleak-retry-connector per connection (each up to 20 s, which
 # covers a proxy's ~12 s); the OTA library tries a few connections on top.
 CONNECT_ATTEMPTS: Final = 2
-# How long a v1 board's application gets to answer VERSION.
-VERSION_REPLY_TIMEOUT: Final = 3.0
 # How often the source folder is checked for changes (a stat walk, cheap).
 SOURCE_SCAN_INTERVAL: Final = timedelta(seconds=30)
 # How often we connect briefly to see what the board runs (another client

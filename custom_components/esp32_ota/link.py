@@ -1,15 +1,15 @@
-"""Connections to one board: one at a time, through the best adapter or proxy.
+"""Connections to one board: one conversation at a time.
 
 Every conversation with a board (an install, or a short read of what it
-runs) first holds a connection slot of the fleet scheduler, then the board's
-own lock; installs and reads take them in that order.
+runs) is first admitted by the fleet scheduler, then holds the board's own
+lock; installs and reads take them in that order. Home Assistant's
+Bluetooth wrapper picks the adapter or proxy of each connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import TYPE_CHECKING
 
 import bleak_retry_connector
@@ -20,7 +20,7 @@ from bleak_retry_connector import (
 )
 from homeassistant.components import bluetooth
 
-from .const import CONNECT_ATTEMPTS, VERSION_REPLY_TIMEOUT
+from .const import CONNECT_ATTEMPTS
 from .fleet import connection_path, get_fleet
 from .nus_ota.client import OTAClient
 from .nus_ota.transport import BleakTransport, Transport
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
     from .nus_ota.board_info import BoardInfo
-
-_LOGGER = logging.getLogger(__name__)
 
 
 class BoardLink:
@@ -124,21 +122,11 @@ class BoardLink:
         Returns (HELLO, None) for a v2 board, (None, app version) for v1; the
         version is None when the application does not say (in time).
         """
-        replies: asyncio.Queue[str] = asyncio.Queue()
-        client = OTAClient(await self.connect(), on_app_line=replies.put_nowait)
+        client = OTAClient(await self.connect())
         try:
             await client.start()
             if (info := await client.hello()) is not None:
                 return info, None
-            await client.transport.write(b"VERSION\n", response=True)
-            try:
-                async with asyncio.timeout(VERSION_REPLY_TIMEOUT):
-                    while not (line := await replies.get()).startswith("VERSION:"):
-                        pass
-            except TimeoutError:
-                _LOGGER.debug("%s: no VERSION reply from the application", self.name)
-                return None, None
-            version = line.removeprefix("VERSION:").strip()
-            return None, None if version in ("", "unknown") else version
+            return None, await client.ask_v1_version()
         finally:
             await client.close()

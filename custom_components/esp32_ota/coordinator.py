@@ -80,7 +80,11 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
     async def async_start(self) -> None:
         """Load what we know, watch the board and its folder."""
         stored = StoredBoard.from_dict(await self._store.async_load())
-        self.data = BoardData(protocol=stored.protocol, record=stored.installed)
+        self.data = BoardData(
+            protocol=stored.protocol,
+            spoke_v2=stored.spoke_v2,
+            record=stored.installed,
+        )
         self.installer.history.extend(stored.history)
         await self.async_rescan_source()
         entry = self.config_entry
@@ -120,6 +124,7 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         stored = StoredBoard(
             installed=self.data.record,
             protocol=self.data.protocol,
+            spoke_v2=self.data.spoke_v2,
             history=tuple(self.installer.history),
         )
         await self._store.async_save(stored.as_dict())
@@ -220,16 +225,33 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         except Exception:  # a background task: log anything else, never die
             _LOGGER.exception("%s: unexpected error reading the board", self.name)
             return False
+        if info is None and self.pinned_to_v2:
+            # Never a silent fallback: old firmware, or a relay pretending.
+            _LOGGER.warning("%s answered like protocol v1 firmware", self.name)
+            repairs.async_report_answered_like_v1(self.hass, self.config_entry)
+            return False
         self.data = replace(
             self.data,
             board_info=info,
             protocol=1 if info is None else 2,
+            spoke_v2=self.data.spoke_v2 or info is not None,
             app_version=app_version if info is None else info.app_version,
         )
         repairs.async_track_protocol(self.hass, self.config_entry, self.data.protocol)
         await self.async_save()
         self.async_update_listeners()
         return True
+
+    @property
+    def pinned_to_v2(self) -> bool:
+        """A v1 answer is an error: the board spoke v2, or a key is configured."""
+        return self.data.spoke_v2 or self.settings.auth_key is not None
+
+    async def async_forget_v2(self) -> None:
+        """Forget that the board spoke v2 (the user confirmed a v1 reflash)."""
+        self.data = replace(self.data, spoke_v2=False, protocol=None, board_info=None)
+        await self.async_save()
+        self.async_update_listeners()
 
     # -- installing (see installer.py)
 

@@ -4,6 +4,7 @@ A board's store (`.storage/esp32_ota.<entry_id>`) holds::
 
     {"installed": {"version": str, "files": {name: crc}} | null,
      "protocol": 1 | 2 | null,
+     "spoke_v2": bool,          # it answered HELLO once (protocol pinned)
      "transfers": [TransferRecord.as_dict(), ...]}   # the install history
 
 `installed` is what we last installed (all we know of a v1 board's files);
@@ -74,6 +75,7 @@ class StoredBoard:
 
     installed: InstalledRecord | None = None
     protocol: int | None = None
+    spoke_v2: bool = False
     history: tuple[TransferRecord, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,6 +83,7 @@ class StoredBoard:
         return {
             "installed": self.installed.as_dict() if self.installed else None,
             "protocol": self.protocol,
+            "spoke_v2": self.spoke_v2,
             "transfers": [record.as_dict() for record in self.history],
         }
 
@@ -95,6 +98,8 @@ class StoredBoard:
         return cls(
             installed=InstalledRecord.from_dict(data.get("installed")),
             protocol=protocol if protocol in (1, 2) else None,
+            # Boards stored before this flag existed: protocol 2 says the same.
+            spoke_v2=data.get("spoke_v2") is True or protocol == 2,
             history=tuple(
                 record
                 for item in records

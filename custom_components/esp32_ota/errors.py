@@ -14,8 +14,10 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from .const import DOMAIN
 from .nus_ota.errors import (
+    AnsweredLikeV1Error,
     AuthRequiredError,
     ConnectFailedError,
+    ContentRefusedError,
     CrcMismatchError,
     DeviceError,
     LinkTooSmallError,
@@ -60,6 +62,10 @@ def translate(
 
     `heard_now`: a connectable scanner hears the board at this moment.
     """
+    if isinstance(err, ContentRefusedError):
+        return install_error("content_refused", name=name, file=err.file)
+    if isinstance(err, AnsweredLikeV1Error):
+        return install_error("answered_like_v1", name=name)
     if isinstance(err, ConnectFailedError) and err.applied:
         return install_error("not_back", name=name, error=str(err.cause))
     if isinstance(err, ConnectFailedError) and err.cause is not None:

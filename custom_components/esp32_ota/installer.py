@@ -350,6 +350,9 @@ class BoardInstaller:
         options = InstallOptions(
             auth_key=settings.auth_key,
             token=settings.token,
+            # Pinned: a v1 answer fails before anything, the token above
+            # included, is sent (AnsweredLikeV1Error).
+            protocol=2 if board.pinned_to_v2 else None,
             force=plan.force,
             window=settings.window,
             encoding=settings.encoding,
@@ -363,7 +366,10 @@ class BoardInstaller:
                 progress=self._on_progress,
             )
             data = replace(
-                board.data, protocol=result.protocol, board_info=result.board
+                board.data,
+                protocol=result.protocol,
+                spoke_v2=board.data.spoke_v2 or result.protocol == 2,
+                board_info=result.board,
             )
             if result.board is not None:
                 data = replace(data, app_version=result.board.app_version)

@@ -63,6 +63,9 @@ class BoardData:
 
     board_info: BoardInfo | None = None  # its last HELLO (v2 boards)
     protocol: int | None = None
+    # It answered HELLO once: from then on a v1 answer is an error (a relay
+    # pretending to be old firmware), until the user confirms a reflash.
+    spoke_v2: bool = False
     app_version: str | None = None  # what its application reports
     record: InstalledRecord | None = None
 

@@ -8,6 +8,11 @@
   Home Assistant: a v1 board accepts only the files in its ALLOWED_FILES
   (main.py and app.py by default), not the firmware's own modules, so the
   steps to install the firmware over USB are shown instead.
+- `answered_like_v1`: a board that spoke v2 before, or whose key is set,
+  answered HELLO like v1 firmware. Nothing was sent (no token). A relay can
+  fake that answer; a reflash with v1 firmware really does it. Fix flow:
+  confirm the reflash, and the board is no longer held to v2 (unless its
+  key is still set).
 
 (The `source_problem` issue of a bad scripts folder is raised by the
 coordinator's folder watch and goes away when the folder is fixed.)
@@ -32,13 +37,15 @@ if TYPE_CHECKING:
 ISSUE_ROLLED_BACK: Final = "rolled_back"
 ISSUE_AUTH: Final = "auth_failed"
 ISSUE_V1: Final = "v1_firmware"
-ISSUES: Final = (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_V1)
+ISSUE_ANSWERED_LIKE_V1: Final = "answered_like_v1"
+ISSUES: Final = (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_V1, ISSUE_ANSWERED_LIKE_V1)
 
 # Install failures (translation keys) that raise an issue.
 _FAILURE_ISSUES: Final = {
     "rolled_back": ISSUE_ROLLED_BACK,
     "auth_failed": ISSUE_AUTH,
     "auth_required": ISSUE_AUTH,
+    "answered_like_v1": ISSUE_ANSWERED_LIKE_V1,
 }
 
 INSTALL_FIRMWARE_DOC: Final = (
@@ -70,9 +77,14 @@ def async_report_failure(
     )
 
 
+def async_report_answered_like_v1(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Raise the issue of a board held to v2 that answered like v1 firmware."""
+    async_report_failure(hass, entry, ISSUE_ANSWERED_LIKE_V1, "")
+
+
 def async_clear_after_success(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """Drop the issues an install that went through has solved."""
-    for kind in (ISSUE_ROLLED_BACK, ISSUE_AUTH):
+    for kind in (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_ANSWERED_LIKE_V1):
         ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry.entry_id))
 
 
@@ -144,6 +156,32 @@ class CredentialsRepairFlow(RepairsFlow):
         )
 
 
+class ReflashedRepairFlow(RepairsFlow):
+    """Confirm the board was reflashed with v1 firmware: stop holding it to v2."""
+
+    def __init__(self, entry: ConfigEntry) -> None:
+        """Fix the protocol pin of `entry`."""
+        self.entry = entry
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> data_entry_flow.FlowResult:
+        """Start with the confirmation (the input here is the issue's)."""
+        return await self.async_step_confirm()
+
+    async def async_step_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> data_entry_flow.FlowResult:
+        """Ask, then forget that the board spoke v2."""
+        if user_input is not None:
+            await self.entry.runtime_data.async_forget_v2()
+            return self.async_create_entry(data={})
+        return self.async_show_form(
+            step_id="confirm",
+            description_placeholders={"name": self.entry.title},
+        )
+
+
 async def async_create_fix_flow(
     hass: HomeAssistant,
     issue_id: str,
@@ -158,4 +196,6 @@ async def async_create_fix_flow(
     )
     if entry is not None and issue_id.startswith(f"{ISSUE_AUTH}_"):
         return CredentialsRepairFlow(entry)
+    if entry is not None and issue_id.startswith(f"{ISSUE_ANSWERED_LIKE_V1}_"):
+        return ReflashedRepairFlow(entry)
     return ConfirmRepairFlow()

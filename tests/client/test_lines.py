@@ -85,7 +85,7 @@ def test_command_formats_one_line() -> None:
     assert command("FILE", "app.py", "10", "0badf00d", "", "b64", "-", "") == (
         b"OTA:FILE:app.py:10:0badf00d::b64:-:\n"
     )
-    assert data_line_v2(300, "QUJD") == b"OTA:D:300:QUJD\n"
+    assert data_line_v2(300, b"QUJD") == b"OTA:D:300:QUJD\n"
     assert data_line_v1(7, b"\x01\xab") == b"OTA:DATA:7:01ab\n"
     assert join_files(["main.py", "app.py"]) == "main.py,app.py"
     with pytest.raises(ValueError):
@@ -127,7 +127,8 @@ def test_largest_chunk_when_nothing_fits() -> None:
 
 def test_payload_encodings() -> None:
     data = bytes(range(10))
-    assert encode_payload(data, "hex") == data.hex()
+    assert encode_payload(data, "hex") == data.hex().encode()
+    assert encode_payload(memoryview(data)[1:4], "hex") == data[1:4].hex().encode()
     assert base64.b64decode(encode_payload(data, "b64")) == data
     assert encoded_len(10, "b64") == len(encode_payload(data, "b64"))
     assert encoded_len(10, "hex") == 20

@@ -8,7 +8,7 @@ and may not contain `:` or `\\n`.
 
 from __future__ import annotations
 
-import base64
+import binascii
 from typing import TYPE_CHECKING, Final
 
 from .errors import ProtocolError
@@ -103,12 +103,16 @@ def command(*fields: str) -> bytes:
     return (PREFIX + ":".join(check_field(f) for f in fields) + "\n").encode("ascii")
 
 
-def encode_payload(chunk: bytes, encoding: str) -> str:
-    """Encode a data chunk as `b64` (standard, padded) or `hex` (lower case)."""
+def encode_payload(chunk: bytes | memoryview, encoding: str) -> bytes:
+    """Encode a data chunk as `b64` (standard, padded) or `hex` (lower case).
+
+    The result is ASCII bytes of the encoding's alphabet, which never holds
+    `:` or a line break, so data lines need no field check.
+    """
     if encoding == "b64":
-        return base64.b64encode(chunk).decode("ascii")
+        return binascii.b2a_base64(chunk, newline=False)
     if encoding == "hex":
-        return chunk.hex()
+        return binascii.hexlify(chunk)
     raise ValueError(f"unknown encoding {encoding!r}")
 
 
@@ -137,14 +141,14 @@ def largest_chunk(limit: int, prefix_len: int, encoding: str) -> int:
     raise ValueError(f"unknown encoding {encoding!r}")
 
 
-def data_line_v2(offset: int, payload: str) -> bytes:
-    """`OTA:D:<offset>:<payload>`."""
-    return command("D", str(offset), payload)
+def data_line_v2(offset: int, payload: bytes) -> bytes:
+    """`OTA:D:<offset>:<payload>`; payload as `encode_payload` made it."""
+    return b"OTA:D:%d:%b\n" % (offset, payload)
 
 
-def data_line_v1(seq: int, chunk: bytes) -> bytes:
+def data_line_v1(seq: int, chunk: bytes | memoryview) -> bytes:
     """`OTA:DATA:<seq>:<hex>`."""
-    return command("DATA", str(seq), chunk.hex())
+    return b"OTA:DATA:%d:%b\n" % (seq, binascii.hexlify(chunk))
 
 
 def join_files(names: Iterable[str]) -> str:

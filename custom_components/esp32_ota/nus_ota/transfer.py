@@ -24,6 +24,7 @@ or below one it already gave) is a ProtocolError at once.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -133,9 +134,12 @@ class _Sender:
         self.acked = start
         self._next = start
         self._high = start  # one past the furthest position ever sent
-        self._flight: list[int] = []  # positions sent since the last rewind, not acked
-        self._first_sent: dict[int, float] = {}  # send time of lines sent exactly once
-        self._resent: set[int] = set()
+        # Positions sent since the last rewind and not acknowledged, in the
+        # order sent, which is ascending: a rewind empties it.
+        self._flight: deque[int] = deque()
+        # Send times of the lines in flight that went out once (a resent
+        # line gives no round-trip sample: its ACK may answer either copy).
+        self._first_sent: dict[int, float] = {}
         self._timer_start: float | None = None
         self._stalled = 0  # rewinds since the last progress
 
@@ -172,20 +176,23 @@ class _Sender:
             self.rtt.backoff()
             self._rewind(self.acked, now)
         lines: list[bytes] = []
-        while self._next < self._end and len(self._flight) < self.window:
-            pos = self._next
-            if pos in self._first_sent or pos in self._resent:
-                self._first_sent.pop(pos, None)
-                self._resent.add(pos)
+        flight = self._flight
+        if self._timer_start is None:
+            self._timer_start = now
+        high = self._high
+        pos = self._next
+        while pos < self._end and len(flight) < self.window:
+            if not flight:
+                self._timer_start = now  # the oldest line in flight starts it
+            if pos < high:
                 self.stats.resent += 1
             else:
                 self._first_sent[pos] = now
-            if not self._flight or self._timer_start is None:
-                self._timer_start = now
-            self._flight.append(pos)
+            flight.append(pos)
             lines.append(self._line(pos))
-            self._next = self._step(pos)
-            self._high = max(self._high, self._next)
+            pos = self._step(pos)
+        self._next = pos
+        self._high = max(high, pos)
         self.stats.lines_sent += len(lines)
         return lines
 
@@ -193,14 +200,17 @@ class _Sender:
         """Record that the board holds everything before `to`."""
         if to <= self.acked:
             return
-        last = max((p for p in self._flight if p < to), default=None)
-        if last is not None and self._step(last) == to and last in self._first_sent:
-            self.rtt.sample(now - self._first_sent[last])
-        for pos in [p for p in self._first_sent if p < to]:
-            del self._first_sent[pos]
+        flight = self._flight
+        first_sent = self._first_sent
+        sent_at = None
+        last = -1
+        while flight and flight[0] < to:
+            last = flight.popleft()
+            sent_at = first_sent.pop(last, None)
+        if sent_at is not None and self._step(last) == to:
+            self.rtt.sample(now - sent_at)
         self.acked = to
         self._next = max(self._next, to)
-        self._flight = [p for p in self._flight if p >= to]
         self._timer_start = now
         self._stalled = 0
         self.rtt.reset_backoff()
@@ -216,7 +226,8 @@ class _Sender:
             raise TooManyRetriesError(self.file, self.acked, self.stats.rewinds)
         self.stats.rewinds += 1
         self._next = to
-        self._flight = []
+        self._flight.clear()
+        self._first_sent.clear()  # all of it may go out again: no samples
         self._timer_start = now
 
     def _check_sent(self, pos: int, reply: Reply) -> None:
@@ -283,6 +294,7 @@ class WindowSender(_Sender):
             max_retries=max_retries,
         )
         self.data = data
+        self._view = memoryview(data)  # slices without copying
         self.chunk = chunk
         self.encoding = encoding
         self._nak_at: int | None = None  # where the last NAK sent us, until progress
@@ -298,7 +310,7 @@ class WindowSender(_Sender):
         return min(pos + self.chunk, self._end)
 
     def _line(self, pos: int) -> bytes:
-        chunk = self.data[pos : self._step(pos)]
+        chunk = self._view[pos : self._step(pos)]
         return data_line_v2(pos, encode_payload(chunk, self.encoding))
 
     def _on_progress(self) -> None:
@@ -372,6 +384,7 @@ class SeqSender(_Sender):
             max_retries=max_retries,
         )
         self.data = data
+        self._view = memoryview(data)
         self.chunk = chunk
         self._ignore_errors = False  # after a rewind, until progress
         self._bad_data = 0
@@ -385,7 +398,7 @@ class SeqSender(_Sender):
         return pos + 1
 
     def _line(self, pos: int) -> bytes:
-        return data_line_v1(pos, self.data[pos * self.chunk : (pos + 1) * self.chunk])
+        return data_line_v1(pos, self._view[pos * self.chunk : (pos + 1) * self.chunk])
 
     def _on_progress(self) -> None:
         self._ignore_errors = False

@@ -378,7 +378,10 @@ async def test_unreadable_file(hass: HomeAssistant, proxy: SimProxyScanner) -> N
     await setup_board(hass, proxy, make_board())
     path = shared_file(hass, "app.py", app_source("2.0.0"))
     with (
-        patch.object(Path, "read_bytes", side_effect=PermissionError("denied")),
+        patch(
+            "custom_components.esp32_ota.checked_read._read",
+            side_effect=PermissionError("denied"),
+        ),
         pytest.raises(ServiceValidationError) as err,
     ):
         await install_files(hass, entity_id=ENTITY_ID, files=[path])

@@ -31,6 +31,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import target as target_helpers
 
+from .checked_read import NotAFileError, OutsideError, read_checked
 from .const import DEFAULT_SOURCE_ROOT, DOMAIN
 from .errors import invalid
 from .history import RESULT_FAILED
@@ -192,18 +193,17 @@ def _read_files(
     reads only our own `esp32_ota/` folder and the allowlisted directories,
     never, say, `secrets.yaml`.
     """
-    own_root = Path(hass.config.path(DEFAULT_SOURCE_ROOT)).resolve()
+    roots = [
+        Path(folder).resolve()
+        for folder in (
+            hass.config.path(DEFAULT_SOURCE_ROOT),
+            *hass.config.allowlist_external_dirs,
+        )
+    ]
     contents: dict[str, bytes] = {}
     for text in paths:
         path = Path(hass.config.path(text.strip()))
-        resolved = path.resolve()
-        if not (
-            resolved.is_relative_to(own_root) or hass.config.is_allowed_path(str(path))
-        ):
-            raise invalid("path_not_allowed", path=str(path))
-        if not resolved.is_file():
-            raise invalid("file_not_found", path=str(path))
-        _add(contents, path.name, _read(path))
+        _add(contents, path.name, _read(path, roots))
     for name, text in inline.items():
         _add(contents, name, text.encode())
     if not contents:
@@ -211,12 +211,15 @@ def _read_files(
     return contents
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, roots: list[Path]) -> bytes:
     try:
-        data = path.read_bytes()
+        return read_checked(path, roots, MAX_FILE_SIZE)
+    except OutsideError as err:
+        raise invalid("path_not_allowed", path=str(path)) from err
+    except (NotAFileError, FileNotFoundError) as err:
+        raise invalid("file_not_found", path=str(path)) from err
     except OSError as err:
         raise invalid("file_unreadable", path=str(path), error=str(err)) from err
-    return data
 
 
 def _add(contents: dict[str, bytes], name: str, data: bytes) -> None:

@@ -32,6 +32,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .checked_read import NotAFileError, OutsideError, read_checked
 from .inventory import file_crc
 from .nus_ota.board_info import MAX_TEXT, usable_version
 
@@ -118,7 +119,7 @@ class Release:
         """Read the scripts, checking that they did not change since the scan."""
         contents: dict[str, bytes] = {}
         for file in self.files:
-            data = _read_bytes(file.path)
+            data = _read_bytes(self.folder, file.path)
             if len(data) != file.size or file_crc(data) != file.crc:
                 raise SourceError("unreadable", path=str(file.path), error="changed")
             contents[file.name] = data
@@ -234,14 +235,14 @@ def read_release(folder: Path, version: str | None) -> Release | None:
     except OSError as err:
         raise SourceError("unreadable", path=str(folder), error=str(err)) from err
     manifest_path = _single_manifest(folder, children)
-    manifest = _read_manifest(_inside(folder, manifest_path)) if manifest_path else {}
+    manifest = _read_manifest(folder, manifest_path) if manifest_path else {}
 
     candidates: dict[str, Path] = {}
     changelog: str | None = None
     for path in children:
         lower = path.name.lower()
         if lower in CHANGELOG_NAMES and path.is_file():
-            changelog = _read_text(_inside(folder, path))
+            changelog = _read_text(folder, path)
         if _is_script_candidate(path):
             candidates[path.name] = path
 
@@ -262,14 +263,14 @@ def read_release(folder: Path, version: str | None) -> Release | None:
         if not valid_file_name(name):
             raise SourceError("file_name_invalid", file=name, folder=str(folder))
         path = candidates[name]
-        if _size(path) > MAX_FILE_SIZE:
+        data = _read_bytes(folder, path)
+        if len(data) > MAX_FILE_SIZE:
             raise SourceError(
                 "file_too_large",
                 file=name,
                 folder=str(folder),
                 limit=str(MAX_FILE_SIZE),
             )
-        data = _read_bytes(_inside(folder, path))
         files.append(SourceFile(name, path, len(data), file_crc(data)))
         hasher.update(name.encode() + b"\0" + len(data).to_bytes(4, "big") + data)
 
@@ -325,14 +326,14 @@ def _single_manifest(folder: Path, children: list[Path]) -> Path | None:
     return found[0] if found else None
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(folder: Path, path: Path) -> dict[str, Any]:
     """Parse and check a manifest; every problem becomes a SourceError."""
 
     def invalid(error: str) -> SourceError:
         return SourceError("manifest_invalid", path=str(path), error=error)
 
     try:
-        raw = json.loads(_read_text(path))
+        raw = json.loads(_read_text(folder, path))
     except ValueError as err:
         raise invalid(f"not JSON ({err})") from err
     if not isinstance(raw, dict):
@@ -369,36 +370,26 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _inside(folder: Path, path: Path) -> Path:
-    """Refuse a file that a link leads out of its folder.
+def _read_bytes(folder: Path, path: Path) -> bytes:
+    """Read a file of `folder` (at most MAX_FILE_SIZE + 1 bytes).
 
     Only the folder the user chose (checked against the allowed paths) is
-    read: a symlink must not smuggle, say, secrets.yaml onto a board.
+    read: a link, symbolic or hard, must not smuggle, say, secrets.yaml onto
+    a board. Links that stay inside the folder are fine.
     """
-    if not path.resolve().is_relative_to(folder.resolve()):
-        raise SourceError("file_outside", file=path.name, folder=str(folder))
-    return path
-
-
-def _read_bytes(path: Path) -> bytes:
-    """Read a file, turning OS errors into a SourceError."""
     try:
-        return path.read_bytes()
+        return read_checked(path, [folder.resolve()], MAX_FILE_SIZE)
+    except OutsideError as err:
+        raise SourceError("file_outside", file=path.name, folder=str(folder)) from err
+    except NotAFileError as err:
+        raise SourceError("unreadable", path=str(path), error="not a file") from err
     except OSError as err:
         raise SourceError("unreadable", path=str(path), error=str(err)) from err
 
 
-def _read_text(path: Path) -> str:
-    """Read a UTF-8 text file, turning errors into a SourceError."""
+def _read_text(folder: Path, path: Path) -> str:
+    """Read a UTF-8 text file of `folder`, turning errors into a SourceError."""
     try:
-        return _read_bytes(path).decode("utf-8")
+        return _read_bytes(folder, path).decode("utf-8")
     except UnicodeDecodeError as err:
         raise SourceError("unreadable", path=str(path), error="not UTF-8") from err
-
-
-def _size(path: Path) -> int:
-    """Return a file's size, turning OS errors into a SourceError."""
-    try:
-        return path.stat().st_size
-    except OSError as err:
-        raise SourceError("unreadable", path=str(path), error=str(err)) from err

@@ -13,9 +13,8 @@ import json
 import os
 
 import ota_state
+from ota_core import JOURNAL, STATE, TMP, remove
 from ota_state import exists
-
-JOURNAL = "ota_journal.json"
 
 
 def _first(values):
@@ -123,8 +122,8 @@ def _finish(j):
 
 def _journal():
     """The journal left by an interrupted commit or rollback, or None."""
-    ota_state.remove(JOURNAL + ".tmp")  # never renamed into place: nothing done
-    ota_state.remove(ota_state.STATE + ".tmp")
+    remove(JOURNAL + ".tmp")  # never renamed into place: nothing done
+    remove(STATE + ".tmp")
     try:
         with open(JOURNAL) as f:
             j = json.loads(f.read())
@@ -133,7 +132,7 @@ def _journal():
     except OSError:
         return None
     except Exception:
-        ota_state.remove(JOURNAL)  # unreadable: cannot have been written whole
+        remove(JOURNAL)  # unreadable: cannot have been written whole
         return None
 
 
@@ -146,15 +145,18 @@ def _run(j):
 
 
 def recover():
-    """Finish an interrupted commit or rollback. Call once at boot.
+    """The one recovery after a reset: finish an interrupted commit or
+    rollback, delete temp files nothing will use (ota_core.TEMPS).
 
-    Returns True when a journal was found and rolled forward.
+    OTAManager() calls it when ota_core.leftovers() finds work, and so may
+    the boot guard; calling it again changes nothing. Returns True when a
+    journal was found and rolled forward.
     """
     j = _journal()
-    if j is None:
-        return False
-    _run(j)
-    return True
+    if j is not None:
+        _run(j)  # may still need _ota_tmp: a v1 commit installs from it
+    remove(TMP)  # a v1 transfer does not survive a reset
+    return j is not None
 
 
 def rollback():

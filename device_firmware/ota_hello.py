@@ -1,41 +1,18 @@
 """The HELLO reply: what a v2 client needs to plan an update.
 
-Imported only when a client says HELLO (and to resume a transfer), so the
-inventory code does not sit in RAM during normal operation.
+Imported only when a client says HELLO, so the inventory code does not sit
+in RAM during normal operation.
 """
 
-import binascii
 import json
 
 import ota_state
-from ota_manager import FW_VERSION
-from ota_setup import app_version, auth_mode, free_space
-
-
-def file_crc(name, limit=-1):
-    """(bytes read, CRC-32) of the first `limit` bytes of a file (all if -1).
-
-    Reads through one small buffer, so a large file costs no RAM.
-    """
-    buf = bytearray(256)
-    mv = memoryview(buf)
-    crc = 0
-    n = 0
-    with open(name, "rb") as f:
-        while limit < 0 or n < limit:
-            k = f.readinto(buf)
-            if not k:
-                break
-            if 0 <= limit < n + k:
-                k = limit - n
-            crc = binascii.crc32(mv[:k], crc)
-            n += k
-    return n, crc & 0xFFFFFFFF
+from ota_core import FW_VERSION, V2
 
 
 def _installed(name, rec):
     try:
-        size, crc = file_crc(name)
+        size, crc = ota_state.file_crc(name)
     except OSError:
         return None
     crc = "%08x" % crc
@@ -48,15 +25,25 @@ def _installed(name, rec):
 
 def _staged(m, name, e):
     size = e.get("size", 0)
-    if m._mode == 2 and m._name == name:
-        have = m._have
+    t = m.t
+    if t.mode == V2 and t.name == name:
+        have = t.have
     else:
         have = ota_state.fsize(name + ".new")
         if have > size or have < 0:
             have = 0
         elif have == size and not e.get("ok"):
-            have = size if "%08x" % file_crc(name + ".new")[1] == e.get("crc") else 0
+            crc = ota_state.file_crc(name + ".new")[1]
+            have = size if "%08x" % crc == e.get("crc") else 0
     return {"size": size, "crc": e.get("crc"), "ver": e.get("ver"), "have": have}
+
+
+def _auth_mode(m):
+    if m.AUTH_KEY is not None:
+        return "hmac"
+    if m.AUTH_TOKEN is not None:
+        return "token"
+    return "none"
 
 
 def caps(m):
@@ -72,15 +59,15 @@ def caps(m):
     trial = st["trial"]
     if trial is not None:
         trial = {"ver": trial.get("ver"), "boots": trial.get("boots", 0)}
-    free = free_space()
+    free = ota_state.free_space()
     d = {
         "proto": 2,
         "fw": FW_VERSION,
-        "app": app_version(),
+        "app": ota_state.app_version(),
         "win": m.WINDOW,
         "line": m.LINE_MAX,
         "enc": ["hex", "b64"],
-        "auth": auth_mode(m),
+        "auth": _auth_mode(m),
         "nonce": m._nonce,
         "free": free if free >= 0 else None,
         "files": files,

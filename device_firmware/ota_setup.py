@@ -1,14 +1,28 @@
 """The OTA commands that run once per file: START, FILE, COMMIT, APPLY, ABORT.
 
 Part of OTAManager (ota_manager.py), kept in its own module so that it is
-loaded only when a client starts or ends a transfer. `m` is the manager.
+loaded only when a client starts or ends a transfer. `m` is the manager: its
+settings (ALLOWED_FILES, AUTH_*, RESET_DELAY_MS), `_send`, `_feed` and the
+session nonce `_nonce`; the transfer itself is `m.t`, an ota_core.Transfer.
 """
 
-import os
 import time
 
+import ota_data  # noqa: F401 - loaded with a transfer's setup, so streaming allocates nothing
 import ota_state
-from ota_manager import TMP, num, reason
+from ota_core import (
+    ARMED,
+    COMMITTING,
+    IDLE,
+    NONE,
+    RECEIVING,
+    TMP,
+    V1,
+    V2,
+    num,
+    reason,
+    remove,
+)
 
 
 def command(m, cmd, line):
@@ -22,6 +36,24 @@ def command(m, cmd, line):
         apply(m, line)
     else:
         abort_all(m)
+
+
+def begin(t, mode, f, name, size, exp, ver=None, have=0, crc=0, b64=False):
+    """Transfer `t` starts (ARMED): the data goes to file `f` from `have`."""
+    t.mode = mode
+    t.f = f
+    t.name = name
+    t.ver = ver
+    t.b64 = b64
+    t.size = size
+    t.exp = exp
+    t.crc = crc
+    t.have = have
+    t.seq = 0
+    t.sync = have + 4096
+    t.nak = False
+    t.done = -1
+    t.state = ARMED
 
 
 # -- checks shared by v1 and v2 ------------------------------------------------
@@ -61,36 +93,9 @@ def older(new, cur):
     return a < b
 
 
-def app_version():
-    """The board's config.VERSION, or None when there is no config.py."""
-    try:
-        import config
-
-        return str(config.VERSION)
-    except Exception:
-        return None
-
-
-def free_space():
-    """Free bytes on the filesystem, -1 if unknown. Slow: never per chunk."""
-    try:
-        s = os.statvfs("/")
-        return s[0] * s[3]
-    except Exception:
-        return -1
-
-
 def _nospace(size, credit):
-    free = free_space()
+    free = ota_state.free_space()
     return free >= 0 and size * 5 > (free + credit) * 4
-
-
-def auth_mode(m):
-    if m.AUTH_KEY is not None:
-        return "hmac"
-    if m.AUTH_TOKEN is not None:
-        return "token"
-    return "none"
 
 
 def _auth(m, nonce, given, message):
@@ -111,7 +116,7 @@ def _auth(m, nonce, given, message):
 
 def start(m, line):
     """OTA:START:<file>:<size>:<crc32>[:<version>[:<chunk_size>[:<token>]]]"""
-    if m.state != 0:
+    if m.t.state != IDLE:
         m._send("OTA:REJECT:BUSY")
         return
     p = line.split(":")
@@ -136,45 +141,37 @@ def start(m, line):
         m._send("OTA:REJECT:NOSPACE")
         return
     ver = p[5] if n > 5 else ""
-    if older(ver, app_version()):
+    if older(ver, ota_state.app_version()):
         m._send("OTA:REJECT:VERSION")
         return
     try:
-        m._f = open(TMP, "wb")
+        f = open(TMP, "wb")
     except OSError as e:
         m._send("OTA:ERR:WRITE:" + reason(e))
         return
-    m._mode = 1
-    m._name = name
-    m._ver = ver or None
-    m._size = size
-    m._exp = crc
-    m._crc = 0
-    m._have = 0
-    m._seq = 0
-    m._done = -1
-    m.state = 1
+    begin(m.t, V1, f, name, size, crc, ver or None)
     m._send("OTA:READY")
 
 
 def commit(m):
     """OTA:COMMIT: check size and CRC, then install the v1 temp file."""
-    if m._mode != 1 or m.state != 2:
+    t = m.t
+    if t.mode != V1 or t.state != RECEIVING:
         m._send("OTA:ERR:NOT_RECEIVING")
         return
-    f = m._f
-    m._f = None
+    f = t.f
+    t.f = None
     f.close()
-    if m._have != m._size:
-        m._drop()
-        m._send("OTA:ERR:SIZE:got=%d,exp=%d" % (m._have, m._size))
+    if t.have != t.size:
+        t.drop()
+        m._send("OTA:ERR:SIZE:got=%d,exp=%d" % (t.have, t.size))
         return
-    crc = m._crc & 0xFFFFFFFF
-    if crc != m._exp:
-        m._drop()
-        m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, m._exp))
+    crc = t.crc & 0xFFFFFFFF
+    if crc != t.exp:
+        t.drop()
+        m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, t.exp))
         return
-    install(m, [(m._name, TMP, m._ver, m._size, "%08x" % crc)])
+    install(m, [(t.name, TMP, t.ver, t.size, "%08x" % crc)])
 
 
 # -- protocol v2 ----------------------------------------------------------------
@@ -184,7 +181,7 @@ def file(m, line):
     """OTA:FILE:<file>:<size>:<crc32>:<version>:<enc>:<flags>:<auth>"""
     nonce = m._nonce
     m._nonce = None  # every FILE consumes the nonce, whatever the outcome
-    if m.state != 0:
+    if m.t.state != IDLE:
         m._send("OTA:REJECT:BUSY")
         return
     p = line.split(":")
@@ -219,7 +216,7 @@ def file(m, line):
     if "f" not in flags:
         cur = st["files"].get(name)
         cur = cur.get("ver") if isinstance(cur, dict) else None
-        if older(ver, cur or app_version()):
+        if older(ver, cur or ota_state.app_version()):
             m._send("OTA:REJECT:VERSION")
             return
     import ota_auth
@@ -237,22 +234,11 @@ def file(m, line):
     if done:
         if f is not None:
             f.close()
-        m._done = size
+        m.t.done = size
         if size == 0:
             m._send("OTA:A:0")
         return
-    m._f = f
-    m._mode = 2
-    m._name = name
-    m._size = size
-    m._exp = crc
-    m._crc = run
-    m._have = have
-    m._sync = have + 4096
-    m._b64 = p[6] == "b64"
-    m._nak = False
-    m._done = -1
-    m.state = 1
+    begin(m.t, V2, f, name, size, crc, None, have, run, p[6] == "b64")
 
 
 def _resume(old, new, size, crc_s):
@@ -260,53 +246,18 @@ def _resume(old, new, size, crc_s):
     if isinstance(old, dict) and old.get("size") == size and old.get("crc") == crc_s:
         have = ota_state.fsize(new)
         if 0 < have <= size:
-            import ota_hello
-
-            have, run = ota_hello.file_crc(new, have)
+            have, run = ota_state.file_crc(new, have)
             if have < size or "%08x" % run == crc_s:
                 return have, run
-    ota_state.remove(new)
+    remove(new)
     return 0, 0
-
-
-def complete(m):
-    """The last byte of a v2 file arrived: check the CRC, stage the file."""
-    name = m._name
-    crc = m._crc & 0xFFFFFFFF
-    m._f.close()
-    m._f = None
-    m._mode = 0
-    m.state = 0
-    st = ota_state.load()
-    if crc != m._exp:
-        ota_state.remove(name + ".new")
-        st["staged"].pop(name, None)
-        ota_state.save(st)
-        m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, m._exp))
-        return
-    e = st["staged"].get(name)
-    if isinstance(e, dict):
-        e["ok"] = True
-        ota_state.save(st)
-    m._done = m._size
-    m._send("OTA:A:%d" % m._size)
-
-
-def discard(m):
-    """Drop the current v2 transfer and its staged data (a flash error)."""
-    name = m._name
-    m._drop()
-    ota_state.remove(name + ".new")
-    st = ota_state.load()
-    if st["staged"].pop(name, None) is not None:
-        ota_state.save(st)
 
 
 def apply(m, line):
     """OTA:APPLY:<file>[,<file>...]:<auth>"""
     nonce = m._nonce
     m._nonce = None  # every APPLY consumes the nonce, whatever the outcome
-    if m.state != 0:
+    if m.t.state != IDLE:
         m._send("OTA:REJECT:BUSY")
         return
     p = line.split(":")
@@ -333,7 +284,7 @@ def apply(m, line):
             m._send("OTA:ERR:INCOMPLETE:" + name)
             return
         items.append((name, name + ".new", e.get("ver"), e["size"], e["crc"]))
-    m._done = -1
+    m.t.done = -1
     install(m, items)
 
 
@@ -342,17 +293,18 @@ def apply(m, line):
 
 def install(m, items):
     """Replace the files through the journal, answer OK and reset."""
-    m.state = 3
+    t = m.t
+    t.state = COMMITTING
     m._feed()
     import ota_commit
 
     try:
-        ota_commit.apply(items, app_version())
+        ota_commit.apply(items, ota_state.app_version())
     except Exception as e:
-        m._drop()
+        t.drop()
         m._send("OTA:ERR:RENAME:" + reason(e))
         return
-    m._mode = 0
+    t.mode = NONE
     m._send("OTA:OK")
     m._feed()
     time.sleep_ms(m.RESET_DELAY_MS)
@@ -364,14 +316,14 @@ def install(m, items):
 
 def abort_all(m):
     """OTA:ABORT: drop the transfer and every staged file."""
-    m._drop()
-    m._done = -1
+    m.t.drop()
+    m.t.done = -1
     for name in m.ALLOWED_FILES:
-        ota_state.remove(name + ".new")
+        remove(name + ".new")
     st = ota_state.load()
     if st["staged"]:
         for name in st["staged"]:
-            ota_state.remove(name + ".new")
+            remove(name + ".new")
         st["staged"] = {}
         ota_state.save(st)
     m._send("OTA:ABORTED")

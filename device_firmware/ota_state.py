@@ -1,4 +1,5 @@
-"""What the OTA manager remembers across resets: ota_state.json.
+"""What the OTA manager remembers across resets (ota_state.json), and what
+else it reads from flash: file sizes and CRCs, free space, config.VERSION.
 
 The file is rewritten whole through `ota_state.json.tmp` and a rename, which
 is atomic on LittleFS, so a power cut leaves either the old or the new state.
@@ -29,10 +30,11 @@ Schema (every key is always present after load()):
     }
 """
 
+import binascii
 import json
 import os
 
-STATE = "ota_state.json"
+from ota_core import STATE, remove
 
 
 def load():
@@ -64,6 +66,46 @@ def save(d, name=STATE):
         raise
 
 
+def app_version():
+    """The board's config.VERSION as text, or None when there is no config.py."""
+    try:
+        import config
+
+        return str(config.VERSION)
+    except Exception:
+        return None
+
+
+def free_space():
+    """Free bytes on the filesystem, -1 if unknown. Slow: never per chunk."""
+    try:
+        s = os.statvfs("/")
+        return s[0] * s[3]
+    except Exception:
+        return -1
+
+
+def file_crc(name, limit=-1):
+    """(bytes read, CRC-32) of the first `limit` bytes of a file (all if -1).
+
+    Reads through one small buffer, so a large file costs no RAM.
+    """
+    buf = bytearray(256)
+    mv = memoryview(buf)
+    crc = 0
+    n = 0
+    with open(name, "rb") as f:
+        while limit < 0 or n < limit:
+            k = f.readinto(buf)
+            if not k:
+                break
+            if 0 <= limit < n + k:
+                k = limit - n
+            crc = binascii.crc32(mv[:k], crc)
+            n += k
+    return n, crc & 0xFFFFFFFF
+
+
 def fsize(name):
     """Size of a file, or -1 when it does not exist."""
     try:
@@ -74,10 +116,3 @@ def fsize(name):
 
 def exists(name):
     return fsize(name) >= 0
-
-
-def remove(name):
-    try:
-        os.remove(name)
-    except OSError:
-        pass

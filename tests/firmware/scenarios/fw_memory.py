@@ -7,8 +7,9 @@ gc.mem_alloc() read right after a `yield` is the live heap.
 - resident: live heap after importing ota_manager and creating one
   OTAManager, minus the live heap before.
 - transfer: a 64 KB file in base64 D lines of 180 bytes (244-byte lines, for
-  an MTU of 256), `win` lines per window. For every line: `live` = live heap
-  minus the live heap after READY (what the manager has kept so far); then
+  an MTU of 256), made chunk by chunk (fwtest.Chunks). For every line:
+  `live` = live heap minus the live heap after READY (what the manager has
+  kept so far); then
   the line is built, collected, and handle() runs; `call` = heap allocated by
   that handle() call, garbage included. Peak growth = max(live + call): the
   most heap the data phase needs on top of the manager after READY. The line
@@ -24,7 +25,7 @@ checks that the lazy modules stay unloaded and the transfer completes.
 import gc
 import sys
 
-from fwtest import b64, blob, crc32_hex, use_builtin_binascii
+from fwtest import Chunks, b64, use_builtin_binascii
 
 RESIDENT_GOAL = 6 * 1024
 PEAK_GOAL = 4 * 1024
@@ -68,7 +69,14 @@ def test_mpy_resident_footprint():
     yield
     retained = _heap() - before
     assert m.state == m.IDLE
-    for lazy in ("ota_setup", "ota_state", "ota_hello", "ota_commit", "ota_auth"):
+    for lazy in (
+        "ota_setup",
+        "ota_data",
+        "ota_state",
+        "ota_hello",
+        "ota_commit",
+        "ota_auth",
+    ):
         assert lazy not in sys.modules, lazy
     if not MEASURED:
         return None
@@ -82,14 +90,13 @@ def test_mpy_transfer_peak_growth():
 
     size = 64 * 1024
     chunk = 180
-    data = blob(size, 7)
-    crc = crc32_hex(data)
+    data = Chunks(size, chunk, 7)
+    crc = data.crc_hex()
     out = _Count()
     m = ota_manager.OTAManager(out)
     yield
     idle = _heap()
     m.handle("OTA:HELLO")
-    win = 8
     file_line = f"OTA:FILE:main.py:{size}:{crc}:1.2.0:b64:-:"
     m.handle(file_line)
     assert out.last.startswith("OTA:READY:0:"), out.last
@@ -100,22 +107,18 @@ def test_mpy_transfer_peak_growth():
     peak = 0
     worst_call = 0
     worst_live = 0
-    off = 0
-    while off < size:
-        end = min(size, off + chunk * win)
-        while off < end:
-            yield
-            live = _heap() - base
-            line = f"OTA:D:{off}:{b64(data[off : off + chunk])}"
-            yield
-            a = _heap()
-            m.handle(line)
-            call = _heap() - a
-            line = None
-            peak = max(peak, live + call)
-            worst_call = max(worst_call, call)
-            worst_live = max(worst_live, live)
-            off = min(size, off + chunk)
+    for off in range(0, size, chunk):
+        yield
+        live = _heap() - base
+        line = f"OTA:D:{off}:{b64(data.read())}"
+        yield
+        a = _heap()
+        m.handle(line)
+        call = _heap() - a
+        line = None
+        peak = max(peak, live + call)
+        worst_call = max(worst_call, call)
+        worst_live = max(worst_live, live)
     assert out.last == f"OTA:A:{size}", out.last
     yield
     after = _heap() - base

@@ -21,8 +21,8 @@ cleared before every reading. Not in the figure: the RX attribute buffer
 import gc
 
 import nus_central
-from fwtest import blob
-from nus_central import Central, b64, crc_hex
+from fwtest import Chunks
+from nus_central import Central, b64
 
 MEASURED = hasattr(gc, "mem_alloc")
 PEAK_GOAL = 4 * 1024
@@ -60,8 +60,8 @@ def test_mpy_stream_peak_growth():
     win = info["win"]
     size = 64 * 1024
     chunk = 171  # b64 in a 244-byte write, as the client sends at MTU 247
-    data = blob(size, 11)
-    crc = crc_hex(data)
+    data = Chunks(size, chunk, 11)  # see fwtest.Chunks: no 64 KB of random words
+    crc = data.crc_hex()
     got = c.ask(f"OTA:FILE:app.py:{size}:{crc}:9.0.0:b64:-:")
     assert len(got) == 1, got
     assert got[0].startswith("OTA:READY:0:"), got
@@ -79,7 +79,7 @@ def test_mpy_stream_peak_growth():
         for _ in range(win):
             if sent >= size:
                 break
-            c.write(f"OTA:D:{sent}:{b64(data[sent : sent + chunk])}\n")
+            c.write(f"OTA:D:{sent}:{b64(data.read())}\n")
             sent += chunk
         most_queued = max(most_queued, p.pending())
         while True:
@@ -98,6 +98,10 @@ def test_mpy_stream_peak_growth():
             _forget(c)
         assert last.startswith("OTA:A:"), last
         off = int(last.split(":")[2])
+        assert off == min(sent, size), (
+            off,
+            sent,
+        )  # all acknowledged: pieces stay in step
     assert last == f"OTA:A:{size}", last
     assert most_queued == win, most_queued
     if not MEASURED:

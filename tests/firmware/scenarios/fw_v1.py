@@ -29,10 +29,10 @@ def _start(data, name="main.py", ver="1.0.1", chunk=64, token=None):
 
 
 def _free(board_free):
-    import ota_setup
+    import ota_state
 
-    ota_setup.os = FakeOs(board_free)
-    return ota_setup.os
+    ota_state.os = FakeOs(board_free)
+    return ota_state.os
 
 
 def test_v1_client_flow_is_byte_identical():
@@ -243,7 +243,7 @@ def test_v1_oversize_is_counted_not_stored():
     assert b.one(_start(data)) == "OTA:READY"
     assert b.one(f"OTA:DATA:0:{hexs(blob(64, 3))}") == "OTA:ACK:0"
     assert b.one(f"OTA:DATA:1:{hexs(blob(64, 4))}") == "OTA:ACK:1"
-    b.m._f.flush()
+    b.m.t.f.flush()
     assert len(read("_ota_tmp")) == 100
     assert b.one("OTA:COMMIT") == "OTA:ERR:SIZE:got=128,exp=100"
     assert listdir() == []
@@ -356,8 +356,8 @@ def test_write_error_aborts_transfer():
         def close(self):
             pass
 
-    b.m._f.close()
-    b.m._f = Full()
+    b.m.t.f.close()
+    b.m.t.f = Full()
     r = b.one(f"OTA:DATA:0:{hexs(data[:64])}")
     assert r.startswith("OTA:ERR:WRITE:"), r
     assert r.count(":") == 3, r

@@ -40,9 +40,9 @@ def _ready(b, line):
 def test_hello_capabilities():
     write("main.py", OLD_MAIN)
     b = Board()
-    import ota_setup
+    import ota_state
 
-    ota_setup.os = FakeOs(8 * 4096)
+    ota_state.os = FakeOs(8 * 4096)
     h = b.hello()
     assert sorted(h) == sorted(
         [
@@ -117,12 +117,12 @@ def test_hello_version_needs_matching_crc():
 def test_windowed_b64_transfer_and_apply():
     write("main.py", OLD_MAIN)
     b = Board()
-    import ota_manager
-    import ota_setup
+    import ota_core
+    import ota_state
 
     fake = FakeOs()  # the real statvfs, counted
-    ota_setup.os = fake
-    ota_manager.os = fake
+    ota_state.os = fake
+    ota_core.os = fake
     data = blob(5000, 11)
     off, _ = _ready(b, file_line("main.py", data, "1.1.0"))
     assert fake.statvfs_calls == 1
@@ -365,10 +365,10 @@ def test_empty_file():
 
 def test_file_checks_in_order():
     b = Board()
-    import ota_setup
+    import ota_state
 
     fake = FakeOs(40960)
-    ota_setup.os = fake
+    ota_state.os = fake
     data = blob(100)
     _ready(b, file_line("main.py", data))
     assert b.one("OTA:FILE:x") == "OTA:REJECT:BUSY"
@@ -404,15 +404,15 @@ def test_file_checks_in_order():
 
 def test_nospace_counts_staged_bytes_as_free():
     b = Board()
-    import ota_setup
+    import ota_state
 
     data = blob(40000, 5)
     _ready(b, file_line("main.py", data))
     push(b, data, stop=36000)
     b.m.abort()
-    ota_setup.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
+    ota_state.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
     assert b.one(file_line("main.py", data)) == "OTA:REJECT:NOSPACE"
-    ota_setup.os = FakeOs(16384)  # 80 % of 52384 is 41907
+    ota_state.os = FakeOs(16384)  # 80 % of 52384 is 41907
     assert _ready(b, file_line("main.py", data))[0] == 36000
 
 
@@ -546,8 +546,8 @@ def test_flash_error_discards_staged_file():
         def close(self):
             pass
 
-    b.m._f.close()
-    b.m._f = Broken()
+    b.m.t.f.close()
+    b.m.t.f = Broken()
     r = b.one(d_line(data, 180))
     assert r.startswith("OTA:ERR:WRITE:"), r
     assert b.m.state == b.m.IDLE
@@ -560,7 +560,7 @@ def test_unexpected_error_answers_internal_and_recovers():
     data = blob(600)
     _ready(b, file_line("main.py", data))
     assert b.one(d_line(data, 0)) == "OTA:A:180"
-    real = b.m._f
+    real = b.m.t.f
 
     class Odd:
         def write(self, data):
@@ -569,7 +569,7 @@ def test_unexpected_error_answers_internal_and_recovers():
         def close(self):
             real.close()
 
-    b.m._f = Odd()
+    b.m.t.f = Odd()
     r = b.one(d_line(data, 180))
     assert r.startswith("OTA:ERR:INTERNAL:"), r
     assert r.count(":") == 3, r

@@ -1,0 +1,146 @@
+"""The data path: v1 DATA and v2 D lines, the code that runs for every chunk.
+
+Part of OTAManager (ota_manager.py), which calls data() or d() only while a
+transfer of that protocol runs; ota_setup.begin() loaded this module before
+READY, so streaming allocates nothing but the decoded chunk and the reply.
+`m` is the manager, `m.t` the transfer (ota_core.Transfer).
+"""
+
+import binascii
+
+import ota_state
+from ota_core import BIG, IDLE, NONE, RECEIVING, num, reason, remove
+
+
+def data(m, line):
+    """v1 OTA:DATA:<seq>:<hex>, stop-and-wait."""
+    t = m.t
+    j = line.find(":", 9)
+    if j < 0:
+        j = len(line)
+    seq = num(line, 9, j)
+    if seq < 0:
+        m._send("OTA:ERR:BAD_SEQ")
+        return
+    if seq != t.seq:
+        if seq == t.seq - 1:
+            m._send("OTA:ACK:%d" % seq)  # the client missed this ACK
+        elif seq == BIG:
+            m._send("OTA:ERR:" + line[9:j])
+        else:
+            m._send("OTA:ERR:%d" % seq)
+        return
+    try:
+        chunk = binascii.unhexlify(line[j + 1 :])
+    except Exception:
+        chunk = b""
+    if not chunk:
+        m._send("OTA:ERR:BAD_DATA:%d" % seq)
+        return
+    room = t.size - t.have
+    try:
+        if room > 0:
+            t.f.write(chunk if len(chunk) <= room else chunk[:room])
+    except OSError as e:
+        t.drop()
+        m._send("OTA:ERR:WRITE:" + reason(e))
+        return
+    m._feed()
+    # Bytes past the announced size are counted, not stored: COMMIT
+    # then reports the size error a v1 board would.
+    t.crc = binascii.crc32(chunk, t.crc)
+    t.have += len(chunk)
+    t.seq = seq + 1
+    t.state = RECEIVING
+    m._send("OTA:ACK:%d" % seq)
+
+
+def d(m, line):
+    """v2 OTA:D:<offset>:<payload>, windowed with cumulative ACKs."""
+    t = m.t
+    j = line.find(":", 6)
+    off = num(line, 6, j) if j > 0 else -1
+    if off < 0:
+        m._send("OTA:ERR:BAD_SEQ")
+        return
+    have = t.have
+    if off != have:
+        if off < have:
+            m._send("OTA:A:%d" % have)
+        elif not t.nak:
+            t.nak = True  # one N per gap, then silence
+            m._send("OTA:N:%d" % have)
+        return
+    t.nak = False
+    n = len(line) - j - 1
+    chunk = None
+    if 0 < n and len(line) < m.LINE_MAX:
+        try:
+            if t.b64:
+                chunk = binascii.a2b_base64(line[j + 1 :])
+                # the decoder skips stray characters: demand the exact length
+                if n % 4:
+                    n = -1
+                else:
+                    n = n // 4 * 3 - (line[-1] == "=") - (line[-2] == "=")
+            else:
+                chunk = binascii.unhexlify(line[j + 1 :])
+                n = n // 2
+        except Exception:
+            chunk = None
+    if not chunk or len(chunk) != n or have + n > t.size:
+        m._send("OTA:ERR:BAD_DATA:%d" % off)
+        return
+    try:
+        t.f.write(chunk)
+        have += n
+        if have >= t.sync:
+            t.f.flush()  # so a reset keeps what arrived (resume)
+            t.sync = have + 4096
+    except OSError as e:
+        discard(t)
+        m._send("OTA:ERR:WRITE:" + reason(e))
+        return
+    m._feed()
+    t.crc = binascii.crc32(chunk, t.crc)
+    t.have = have
+    t.state = RECEIVING
+    if have == t.size:
+        complete(m)
+    else:
+        m._send("OTA:A:%d" % have)
+
+
+def complete(m):
+    """The last byte of a v2 file arrived: check the CRC, stage the file."""
+    t = m.t
+    name = t.name
+    crc = t.crc & 0xFFFFFFFF
+    f = t.f
+    t.f = None
+    t.mode = NONE
+    t.state = IDLE
+    f.close()
+    st = ota_state.load()
+    if crc != t.exp:
+        remove(name + ".new")
+        st["staged"].pop(name, None)
+        ota_state.save(st)
+        m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, t.exp))
+        return
+    e = st["staged"].get(name)
+    if isinstance(e, dict):
+        e["ok"] = True
+        ota_state.save(st)
+    t.done = t.size
+    m._send("OTA:A:%d" % t.size)
+
+
+def discard(t):
+    """Drop transfer `t` and its staged data (a flash error)."""
+    name = t.name
+    t.drop()
+    remove(name + ".new")
+    st = ota_state.load()
+    if st["staged"].pop(name, None) is not None:
+        ota_state.save(st)

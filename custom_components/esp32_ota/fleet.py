@@ -17,11 +17,13 @@ board already counts in its scanner's allocations, as do connections of
 other integrations. Free slots come from Home Assistant's Bluetooth manager
 (the allocations ESPHome proxies and local adapters report).
 
-A board stays admitted from its admission until its update ends, including
-the reconnections of the update (a v1 board resets after every file). One
-board is admitted at most once: its updates and reads wait for each other.
-Boards are admitted in the order they asked; a later board goes first only
-when the earlier ones cannot be placed.
+A board stays admitted from its admission until its transfer ends,
+including the reconnections of the transfer (a v1 board resets after every
+file); while it waits for its program to confirm a new version it holds
+nothing, and each look at it is admitted anew, `first`: ahead of the boards
+that have not started. One board is admitted at most once: its updates and
+reads wait for each other. Otherwise boards are admitted in the order they
+asked; a later board goes first only when the earlier ones cannot be placed.
 
 Reports lag and the wrapper may pick a scanner we counted for another of our
 boards, so a connection can still be refused for lack of slots. That is not
@@ -79,6 +81,7 @@ class QueueTimeoutError(Exception):
 class _Waiter:
     address: str
     future: asyncio.Future[None]
+    first: bool  # ahead of the others (a board in the middle of its update)
 
 
 class _Matching:
@@ -158,7 +161,7 @@ class FleetScheduler:
     def _admit(self) -> None:
         """Admit waiting boards that fit, in the order they asked."""
         matching = self._matching()
-        for waiter in list(self._waiters):
+        for waiter in sorted(self._waiters, key=lambda waiter: not waiter.first):
             if waiter.future.done():
                 self._waiters.remove(waiter)
             elif waiter.address in self._admitted:
@@ -208,15 +211,20 @@ class FleetScheduler:
 
     @contextlib.asynccontextmanager
     async def slot(
-        self, address: str, on_queued: Callable[[], None] | None = None
+        self,
+        address: str,
+        on_queued: Callable[[], None] | None = None,
+        *,
+        first: bool = False,
     ) -> AsyncIterator[None]:
         """Be admitted to connect `address` until the block ends.
 
-        `on_queued` is called once if the board has to wait.
+        `on_queued` is called once if the board has to wait; `first` puts it
+        ahead of the boards waiting without it.
         """
         self._follow_allocations()
         future: asyncio.Future[None] = self.hass.loop.create_future()
-        self._waiters.append(_Waiter(address, future))
+        self._waiters.append(_Waiter(address, future, first))
         self._admit()
         if not future.done() and on_queued is not None:
             on_queued()

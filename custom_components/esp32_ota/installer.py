@@ -4,9 +4,10 @@
    install_files action), which of them to send, which version to send and
    what the board holds afterwards; refuse what the board would refuse.
 2. Wait for a connection slot of the fleet scheduler (the entity shows
-   "queued"), then install with the library, showing the progress; with
-   trial confirmation on, wait until the board's program confirms the new
-   version.
+   "queued"), then install with the library, showing the progress, and give
+   the slot back. With trial confirmation on, wait until the board's program
+   confirms the new version: a short look now and then, each with a slot
+   taken ahead of the boards that have not started.
 3. Report: a history record (kept for diagnostics, returned by the action),
    `esp32_ota_install` events (started, then finished or failed), repair
    issues, and a translated error on failure.
@@ -143,6 +144,8 @@ class BoardInstaller:
                 self.progress = 0
                 board.async_update_listeners()
                 result = await self._async_transfer(plan)
+            if result is not None and result.trial and board.settings.confirm_trial:
+                result = await self._async_confirmed(plan, result)
         except (HomeAssistantError, BoardOutOfReachError, QueueTimeoutError) as err:
             failure = err if isinstance(err, HomeAssistantError) else self._queue(err)
             record = replace(
@@ -341,13 +344,10 @@ class BoardInstaller:
 
     # -- talking to the board
 
-    async def _async_transfer(self, plan: InstallPlan) -> InstallResult | None:
-        """Send the files; None when there was nothing to send."""
-        if not plan.contents:
-            return None
+    def _options(self, plan: InstallPlan) -> InstallOptions:
         board = self.coordinator
         settings = board.settings
-        options = InstallOptions(
+        return InstallOptions(
             auth_key=settings.auth_key,
             token=settings.token,
             # Pinned: a v1 answer fails before anything, the token above
@@ -357,12 +357,18 @@ class BoardInstaller:
             window=settings.window,
             encoding=settings.encoding,
         )
+
+    async def _async_transfer(self, plan: InstallPlan) -> InstallResult | None:
+        """Send the files; None when there was nothing to send."""
+        if not plan.contents:
+            return None
+        board = self.coordinator
         try:
             result = await install(
                 board.link.connect,
                 plan.contents,
                 plan.wire_version,
-                options,
+                self._options(plan),
                 progress=self._on_progress,
             )
             data = replace(
@@ -374,31 +380,44 @@ class BoardInstaller:
             if result.board is not None:
                 data = replace(data, app_version=result.board.app_version)
             board.async_set_updated_data(data)
-            if result.trial and settings.confirm_trial:
-                info = await self._async_wait_for_confirmation(plan, options)
-                result = replace(result, trial=False, board=info)
         except (OTAError, *LINK_ERRORS) as err:
-            raise translate(
-                err,
-                name=board.name,
-                files=list(plan.files),
-                version=plan.version,
-                heard_now=board.link.heard_now(),
-            ) from err
+            raise self._translated(err, plan) from err
         return result
 
-    async def _async_wait_for_confirmation(
-        self, plan: InstallPlan, options: InstallOptions
-    ) -> BoardInfo | None:
+    def _translated(self, err: Exception, plan: InstallPlan) -> HomeAssistantError:
+        board = self.coordinator
+        return translate(
+            err,
+            name=board.name,
+            files=list(plan.files),
+            version=plan.version,
+            heard_now=board.link.heard_now(),
+        )
+
+    async def _async_confirmed(
+        self, plan: InstallPlan, result: InstallResult
+    ) -> InstallResult:
+        """Wait until the board's program confirms the new version."""
+        try:
+            info = await self._async_wait_for_confirmation(plan)
+        except (OTAError, *LINK_ERRORS) as err:
+            raise self._translated(err, plan) from err
+        return replace(result, trial=False, board=info)
+
+    async def _async_wait_for_confirmation(self, plan: InstallPlan) -> BoardInfo | None:
         """Ask the board now and then until its program confirms the new version.
 
-        Each look is a short connection (the slot stays ours meanwhile).
+        Between looks the board holds no connection and no slot: other boards
+        use it. Each look is a short connection that waits for a slot ahead
+        of boards that have not started yet.
         """
         board = self.coordinator
+        options = self._options(plan)
         deadline = board.hass.loop.time() + TRIAL_TIMEOUT
         while True:
             await asyncio.sleep(TRIAL_POLL_INTERVAL)
-            info = await probe(board.link.connect, options)
+            async with board.link.claim(first=True):
+                info = await probe(board.link.connect, options)
             if info is None:  # pragma: no cover - a v1 board reports no trial
                 return None
             board.async_set_updated_data(replace(board.data, board_info=info))

@@ -63,10 +63,17 @@ class BoardLink:
 
     @contextlib.asynccontextmanager
     async def claim(
-        self, on_queued: Callable[[], None] | None = None
+        self, on_queued: Callable[[], None] | None = None, *, first: bool = False
     ) -> AsyncIterator[None]:
-        """Hold a connection slot, then the board; `on_queued` if it waits."""
-        async with get_fleet(self.hass).slot(self.address, on_queued), self.lock:
+        """Hold a connection slot, then the board; `on_queued` if it waits.
+
+        `first`: ahead of the boards that have not started yet (a board in
+        the middle of an update that only needs a short look).
+        """
+        async with (
+            get_fleet(self.hass).slot(self.address, on_queued, first=first),
+            self.lock,
+        ):
             self._gave_up = None
             yield
 

@@ -168,8 +168,9 @@ def test_confirm_by_staying_up():
         _, p = boots.power_on()
         assert update(p, "app.py", APP_V2)
         # an application that never calls confirm(): the peripheral's poll
-        # confirms once the board has been up CONFIRM_AFTER_MS
-        guard = boots.run_boot_py(CONFIRM_AFTER_MS=30)
+        # confirms once the board has been up CONFIRM_AFTER_MS. The board's
+        # start is moved back instead of sleeping: no wall-clock window.
+        guard = boots.run_boot_py(CONFIRM_AFTER_MS=60000)
         assert guard.status == "trial"
         from nus_peripheral import NUSPeripheral
 
@@ -177,7 +178,10 @@ def test_confirm_by_staying_up():
         p.poll()
         assert guard.on_trial()
         assert state()["trial"]["boots"] == 1
-        time.sleep_ms(40)
+        guard._started = time.ticks_add(time.ticks_ms(), -59000)
+        p.poll()
+        assert guard.on_trial()  # up 59 s: not yet
+        guard._started = time.ticks_add(time.ticks_ms(), -60000)
         p.poll()
         assert not guard.on_trial()
         assert guard.status == "confirmed"

@@ -39,7 +39,6 @@ from tests.common import (
     make_board,
     setup_board,
     source_folder,
-    wait_until_sending,
     write_release,
 )
 
@@ -226,20 +225,6 @@ async def test_targets_must_be_loaded_boards(
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert "is not set up" in await refused("board_not_loaded", entity_id=ENTITY_ID)
-
-
-async def test_a_board_busy_with_an_update_is_refused(
-    hass: HomeAssistant, proxy: SimProxyScanner
-) -> None:
-    _, entry = await board_with_release(hass, proxy)
-    task = hass.async_create_task(install(hass))
-    await wait_until_sending(entry.runtime_data)
-    with pytest.raises(ServiceValidationError) as err:
-        await install_files(
-            hass, entity_id=ENTITY_ID, content={"app.py": app_source("9.0.0")}
-        )
-    assert err.value.translation_key == "install_in_progress"
-    await task
 
 
 async def test_a_failing_board_is_reported(

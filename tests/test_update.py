@@ -367,12 +367,22 @@ async def test_one_install_at_a_time(
     board, entry = await board_with_release(hass, proxy)
     task = hass.async_create_task(install(hass))
     await wait_until_sending(entry.runtime_data)
-    # The action refuses while in progress; so does the board's runtime.
+    # update.install refuses while in progress; so do the board's runtime
+    # and the install_files action, with one rule and one error.
     with pytest.raises(HomeAssistantError, match="already in progress"):
         await install(hass)
-    with pytest.raises(HomeAssistantError) as err:
-        await entry.runtime_data.async_install(None)
-    assert err.value.translation_key == "install_in_progress"
+    for attempt in (
+        entry.runtime_data.async_install(None),
+        hass.services.async_call(
+            DOMAIN,
+            "install_files",
+            {"entity_id": ENTITY_ID, "content": {"app.py": app_source("9.0.0")}},
+            blocking=True,
+        ),
+    ):
+        with pytest.raises(ServiceValidationError) as err:
+            await attempt
+        assert err.value.translation_key == "install_in_progress"
     await task
     assert board.read("app.py") == app_source("1.1.0").encode()
 

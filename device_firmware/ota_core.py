@@ -15,7 +15,7 @@ except ImportError:  # plain CPython (a v1 user's desktop tests)
         return x
 
 
-FW_VERSION = "2.0.0"
+FW_VERSION = "2.1.0"
 
 # OTAManager.state
 IDLE = const(0)  # no transfer
@@ -101,6 +101,8 @@ class Transfer:
         self.nak = False  # v2: N already sent for the current gap
         self.sync = 0  # v2: flush the staged file when `have` reaches this
         self.done = -1  # v2: size of the file just completed (re-ACKs)
+        self.sha = None  # v2: SHA-256 of what arrived, when FILE carried one
+        self.want = None  # v2: the SHA-256 FILE announced (hex)
 
     def drop(self):
         """Forget the transfer (IDLE); v2 staged data stays on flash."""
@@ -117,4 +119,5 @@ class Transfer:
         finally:
             self.mode = NONE
             self.nak = False
+            self.sha = None
             self.state = IDLE

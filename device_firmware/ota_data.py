@@ -103,6 +103,8 @@ def d(m, line):
         return
     m._feed()
     t.crc = binascii.crc32(chunk, t.crc)
+    if t.sha is not None:
+        t.sha.update(chunk)
     t.have = have
     t.state = RECEIVING
     if have == t.size:
@@ -112,7 +114,7 @@ def d(m, line):
 
 
 def complete(m):
-    """The last byte of a v2 file arrived: check the CRC, stage the file."""
+    """The last byte of a v2 file arrived: check CRC and SHA-256, stage the file."""
     t = m.t
     name = t.name
     crc = t.crc & 0xFFFFFFFF
@@ -120,13 +122,18 @@ def complete(m):
     t.f = None
     t.mode = NONE
     t.state = IDLE
+    sha = t.sha
+    t.sha = None
     f.close()
     st = ota_state.load()
-    if crc != t.exp:
+    if crc != t.exp or not ota_state.hash_is(sha, t.want):
         remove(name + ".new")
         st["staged"].pop(name, None)
         ota_state.save(st)
-        m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, t.exp))
+        if crc != t.exp:
+            m._send("OTA:ERR:CRC:got=%08x,exp=%08x" % (crc, t.exp))
+        else:
+            m._send("OTA:ERR:HASH:" + name)  # not the content the MAC signed
         return
     e = st["staged"].get(name)
     if isinstance(e, dict):

@@ -68,6 +68,7 @@ def caps(m):
         "line": m.LINE_MAX,
         "enc": ["hex", "b64"],
         "auth": _auth_mode(m),
+        "hash": "sha256",
         "nonce": m._nonce,
         "free": free if free >= 0 else None,
         "files": files,

@@ -35,7 +35,7 @@ def command(m, cmd, line):
     elif cmd == "APPLY":
         apply(m, line)
     else:
-        abort_all(m)
+        abort_all(m, line)
 
 
 def begin(t, mode, f, name, size, exp, ver=None, have=0, crc=0, b64=False):
@@ -96,6 +96,13 @@ def older(new, cur):
 def _nospace(size, credit):
     free = ota_state.free_space()
     return free >= 0 and size * 5 > (free + credit) * 4
+
+
+def sha_field(s):
+    """A SHA-256 field: 64 lower-case hex digits, or None if malformed."""
+    if len(s) != 64 or s.strip("0123456789abcdef"):
+        return None
+    return s
 
 
 def _auth(m, nonce, given, message):
@@ -178,14 +185,16 @@ def commit(m):
 
 
 def file(m, line):
-    """OTA:FILE:<file>:<size>:<crc32>:<version>:<enc>:<flags>:<auth>"""
+    """OTA:FILE:<file>:<size>:<crc32>:<version>:<enc>:<flags>[:<sha256>]:<auth>"""
     nonce = m._nonce
     m._nonce = None  # every FILE consumes the nonce, whatever the outcome
     if m.t.state != IDLE:
         m._send("OTA:REJECT:BUSY")
         return
     p = line.split(":")
-    if len(p) != 9:
+    n = len(p)
+    sha = sha_field(p[8]) if n == 10 else None
+    if n != 9 and sha is None:
         m._send("OTA:REJECT:BAD_ARGS")
         return
     name = p[2]
@@ -201,7 +210,10 @@ def file(m, line):
     ):
         m._send("OTA:REJECT:BAD_ARGS")
         return
-    if not _auth(m, nonce, p[8], "|FILE|" + "|".join(p[2:8])):
+    # With a key the MAC must cover the content: a FILE without SHA-256 fails.
+    if (m.AUTH_KEY is not None and sha is None) or not _auth(
+        m, nonce, p[n - 1], "|FILE|" + "|".join(p[2 : n - 1])
+    ):
         m._send("OTA:REJECT:AUTH")
         return
     if name not in m.ALLOWED_FILES:
@@ -222,12 +234,15 @@ def file(m, line):
     import ota_auth
 
     crc_s = "%08x" % crc
-    have, run = _resume(st["staged"].get(name), new, size, crc_s)
+    have, run, h = _resume(st["staged"].get(name), new, size, crc_s, sha)
     done = have == size
     f = None
     if not done or size == 0:
         f = open(new, "ab" if have else "wb")
-    st["staged"][name] = {"size": size, "crc": crc_s, "ver": ver, "ok": done}
+    e = {"size": size, "crc": crc_s, "ver": ver, "ok": done}
+    if sha is not None:
+        e["sha"] = sha
+    st["staged"][name] = e
     ota_state.save(st)
     m._nonce = ota_auth.nonce()
     m._send("OTA:READY:%d:%s" % (have, m._nonce))
@@ -239,18 +254,31 @@ def file(m, line):
             m._send("OTA:A:0")
         return
     begin(m.t, V2, f, name, size, crc, None, have, run, p[6] == "b64")
+    m.t.sha = h
+    m.t.want = sha
 
 
-def _resume(old, new, size, crc_s):
-    """(bytes to keep, their CRC) from an earlier transfer of the same file."""
-    if isinstance(old, dict) and old.get("size") == size and old.get("crc") == crc_s:
+def _resume(old, new, size, crc_s, sha):
+    """(bytes to keep, their CRC, their SHA-256 object) from an earlier transfer.
+
+    The hash object is None when FILE carried no SHA-256. A hash state cannot
+    be saved across a reset (MicroPython's hashlib cannot export it), so the
+    bytes kept on flash are hashed again (cost: firmware README, Memory).
+    """
+    if (
+        isinstance(old, dict)
+        and old.get("size") == size
+        and old.get("crc") == crc_s
+        and old.get("sha") == sha
+    ):
         have = ota_state.fsize(new)
         if 0 < have <= size:
-            have, run = ota_state.file_crc(new, have)
-            if have < size or "%08x" % run == crc_s:
-                return have, run
+            h = ota_state.new_hash(sha)
+            have, run = ota_state.file_crc(new, have, h)
+            if have < size or ("%08x" % run == crc_s and ota_state.hash_is(h, sha)):
+                return have, run, h
     remove(new)
-    return 0, 0
+    return 0, 0, ota_state.new_hash(sha)
 
 
 def apply(m, line):
@@ -265,14 +293,17 @@ def apply(m, line):
     if not names or "" in names or len(set(names)) != len(names):
         m._send("OTA:REJECT:BAD_ARGS")
         return
-    if not _auth(m, nonce, p[3], "|APPLY|" + p[2]):
+    staged = ota_state.load()["staged"]
+    message = "|APPLY|" + p[2]
+    if m.AUTH_KEY is not None:  # the MAC covers the hashes FILE recorded
+        message += "|" + ",".join(_recorded_sha(staged.get(n)) for n in names)
+    if not _auth(m, nonce, p[3], message):
         m._send("OTA:REJECT:AUTH")
         return
     for name in names:
         if name not in m.ALLOWED_FILES:
             m._send("OTA:REJECT:FORBIDDEN")
             return
-    staged = ota_state.load()["staged"]
     items = []
     for name in names:
         e = staged.get(name)
@@ -286,6 +317,11 @@ def apply(m, line):
         items.append((name, name + ".new", e.get("ver"), e["size"], e["crc"]))
     m.t.done = -1
     install(m, items)
+
+
+def _recorded_sha(e):
+    sha = e.get("sha") if isinstance(e, dict) else None
+    return sha if isinstance(sha, str) else "-"
 
 
 # -- both -----------------------------------------------------------------------
@@ -314,13 +350,25 @@ def install(m, items):
     machine.reset()
 
 
-def abort_all(m):
-    """OTA:ABORT: drop the transfer and every staged file."""
+def abort_all(m, line):
+    """OTA:ABORT[:<auth>]: drop the transfer and every staged file.
+
+    With a key, staged files go only with the MAC of "<nonce>|ABORT". Without
+    it ABORT does what a disconnect does (the transfer under way stops, staged
+    files stay) and answers REJECT:AUTH while staged files remain; with
+    nothing staged it answers ABORTED, as v1 clients expect.
+    """
     m.t.drop()
     m.t.done = -1
+    st = ota_state.load()
+    if m.AUTH_KEY is not None:
+        nonce = m._nonce
+        m._nonce = None  # a signed command consumes the nonce
+        if not _auth(m, nonce, line[10:], "|ABORT"):
+            m._send("OTA:REJECT:AUTH" if st["staged"] else "OTA:ABORTED")
+            return
     for name in m.ALLOWED_FILES:
         remove(name + ".new")
-    st = ota_state.load()
     if st["staged"]:
         for name in st["staged"]:
             remove(name + ".new")

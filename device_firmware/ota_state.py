@@ -85,10 +85,11 @@ def free_space():
         return -1
 
 
-def file_crc(name, limit=-1):
+def file_crc(name, limit=-1, sha=None):
     """(bytes read, CRC-32) of the first `limit` bytes of a file (all if -1).
 
-    Reads through one small buffer, so a large file costs no RAM.
+    Reads through one small buffer, so a large file costs no RAM. The bytes
+    also go into the hash object `sha` when one is given.
     """
     buf = bytearray(256)
     mv = memoryview(buf)
@@ -102,8 +103,29 @@ def file_crc(name, limit=-1):
             if 0 <= limit < n + k:
                 k = limit - n
             crc = binascii.crc32(mv[:k], crc)
+            if sha is not None:
+                sha.update(mv[:k])
             n += k
     return n, crc & 0xFFFFFFFF
+
+
+def new_hash(want):
+    """A SHA-256 object when FILE announced a hash (`want`), else None."""
+    if want is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256()
+
+
+def hash_is(h, want):
+    """True when hash object h (finished by this call) has the hex digest want.
+
+    Also True when there is nothing to check (no hash was announced).
+    """
+    if h is None:
+        return want is None
+    return binascii.hexlify(h.digest()).decode() == want
 
 
 def fsize(name):

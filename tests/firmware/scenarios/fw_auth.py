@@ -1,6 +1,7 @@
 """Authentication: HMAC-SHA256 with single-use nonces, the v1 token, refusals."""
 
 import binascii
+import hashlib
 
 from fwtest import Board, blob, crc32_hex, file_line, listdir, push, read, write
 
@@ -13,13 +14,24 @@ def _mac(key, message):
     return binascii.hexlify(ota_auth.hmac_sha256(key, message)).decode()
 
 
+def _sha(data):
+    return binascii.hexlify(hashlib.sha256(data).digest()).decode()
+
+
 def _signed_file(nonce, name, data, ver="1.1.0", enc="b64", flags="-", key=KEY):  # noqa: PLR0917
-    fields = f"{name}|{len(data)}|{crc32_hex(data)}|{ver}|{enc}|{flags}"
-    return file_line(name, data, ver, enc, flags, _mac(key, nonce + "|FILE|" + fields))
+    """FILE with the content's SHA-256, which the MAC covers (a board with a key)."""
+    sha = _sha(data)
+    fields = f"{name}|{len(data)}|{crc32_hex(data)}|{ver}|{enc}|{flags}|{sha}"
+    mac = _mac(key, nonce + "|FILE|" + fields)
+    return file_line(name, data, ver, enc, flags, sha + ":" + mac)
 
 
-def _signed_apply(nonce, names, key=KEY):
-    return "OTA:APPLY:{}:{}".format(names, _mac(key, nonce + "|APPLY|" + names))
+def _signed_apply(nonce, names, *contents):
+    """APPLY signing the SHA-256 of each file's content ("-" for None)."""
+    hashes = ",".join("-" if c is None else _sha(c) for c in contents)
+    return "OTA:APPLY:{}:{}".format(
+        names, _mac(KEY, nonce + "|APPLY|" + names + "|" + hashes)
+    )
 
 
 def _ready_nonce(reply):
@@ -76,7 +88,7 @@ def test_hmac_update_end_to_end():
     nonce = _ready_nonce(b.one(_signed_file(h["nonce"], "main.py", data)))
     assert nonce != h["nonce"]
     assert push(b, data)[-1] == "OTA:A:1000"
-    assert b.send(_signed_apply(nonce, "main.py")) == ["OTA:OK"]
+    assert b.send(_signed_apply(nonce, "main.py", data)) == ["OTA:OK"]
     assert b.reset
     assert read("main.py") == data
 
@@ -130,17 +142,18 @@ def test_replayed_apply_refused():
     push(b, data, stop=180)
     b.m.abort()
     n = b.hello()["nonce"]
-    apply_line = _signed_apply(n, "main.py")
+    apply_line = _signed_apply(n, "main.py", data)
     assert b.one(apply_line) == "OTA:ERR:INCOMPLETE:main.py"
     nonce = _ready_nonce(b.one(_signed_file(b.hello()["nonce"], "main.py", data)))
     assert push(b, data, start=180)[-1] == "OTA:A:300"
     assert b.one(apply_line) == "OTA:REJECT:AUTH"  # the recorded APPLY
     # that refused line used up the nonce READY gave
-    assert b.one(_signed_apply(nonce, "main.py")) == "OTA:REJECT:AUTH"
+    assert b.one(_signed_apply(nonce, "main.py", data)) == "OTA:REJECT:AUTH"
     nonce = b.hello()["nonce"]
-    assert b.one(_signed_apply(nonce, "main.py,app.py")) == "OTA:ERR:INCOMPLETE:app.py"
-    assert b.one(_signed_apply(nonce, "main.py")) == "OTA:REJECT:AUTH"
-    assert b.send(_signed_apply(b.hello()["nonce"], "main.py")) == ["OTA:OK"]
+    both = _signed_apply(nonce, "main.py,app.py", data, None)
+    assert b.one(both) == "OTA:ERR:INCOMPLETE:app.py"
+    assert b.one(_signed_apply(nonce, "main.py", data)) == "OTA:REJECT:AUTH"
+    assert b.send(_signed_apply(b.hello()["nonce"], "main.py", data)) == ["OTA:OK"]
     assert read("main.py") == data
 
 
@@ -153,7 +166,8 @@ def test_auth_checked_before_forbidden():
         == "OTA:REJECT:FORBIDDEN"
     )
     assert b.one("OTA:APPLY:boot.py:" + "0" * 64) == "OTA:REJECT:AUTH"
-    assert b.one(_signed_apply(b.hello()["nonce"], "boot.py")) == "OTA:REJECT:FORBIDDEN"
+    boot = _signed_apply(b.hello()["nonce"], "boot.py", None)
+    assert b.one(boot) == "OTA:REJECT:FORBIDDEN"
 
 
 def test_key_set_refuses_v1_start():

@@ -27,6 +27,12 @@ def crc32_hex(data):
     return "%08x" % (binascii.crc32(data) & 0xFFFFFFFF)
 
 
+def sha256_hex(data):
+    import hashlib
+
+    return binascii.hexlify(hashlib.sha256(data).digest()).decode()
+
+
 def read(name):
     with open(name, "rb") as f:
         return f.read()
@@ -474,6 +480,7 @@ class Fuzzer:
         self.cur = self.files[2]
         self.enc = "b64"
         self.seq = 0
+        self.sha = {}  # with a key: the SHA-256 each file was last announced with
 
     def _pick(self, seq):
         return self.r.choice(seq)
@@ -508,9 +515,13 @@ class Fuzzer:
             fields = (
                 f"{name}|{len(self.cur)}|{crc32_hex(self.cur)}|{ver}|{self.enc}|{flags}"
             )
-            return file_line(
-                name, self.cur, ver, self.enc, flags, self._auth("|FILE|" + fields)
-            )
+            if self.key is None:
+                auth = self._auth("|FILE|" + fields)
+            else:  # the MAC covers the content's SHA-256, which FILE carries
+                sha = sha256_hex(self.cur)
+                self.sha[name] = sha
+                auth = sha + ":" + self._auth("|FILE|" + fields + "|" + sha)
+            return file_line(name, self.cur, ver, self.enc, flags, auth)
         if k <= 4:
             size = len(self.cur)
             off = r.below(size // 60 + 2) * 60
@@ -529,8 +540,12 @@ class Fuzzer:
             self.seq = seq + 1
             return f"OTA:DATA:{seq}:{hexs(self.cur[seq * 60 : seq * 60 + 60])}"
         if k == 7:
-            names = ",".join(self.allowed[: 1 + r.below(len(self.allowed))])
-            return "OTA:APPLY:{}:{}".format(names, self._auth("|APPLY|" + names))
+            picked = self.allowed[: 1 + r.below(len(self.allowed))]
+            names = ",".join(picked)
+            message = "|APPLY|" + names
+            if self.key is not None:
+                message += "|" + ",".join(self.sha.get(n, "-") for n in picked)
+            return f"OTA:APPLY:{names}:{self._auth(message)}"
         return self._pick(
             ("OTA:COMMIT", "OTA:ABORT", "OTA:HELLO", "OTA:APPLY:main.py:", "OTA:FILE")
         )

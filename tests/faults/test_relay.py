@@ -109,6 +109,30 @@ def staged(board: VirtualBoard) -> dict[str, Any]:
     return {"state": state.get("staged", {}), "files": news}
 
 
+async def test_swapped_code_with_a_forged_crc_is_refused(
+    hass: HomeAssistant, proxy: SimProxyScanner, faults: FaultLedger
+) -> None:
+    write_release(
+        source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
+    )
+    board = make_board(config=f'VERSION = "1.0.0"\nAUTH_KEY = "{KEY}"\n')
+    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: KEY})
+    before = {name: board.read(name) for name in ("main.py", "app.py")}
+    relay = Relay(board)
+    relay.swap = True
+
+    err = await install_fails(hass, "content_refused")
+
+    faults.add("code swapped by a relay (CRC forged)")
+    assert relay.swapped > 0  # the relay did rewrite the data
+    assert err.translation_placeholders == {"name": entry.title, "file": "app.py"}
+    assert "did not match the signature" in str(err), str(err)
+    assert staged(board) == {"state": {}, "files": []}
+    assert not any(line.startswith(b"OTA:APPLY") for line in relay.written)
+    assert {name: board.read(name) for name in before} == before
+    assert EVIL not in board.read("app.py")
+
+
 @pytest.mark.parametrize(
     ("config", "options"),
     [

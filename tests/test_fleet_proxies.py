@@ -8,22 +8,16 @@ can only decide *when* a board connects, never *through which proxy*.
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from bleak.backends.device import BLEDevice
 from esp32_ota_sim.bleak_backend import (
     SimBleakClient,
-    add_slot_listener,
-    connection_slots,
     set_connection_slots,
 )
-from homeassistant.const import ATTR_ENTITY_ID
 
-from custom_components.esp32_ota.const import DOMAIN
 from custom_components.esp32_ota.fleet import get_fleet
-from tests.bluetooth_helpers import async_register_sim_proxy
 from tests.common import (
     app_source,
     board_address,
@@ -31,38 +25,30 @@ from tests.common import (
     make_board,
     setup_board,
 )
+from tests.fleet_house import (
+    REPORT_DELAY,
+    ProxyWatch,
+    install_files,
+    register_proxies,
+    setup_house,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
 
     from tests.bluetooth_helpers import SimProxyScanner
-
-REPORT_DELAY = 0.1
 
 
 @pytest.fixture
 async def proxies(
     hass: HomeAssistant, enable_bluetooth: None
 ) -> AsyncIterator[list[SimProxyScanner]]:
-    """Three ESPHome-proxy-like scanners with 3 connection slots each.
-
-    Their slot reports reach Home Assistant 0.1 s late (the Wi-Fi hop).
-    """
-    registered = [
-        async_register_sim_proxy(
-            hass,
-            f"AA:BB:CC:DD:EE:{index:02X}",
-            f"proxy-{index}",
-            report_delay=REPORT_DELAY,
-        )
-        for index in (1, 2, 3)
-    ]
-    yield [scanner for scanner, _cleanup in registered]
-    for _scanner, cleanup in registered:
-        cleanup()
+    """Three ESPHome-proxy-like scanners with 3 connection slots each."""
+    registered, cleanup = register_proxies(hass, 3)
+    yield registered
+    cleanup()
 
 
 async def _connect_foreign(proxy: SimProxyScanner, index: int) -> SimBleakClient:
@@ -117,16 +103,7 @@ async def test_a_slot_freed_on_another_proxy_admits_a_waiting_board(
 
 
 async def _install_files(hass: HomeAssistant, entities: list[str]) -> dict[str, Any]:
-    """Push a new app.py to the boards through the action; its per-board results."""
-    response = await hass.services.async_call(
-        DOMAIN,
-        "install_files",
-        {ATTR_ENTITY_ID: entities, "content": {"app.py": app_source("2.0.0")}},
-        blocking=True,
-        return_response=True,
-    )
-    assert response is not None
-    return response["boards"]  # type: ignore[return-value]
+    return await install_files(hass, entities, {"app.py": app_source("2.0.0")})
 
 
 async def _release_later(
@@ -185,49 +162,12 @@ async def test_a_connection_refused_for_slots_after_admission_is_retried(
     await release
 
 
-class ProxyWatch:
-    """Peak connections each proxy held, and connections it refused."""
-
-    def __init__(self, proxies: list[SimProxyScanner]) -> None:
-        """Watch every proxy's slots."""
-        self.limits = {
-            proxy.source: connection_slots(proxy.source)[1] for proxy in proxies
-        }
-        self.peak = dict.fromkeys(self.limits, 0)
-        self.remove = add_slot_listener(self._changed)
-
-    def _changed(self, source: str) -> None:
-        if source in self.peak:
-            _free, _limit, connected = connection_slots(source)
-            self.peak[source] = max(self.peak[source], len(connected))
-
-
-async def setup_house(
-    hass: HomeAssistant, proxies: list[SimProxyScanner], count: int, seed: int
-) -> list[VirtualBoard]:
-    """`count` boards, each heard by 1-3 random proxies with random signal."""
-    rng = random.Random(seed)
-    boards = []
-    for index in range(1, count + 1):
-        board = make_board(board_address(index))
-        hearing = rng.sample(proxies, rng.randint(1, len(proxies)))
-        for proxy in hearing[1:]:
-            proxy.inject(board, rssi=rng.randint(-95, -45))
-        await setup_board(hass, hearing[0], board)
-        boards.append(board)
-    return boards
-
-
 async def test_thirty_boards_behind_three_shared_proxies(
     hass: HomeAssistant,
     proxies: list[SimProxyScanner],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import os
-
-    boards = await setup_house(
-        hass, proxies, 30, seed=int(os.environ.get("SEED", "15"))
-    )
+    boards = await setup_house(hass, proxies, 30, seed=15)
     watch = ProxyWatch(proxies)
     entities = [board_entity(index) for index in range(1, 31)]
 
@@ -239,7 +179,7 @@ async def test_thirty_boards_behind_three_shared_proxies(
     assert failed == {}
     for board in boards:
         assert board.read("app.py") == app_source("2.0.0").encode()
-    assert all(watch.peak[source] <= limit for source, limit in watch.limits.items())
+    assert watch.within_slots()
     assert sum(watch.peak.values()) > len(proxies)  # boards really ran in parallel
     assert "Error in allocation callback" not in caplog.text
     assert get_fleet(hass).queued() == []

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
     from .data import Esp32OtaConfigEntry
     from .history import TransferRecord
-    from .source import Release
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -189,10 +188,6 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
     def installed_version(self) -> str | None:
         """Return the version on the board, as far as we know."""
         return self.data.installed_version(self.source)
-
-    def files_to_send(self, release: Release) -> list[str]:
-        """Files of a release that differ from what the board holds."""
-        return self.data.files_to_send(release)
 
     @callback
     def async_schedule_read(self) -> None:

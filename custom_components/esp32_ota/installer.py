@@ -1,8 +1,9 @@
 """Installing on one board: plan, wait for a slot, install, then report.
 
-1. Plan: which files (a release of the source folder, or the files of the
-   install_files action), which of them to send, which version to send and
-   what the board holds afterwards; refuse what the board would refuse.
+1. Plan (plan.py): which files (a release of the source folder, or the
+   files of the install_files action), which of them to send, which version
+   to send and what the board holds afterwards; refuse what the board would
+   refuse.
 2. Wait for a connection slot of the fleet scheduler (the entity shows
    "queued"), then install with the library, showing the progress, and give
    the slot back. With trial confirmation on, wait until the board's program
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from homeassistant.core import callback
@@ -44,31 +45,19 @@ from .history import (
     TRIGGER_ENTITY,
     TransferRecord,
 )
-from .inventory import InstalledRecord, file_crc
 from .nus_ota.errors import OTAError, RolledBackError
 from .nus_ota.install import InstallOptions, InstallResult, install, probe
-from .source import Release, SourceError, SourceState
+from .plan import async_plan_files, async_plan_release
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from .coordinator import BoardCoordinator
     from .nus_ota.board_info import BoardInfo
+    from .plan import InstallPlan
 
 # Failures after which the board runs something else than we thought.
 _READ_AGAIN_AFTER = frozenset({"rolled_back", "not_installed", "trial_unconfirmed"})
-
-
-@dataclass(frozen=True, slots=True)
-class InstallPlan:
-    """What one install sends, and what to remember once it went through."""
-
-    files: tuple[str, ...]  # every file of the request
-    contents: Mapping[str, bytes]  # those to send
-    version: str  # shown and reported ("" when the request has none)
-    wire_version: str  # sent to the board
-    force: bool
-    record: InstalledRecord | None  # what the board holds afterwards
 
 
 class BoardInstaller:
@@ -91,14 +80,17 @@ class BoardInstaller:
         self, version: str | None, trigger: str = TRIGGER_ENTITY
     ) -> TransferRecord:
         """Install the latest release, or `version` from versions/ (forced)."""
-        return await self._async_job(lambda: self._async_plan_release(version), trigger)
+        return await self._async_job(
+            lambda: async_plan_release(self.coordinator, version), trigger
+        )
 
     async def async_install_files(
         self, contents: Mapping[str, bytes], version: str | None, force: bool
     ) -> TransferRecord:
         """Install the given files (the install_files action checked them)."""
         return await self._async_job(
-            lambda: self._async_plan_files(contents, version, force), TRIGGER_ACTION
+            lambda: async_plan_files(self.coordinator, contents, version, force),
+            TRIGGER_ACTION,
         )
 
     # -- one install
@@ -236,111 +228,6 @@ class BoardInstaller:
         self.history.append(record)
         await self.coordinator.async_save()
         self._fire(step, record)
-
-    # -- planning
-
-    def _release(self, state: SourceState, version: str | None) -> Release:
-        name = self.coordinator.name
-        if version is not None:
-            if (release := state.releases.get(version)) is None:
-                raise invalid(
-                    "unknown_version",
-                    name=name,
-                    version=version,
-                    versions=", ".join(sorted(state.releases)) or "-",
-                )
-            return release
-        if state.latest is None:
-            if state.problem is not None:
-                raise install_error(
-                    "source_problem", name=name, error=str(state.problem)
-                )
-            raise install_error(
-                "no_update", name=name, folder=str(self.coordinator.folder.folder)
-            )
-        return state.latest
-
-    async def _async_plan_release(self, version: str | None) -> InstallPlan:
-        """Plan to install a release of the source folder."""
-        board = self.coordinator
-        release = self._release(await board.async_rescan_source(), version)
-        if refused := board.data.refused(release.names):
-            assert board.data.board_info is not None
-            raise install_error(
-                "files_not_allowed",
-                name=board.name,
-                files=", ".join(refused),
-                allowed=", ".join(sorted(board.data.board_info.allowed_files)),
-            )
-        try:
-            contents = await board.hass.async_add_executor_job(release.read)
-        except SourceError as err:
-            raise install_error(
-                "source_problem", name=board.name, error=str(err)
-            ) from err
-        crcs = {file.name: file.crc for file in release.files}
-        return self._plan(
-            files=release.names,
-            contents=contents,
-            crcs=crcs,
-            version=release.version,
-            # An undeclared (hash) version is for display only: on the
-            # wire it would trip the board's dotted-integer downgrade guard.
-            wire_version=release.version if release.declared else "",
-            force=version is not None,
-            record=InstalledRecord(release.version, crcs),
-        )
-
-    async def _async_plan_files(
-        self, contents: Mapping[str, bytes], version: str | None, force: bool
-    ) -> InstallPlan:
-        """Plan to install files given by the install_files action."""
-        crcs = {name: file_crc(data) for name, data in contents.items()}
-        old = self.coordinator.data.record
-        record = None
-        if version or old is not None:
-            record = InstalledRecord(
-                version or (old.version if old else ""),
-                {**(old.files if old else {}), **crcs},
-            )
-        return self._plan(
-            files=sorted(contents),
-            contents=contents,
-            crcs=crcs,
-            version=version or "",
-            wire_version=version or "",
-            force=force,
-            record=record,
-        )
-
-    def _plan(
-        self,
-        *,
-        files: Iterable[str],
-        contents: Mapping[str, bytes],
-        crcs: Mapping[str, str],
-        version: str,
-        wire_version: str,
-        force: bool,
-        record: InstalledRecord | None,
-    ) -> InstallPlan:
-        """Keep what the board needs; refuse what it would refuse anyway."""
-        board = self.coordinator
-        to_send = {
-            name: contents[name] for name in board.data.skip_unchanged(crcs, force)
-        }
-        v1_token = board.data.protocol == 1 and board.settings.token
-        if to_send and v1_token and not wire_version:
-            # A v1 token travels in START after the version.
-            raise install_error("version_required", name=board.name)
-        return InstallPlan(
-            files=tuple(files),
-            contents=to_send,
-            version=version,
-            wire_version=wire_version,
-            force=force,
-            record=record,
-        )
 
     # -- talking to the board
 

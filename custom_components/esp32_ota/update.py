@@ -96,7 +96,7 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
             "protocol": board.data.protocol,
             "source_folder": str(board.folder.folder),
             "available_versions": sorted(source.releases),
-            "files_to_update": board.files_to_send(latest) if latest else [],
+            "files_to_update": board.data.files_to_send(latest) if latest else [],
             "firmware": info.firmware if info else None,
             "trial": info.trial is not None if info else None,
             "queued": installer.queued,
@@ -115,7 +115,7 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
         latest = board.source.latest
         if latest is None:
             return None
-        changed = board.files_to_send(latest)
+        changed = board.data.files_to_send(latest)
         lines = [latest.changelog.rstrip(), ""] if latest.changelog else []
         lines.append(f"Files in version {latest.version}:")
         lines.extend(

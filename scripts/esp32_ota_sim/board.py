@@ -11,8 +11,9 @@ attribute or a file.
 Running: the link hands received writes to the `bluetooth` stand-in (the IRQ
 copies bytes), then the board calls `peripheral.poll()` once per queued line;
 each line costs `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
-any `time.sleep_ms` the firmware does) and its notifications leave when the
-work is done. `machine.reset()`, a crash and a power cut reboot the board;
+any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
+of writes, see FLASH_* and memfs) and its notifications leave when the work
+is done. `machine.reset()`, a crash and a power cut reboot the board;
 a boot that raises counts as a failed boot and the board boots again (the
 firmware's boot guard decides what runs next), up to `max_failed_boots`.
 """
@@ -50,6 +51,13 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "device_firmware"
 STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
+
+# LittleFS on an ESP32's flash (see memfs): 16 us per byte programmed plus a
+# 30 ms erase per 4096-byte block is 95.5 ms per block, about 42 KB/s
+# sustained; every metadata commit (flush, close, rename, remove) 5 ms.
+FLASH_PROGRAM_US_PER_BYTE = 16.0
+FLASH_ERASE_MS = 30.0
+FLASH_COMMIT_MS = 5.0
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.
@@ -351,8 +359,9 @@ class VirtualBoard:
         seed: int | None = None,
         line_cost_ms: float = 1.5,
         byte_cost_us: float = 2.0,
-        flash_program_us_per_byte: float = 5.0,
-        flash_erase_ms: float = 30.0,
+        flash_program_us_per_byte: float = FLASH_PROGRAM_US_PER_BYTE,
+        flash_erase_ms: float = FLASH_ERASE_MS,
+        flash_commit_ms: float = FLASH_COMMIT_MS,
         max_failed_boots: int = 10,
         heap_size: int = 160_000,
         housekeeping: tuple[str, str] | None = ("boot_guard", "poll"),
@@ -366,6 +375,7 @@ class VirtualBoard:
         self.fs = fs if fs is not None else MemFS(seed=seed)
         self.fs.program_us_per_byte = flash_program_us_per_byte
         self.fs.erase_ms_per_block = flash_erase_ms
+        self.fs.commit_ms = flash_commit_ms
         self.fs.cost_sink = self.spend_ms
         self.stand_ins_dir = stand_ins_dir
         self.line_cost_ms = line_cost_ms

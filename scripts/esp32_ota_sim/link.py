@@ -3,21 +3,39 @@
 Timing model (only `loop.time()` and `loop.call_at`, so it runs on a real
 loop and on `clock.VirtualTimeLoop` alike):
 
+- Connecting plus service discovery takes `connect_ms` (+ up to
+  `connect_spread_ms`, seeded): 1-3 s through an ESPHome proxy.
 - Connection events happen every `interval_ms`. In each event at most
   `packets_per_event` packets go each way (one ATT write or notification each).
-- A client write first crosses the proxy's Wi-Fi hop (`latency_ms`), then waits
-  in the proxy's bounded queue for a connection event. A full queue drops the
-  write silently, as a congested ESP-IDF does; `write_loss` drops a share of
-  writes without response silently too (seeded, so runs repeat exactly).
+- The proxy's Wi-Fi hop: every packet takes `latency_ms`, ± `jitter_ms`
+  (uniform), and with probability `spike_rate` a spike of `spike_ms` to
+  2 x `spike_ms` more (Wi-Fi retries, power save). The hop keeps order, like
+  TCP: a packet never overtakes the one before it, so a spike also delays
+  everything behind it. A link never reorders.
+- A client write crosses the hop, then waits in the proxy's bounded queue
+  (`queue_limit`) for a connection event. A full queue drops a write without
+  response silently, as a congested ESP-IDF does. `write_loss` loses a share
+  of writes without response at their connection event: the packet still
+  used its place in the event's budget, the board never sees it (seeded, so
+  runs repeat exactly).
 - A write with response completes one interval after its event (the ATT
   response rides the next event) plus the hop back.
-- Notifications the board sends wait for an event, then cross the hop;
-  `notify_loss` drops a share of them, `notify_dup` delivers a share twice
-  (a proxy or stack that repeats a notification).
+- Notifications the board sends wait in its stack's bounded queue
+  (`notify_queue_limit`; a full queue drops them) for an event, then cross
+  the hop; `notify_loss` drops a share of them at the event (after they used
+  the budget), `notify_dup` delivers a share twice (a proxy or stack that
+  repeats a notification).
 - `stall(seconds)` holds every connection event for a while, as a proxy
   whose Wi-Fi hop hangs: nothing moves either way, the link stays up.
 - A board that resets is noticed by the central only after the supervision
   timeout; a disconnect either side asks for takes an event plus the hop.
+
+Profiles (`PROFILES`): `proxy` (a fixed 10 ms hop, the reference of the
+benchmark's figures), `wifi-proxy` (a real house: 10 ms ± 5 ms, spikes of
+100-200 ms on 0.3 % of packets, 1 % of writes and 0.5 % of notifications
+lost), `lossy-proxy` (15 ms, 2 % of writes lost), `local` (an adapter in the
+Home Assistant host) and `fast` (for tests that are not about timing). Every
+proxy profile connects in 1-3 s and bounds both queues.
 """
 
 from __future__ import annotations
@@ -25,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import weakref
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,8 +90,13 @@ class LinkProfile:
     byte_cost_us: float = 2.0
     seed: int = 0
     queue_limit: int | None = None
+    notify_queue_limit: int | None = None
     supervision_ms: float = 720.0
     connect_ms: float | None = None
+    connect_spread_ms: float = 0.0
+    jitter_ms: float = 0.0
+    spike_rate: float = 0.0
+    spike_ms: float = 0.0
     name: str = "custom"
 
     @property
@@ -82,7 +106,7 @@ class LinkProfile:
 
     @property
     def connect_time_ms(self) -> float:
-        """Connecting plus service discovery."""
+        """Connecting plus service discovery, shortest (see connect_spread_ms)."""
         if self.connect_ms is not None:
             return self.connect_ms
         return 2 * self.latency_ms + 4 * self.interval_ms
@@ -94,11 +118,23 @@ _PROXY = LinkProfile(
     packets_per_event=4,
     latency_ms=10.0,
     queue_limit=32,
+    notify_queue_limit=16,
+    connect_ms=1000.0,
+    connect_spread_ms=2000.0,
     name="proxy",
 )
 
 PROFILES: dict[str, LinkProfile] = {
     "proxy": _PROXY,
+    "wifi-proxy": replace(
+        _PROXY,
+        jitter_ms=5.0,
+        spike_rate=0.003,
+        spike_ms=100.0,
+        write_loss=0.01,
+        notify_loss=0.005,
+        name="wifi-proxy",
+    ),
     "local": LinkProfile(
         mtu=256, interval_ms=15.0, packets_per_event=6, latency_ms=0.0, name="local"
     ),
@@ -141,13 +177,20 @@ class LinkStats:
     writes_delivered: int = 0
     notifications: int = 0
     notifications_lost: int = 0
+    notifications_dropped: int = 0
     notifications_delivered: int = 0
     notifications_duplicated: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
     events: int = 0
     max_queue: int = 0
+    spikes: int = 0
+    max_hop_ms: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
+
+
+# Connections made to each peer so far (peers are forgotten with their board).
+_connections: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 
 class LinkPeer(Protocol):
@@ -243,7 +286,13 @@ class SimLink:
         self.mtu = 23
         self.conn_handle: int | None = None
         self._loop = loop
-        self._rng = random.Random(self.profile.seed)
+        # Seeded per board and per connection: runs repeat exactly, and a
+        # new connection does not replay the last one's faults.
+        number = _connections[board] = _connections.get(board, 0) + 1
+        seed = f"{self.profile.seed}:{board.address}:{number}"
+        self._rng = random.Random(seed)
+        self._hop_rng = random.Random(seed + ":hop")
+        self._hop_free = dict.fromkeys(("up", "down", "response"), -math.inf)
         self._up: deque[_Write] = deque()
         self._down: deque[bytes] = deque()
         self._to_proxy = DelayLine(lambda: self.loop, self._arrive_at_proxy)
@@ -280,6 +329,26 @@ class SimLink:
     def _latency(self) -> float:
         return self.profile.latency_ms / 1000
 
+    def _hop(self, direction: str, enter: float | None = None) -> float:
+        """When a packet entering the Wi-Fi hop (now) comes out, in order.
+
+        `direction`: "up", "down" (notifications) or "response" (ATT write
+        responses, which leave at the event after their write).
+        """
+        profile = self.profile
+        delay = profile.latency_ms
+        if profile.jitter_ms:
+            delay += (2 * self._hop_rng.random() - 1) * profile.jitter_ms
+        if profile.spike_rate and self._hop_rng.random() < profile.spike_rate:
+            self.stats.spikes += 1
+            delay += profile.spike_ms * (1 + self._hop_rng.random())
+        delay = max(0.0, delay)
+        self.stats.max_hop_ms = max(self.stats.max_hop_ms, delay)
+        start = self.loop.time() if enter is None else enter
+        when = max(start + delay / 1000, self._hop_free[direction])
+        self._hop_free[direction] = when
+        return when
+
     async def _sleep_until(self, when: float) -> None:
         future: asyncio.Future[None] = self.loop.create_future()
         handle = self.loop.call_at(when, _resolve, future)
@@ -297,7 +366,10 @@ class SimLink:
         if not _reachable(self.board):
             raise LinkError(f"{self.board.address} is not advertising")
         self._state = "connecting"
-        await self._sleep_until(self.loop.time() + self.profile.connect_time_ms / 1000)
+        connect_ms = self.profile.connect_time_ms
+        if self.profile.connect_spread_ms:
+            connect_ms += self._hop_rng.random() * self.profile.connect_spread_ms
+        await self._sleep_until(self.loop.time() + connect_ms / 1000)
         if not self._in_state("connecting"):
             raise LinkClosedError("disconnected while connecting")
         if not _reachable(self.board):
@@ -327,9 +399,6 @@ class SimLink:
         self._check_write(data)
         self.stats.writes += 1
         self.stats.bytes_up += len(data)
-        if self.profile.write_loss and self._rng.random() < self.profile.write_loss:
-            self.stats.writes_lost += 1
-            return
         self._send_up(_Write(data, None))
 
     async def write_with_response(self, data: bytes) -> None:
@@ -344,7 +413,7 @@ class SimLink:
         await done
 
     def _send_up(self, write: _Write) -> None:
-        self._to_proxy.put(self.loop.time() + self._latency, write)
+        self._to_proxy.put(self._hop("up"), write)
 
     def _arrive_at_proxy(self, write: _Write) -> None:
         if not self.connected:
@@ -371,6 +440,10 @@ class SimLink:
         if not self.connected:
             return
         self.stats.notifications += 1
+        limit = self.profile.notify_queue_limit
+        if limit is not None and len(self._down) >= limit:
+            self.stats.notifications_dropped += 1
+            return
         self._down.append(bytes(data))
         self._schedule_event()
 
@@ -408,10 +481,19 @@ class SimLink:
         budget = self.profile.packets_per_event
         for _ in range(min(budget, len(self._up))):
             write = self._up.popleft()
+            if (
+                write.done is None
+                and self.profile.write_loss
+                and self._rng.random() < self.profile.write_loss
+            ):
+                self.stats.writes_lost += 1  # sent in this event, never received
+                continue
             self.stats.writes_delivered += 1
             self.board.receive(self, write.data)
             if write.done is not None:
-                self._responses.put(now + self._interval + self._latency, write.done)
+                self._responses.put(
+                    self._hop("response", now + self._interval), write.done
+                )
             if not self._in_state("open"):
                 return
         for _ in range(min(budget, len(self._down))):
@@ -423,10 +505,10 @@ class SimLink:
                 self.stats.notifications_lost += 1
                 continue
             self.stats.bytes_down += len(data)
-            self._to_central.put(now + self._latency, data)
+            self._to_central.put(self._hop("down"), data)
             if self.profile.notify_dup and self._rng.random() < self.profile.notify_dup:
                 self.stats.notifications_duplicated += 1
-                self._to_central.put(now + self._latency, data)
+                self._to_central.put(self._hop("down"), data)
         self._schedule_event()
 
     def _complete_write(self, done: asyncio.Future[None]) -> None:

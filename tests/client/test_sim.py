@@ -146,7 +146,8 @@ def test_v2_is_much_faster_than_v1_through_a_proxy() -> None:
         files = {"app.py": files_for(board)["app.py"]}
         result = run_install(board, files, options=options)
         assert board.read("app.py") == files["app.py"]
-        figures[name] = result.seconds
+        # the transfer: connecting through the proxy (1-3 s) is the same for all
+        figures[name] = result.transfer_seconds
     assert figures["v2"] < figures["v1-pipelined"] < figures["v1-stop-and-wait"]
     assert figures["v2"] * 3 < figures["v1-stop-and-wait"]
 

@@ -36,6 +36,8 @@ _LINK_FAULTS = {
     "writes_dropped": "write dropped by a full proxy queue",
     "notifications_lost": "lost notification",
     "notifications_duplicated": "duplicated notification",
+    "notifications_dropped": "notification dropped by a full queue",
+    "spikes": "Wi-Fi latency spike",
 }
 
 
@@ -135,23 +137,9 @@ class FaultLedger:
 LEDGER = FaultLedger()
 
 
-def profile(
-    base: str = "proxy",
-    *,
-    seed: int = 0,
-    write_loss: float = 0.0,
-    notify_loss: float = 0.0,
-    notify_dup: float = 0.0,
-) -> LinkProfile:
-    """A named link profile with seeded faults."""
-    return replace(
-        PROFILES[base],
-        seed=seed,
-        write_loss=write_loss,
-        notify_loss=notify_loss,
-        notify_dup=notify_dup,
-        name=f"{base}-faults-{seed}",
-    )
+def profile(base: str = "proxy", *, seed: int = 0, **knobs: float) -> LinkProfile:
+    """A named link profile with seeded faults (LinkProfile fields as knobs)."""
+    return replace(PROFILES[base], seed=seed, name=f"{base}-faults-{seed}", **knobs)
 
 
 def fault_board(

@@ -129,3 +129,43 @@ def test_reset_after_every_received_line(faults: FaultLedger, protocol: int) -> 
         assert any(r.outcome == "reboot" for r in board.restarts), count
         outcomes.add(outcome)
     assert "old" in outcomes or "new" in outcomes
+
+
+def test_a_power_cut_mid_file_resumes_from_the_last_flush(faults: FaultLedger) -> None:
+    """The staged file is flushed every 4 KB, so a power cut keeps what came
+    before the last flush: the next connection resumes there instead of at 0.
+    (The flash loses everything written since the last flush, as LittleFS does.)"""
+    board = fault_board("fast")
+    old = bundle(board)
+    new = release(board, size=24_000)
+    data_lines = 0
+
+    def cut_after_16_kb(
+        _link: object, data: bytes, deliver: Callable[[], None]
+    ) -> None:
+        nonlocal data_lines
+        deliver()
+        if data.startswith(b"OTA:D:"):
+            data_lines += 1
+            if data_lines == 16_000 // 180:  # base64 lines carry 180 bytes
+                faults.add("power loss")
+                board.power_loss_at(1)
+
+    tap(board, cut_after_16_kb)
+
+    async def scenario() -> list[Any]:
+        outcomes = [await run_install(Recorder(board), new)]
+        if not isinstance(outcomes[0], InstallResult):
+            await asyncio.sleep(5)
+            outcomes.append(await run_install(Recorder(board), new))
+        return outcomes
+
+    outcomes = run_virtual(scenario())
+    assert board.fs.power_losses == 1
+    result = outcomes[-1]
+    assert isinstance(result, InstallResult), outcomes
+    resumed = sum(o.bytes_resumed for o in outcomes if isinstance(o, InstallResult))
+    # app.py comes after main.py; 16 KB of lines in, at least 8 KB of app.py
+    # had been flushed (every 4 KB) before the cut.
+    assert resumed >= 8192, outcomes
+    assert faults.check_board(board, old, new) == "new"

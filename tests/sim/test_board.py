@@ -363,3 +363,14 @@ def test_power_loss_while_booting_is_a_boot_that_did_not_finish() -> None:
     assert [b.outcome for b in board.boots] == ["power", "ok"]
     assert board.read("log") == b"up"
     assert board.state == "running"
+
+
+def test_a_reset_loses_what_the_firmware_wrote_but_did_not_flush() -> None:
+    board = VirtualBoard()
+    f = board.fs.open("staged", "wb")
+    f.write(b"flushed")
+    f.flush()
+    f.write(b" and not flushed")
+    board.reboot()  # the board does not close the firmware's files for it
+    assert board.read("staged") == b"flushed"
+    assert board.state == "running"

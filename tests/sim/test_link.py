@@ -70,6 +70,16 @@ def test_profiles() -> None:
     )
     lossy = PROFILES["lossy-proxy"]
     assert (lossy.latency_ms, lossy.write_loss, lossy.mtu) == (15.0, 0.02, 247)
+    wifi = PROFILES["wifi-proxy"]
+    assert (wifi.latency_ms, wifi.jitter_ms, wifi.write_loss, wifi.notify_loss) == (
+        10.0,
+        5.0,
+        0.01,
+        0.005,
+    )
+    assert wifi.spike_ms >= 100
+    quiet = replace(wifi, jitter_ms=0, spike_rate=0, spike_ms=0, write_loss=0)
+    assert replace(quiet, notify_loss=0, name="proxy") == proxy
     assert PROFILES["fast"].interval_ms < 5
     assert proxy.payload == 244
     assert get_profile("local") is local
@@ -80,7 +90,9 @@ def test_profiles() -> None:
 def test_connect_takes_time_and_sets_the_mtu() -> None:
     async def scenario() -> tuple[float, int, int | None]:
         peer = Peer()
-        link = SimLink(peer, "proxy")
+        link = SimLink(
+            peer, replace(PROFILES["proxy"], connect_ms=None, connect_spread_ms=0)
+        )
         start = asyncio.get_running_loop().time()
         await link.open()
         return asyncio.get_running_loop().time() - start, link.mtu, link.conn_handle
@@ -89,6 +101,24 @@ def test_connect_takes_time_and_sets_the_mtu() -> None:
     assert elapsed == pytest.approx(0.14)  # 2 x 10 ms hop + 4 x 30 ms events
     assert mtu == 247
     assert conn == 1
+
+
+def _connect_seconds(profile: LinkProfile) -> float:
+    async def scenario() -> float:
+        link = SimLink(Peer(), profile)
+        start = asyncio.get_running_loop().time()
+        await link.open()
+        return asyncio.get_running_loop().time() - start
+
+    return run_virtual(scenario())
+
+
+@pytest.mark.parametrize("name", ["proxy", "wifi-proxy", "lossy-proxy"])
+def test_connecting_through_a_proxy_takes_1_to_3_seconds(name: str) -> None:
+    times = [_connect_seconds(replace(PROFILES[name], seed=n)) for n in range(20)]
+    assert all(1.0 <= t <= 3.0 for t in times), times
+    assert max(times) - min(times) > 1.0  # spread over the range, seeded
+    assert _connect_seconds(PROFILES[name]) == _connect_seconds(PROFILES[name])
 
 
 def test_unreachable_peer_fails_to_connect() -> None:
@@ -277,3 +307,72 @@ def test_a_link_connects_once() -> None:
 
     with pytest.raises(LinkError):
         run_virtual(scenario())
+
+
+def _paced_writes(profile: LinkProfile, count: int) -> tuple[list[float], SimLink]:
+    """Send `count` writes, one per event's worth; their hop times, in order."""
+
+    async def scenario() -> tuple[list[float], SimLink]:
+        peer = Peer()
+        link = SimLink(peer, profile)
+        await link.open()
+        sent: dict[bytes, float] = {}
+        for n in range(count):
+            data = b"%d" % n
+            sent[data] = link.loop.time()
+            link.write_without_response(data)
+            await asyncio.sleep(profile.interval_ms / 1000 / profile.packets_per_event)
+        await asyncio.sleep(2)
+        order = [int(data) for _, data in peer.received]
+        assert order == sorted(order)  # jitter never reorders
+        return [t - sent[data] for t, data in peer.received], link
+
+    return run_virtual(scenario())
+
+
+def test_the_wifi_hop_jitters_and_spikes_but_never_reorders() -> None:
+    wifi = replace(PROFILES["wifi-proxy"], write_loss=0.0)
+    delays, link = _paced_writes(wifi, 3000)
+    assert len(delays) == 3000
+    assert link.stats.spikes > 0
+    assert link.stats.max_hop_ms >= 100  # spikes of 100 ms and more
+    assert max(delays) >= 0.1
+    # Several ms of jitter on top of the 30 ms event grid: the hop alone varies.
+    steady, steady_link = _paced_writes(PROFILES["proxy"], 300)
+    assert steady_link.stats.max_hop_ms == 10.0
+    assert steady_link.stats.spikes == 0
+    assert len({round(d, 4) for d in delays}) > len({round(d, 4) for d in steady})
+
+
+def test_a_lost_write_uses_its_place_in_the_event() -> None:
+    async def scenario() -> tuple[list[tuple[float, bytes]], float, int]:
+        peer = Peer()
+        profile = replace(PROFILES["proxy"], write_loss=0.5, seed=5)
+        link = SimLink(peer, profile)
+        await link.open()
+        start = link.loop.time()
+        for n in range(8):
+            link.write_without_response(b"%d" % n)
+        await asyncio.sleep(0.5)
+        return peer.received, start, link.stats.writes_lost
+
+    received, start, lost = run_virtual(scenario())
+    assert 0 < lost < 8
+    # writes 0-3 went out in the first event whether lost or not: 4-7 never
+    # move up into it.
+    for t, data in received:
+        assert round((t - start) * 1000) == (30 if int(data) < 4 else 60)
+
+
+def test_a_full_notification_queue_drops_them() -> None:
+    async def scenario() -> tuple[int, int]:
+        got: list[bytes] = []
+        link = SimLink(Peer(), "proxy", on_notify=got.append)
+        await link.open()
+        for n in range(40):
+            link.board_notify(b"%d" % n)
+        await asyncio.sleep(1)
+        assert got == [b"%d" % n for n in range(16)]
+        return len(got), link.stats.notifications_dropped
+
+    assert run_virtual(scenario()) == (16, 24)

@@ -235,3 +235,61 @@ def test_writes_report_their_flash_time() -> None:
         f.write(b"x" * 50)  # 0.5 ms, same block
         f.write(b"x" * 150)  # 1.5 ms + two new blocks
     assert spent == pytest.approx([30.5, 0.5, 61.5])
+
+
+def test_flush_close_rename_and_remove_cost_a_metadata_commit() -> None:
+    fs = MemFS(commit_ms=5.0)
+    spent: list[float] = []
+    fs.cost_sink = spent.append
+    f = fs.open("f", "wb")  # creating the entry
+    f.write(b"x")
+    f.flush()
+    f.flush()  # nothing new: free
+    f.close()  # nothing new: free
+    fs.rename("f", "g")
+    fs.remove("g")
+    assert spent == [5.0, 5.0, 5.0, 5.0]
+
+
+def test_a_full_flash_refuses_state_and_journal_writes_with_enospc() -> None:
+    fs = MemFS(total_blocks=6, block_size=100, reserved_blocks=2)
+    fs.write_file("ota_state.json", b"s" * 100)
+    fs.write_file("app.py", b"a" * 300)
+    assert fs.free_blocks() == 0
+    # A new journal needs a block.
+    with fs.open("ota_journal.json", "w") as f, pytest.raises(OSError) as err:
+        f.write("{}")
+    assert err.value.errno == errno.ENOSPC == 28
+    # Rewriting the state file in place is copy-on-write: the new block is
+    # needed while the old one is still held.
+    with fs.open("ota_state.json", "w") as f, pytest.raises(OSError) as err:
+        f.write("{}")
+    assert err.value.errno == 28
+    # ...and closing commits the truncation, as LittleFS does: state written
+    # in place is lost on a full flash (write a temp file and rename).
+    assert fs.read_file("ota_state.json") == b""
+
+
+def test_esp32_flash_figures_give_about_42_kb_per_second() -> None:
+    from esp32_ota_sim.board import (
+        FLASH_COMMIT_MS,
+        FLASH_ERASE_MS,
+        FLASH_PROGRAM_US_PER_BYTE,
+    )
+
+    fs = MemFS(
+        program_us_per_byte=FLASH_PROGRAM_US_PER_BYTE,
+        erase_ms_per_block=FLASH_ERASE_MS,
+        commit_ms=FLASH_COMMIT_MS,
+    )
+    spent: list[float] = []
+    fs.cost_sink = spent.append
+    size = 88_000
+    with fs.open("big", "wb") as f:
+        for start in range(0, size, 4096):  # flushed every 4 KB, as the firmware
+            f.write(b"x" * min(4096, size - start))
+            f.flush()
+    rate = size / 1000 / (sum(spent) / 1000)
+    assert 38 <= rate <= 43  # KB/s: esp_littlefs wrote 5 x 88 KB in 10.3 s
+    assert fs.block_size == 4096
+    assert 10 <= FLASH_ERASE_MS <= 100  # an erase takes tens of ms

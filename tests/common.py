@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
+from esp32_ota_sim.fleet import board_address
 from esp32_ota_sim.memfs import MemFS
 from esp32_ota_sim.v1_board import V1_OTA_MANAGER
 from homeassistant.components.update import (
@@ -149,11 +150,6 @@ async def board_with_release(
     write_release(source_folder(hass), files, manifest)
     board = board if board is not None else make_board()
     return BoardSetUp(board, await setup_board(hass, scanner, board, **setup))
-
-
-def board_address(index: int) -> str:
-    """The address of the index-th board of a fleet (1 is BOARD_ADDRESS)."""
-    return f"24:0A:C4:00:00:{index:02X}"
 
 
 def board_entity(index: int) -> str:

@@ -2,17 +2,18 @@
 
 N boards and P ESPHome-proxy-like scanners (3 connection slots each, slot
 reports 0.1 s late like any report over Wi-Fi); each board is heard by a
-random subset of the proxies with random signal (seeded). Home Assistant's
+random subset of the proxies with random signal (seeded:
+esp32_ota_sim.fleet's topology). Home Assistant's
 own Bluetooth stack (habluetooth) picks the path of every connection.
 """
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Any
 
 from esp32_ota_sim.bleak_backend import add_slot_listener, connection_slots
 from esp32_ota_sim.board import FIRMWARE_DIR
+from esp32_ota_sim.fleet import fleet_topology
 from homeassistant.const import ATTR_ENTITY_ID
 
 from custom_components.esp32_ota.const import DOMAIN
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 PROXY_SLOTS = 3
 REPORT_DELAY = 0.1
-RSSI_RANGE = (-95, -45)
 
 # Boards whose new versions count as healthy 30 s after they started (the
 # boot guard confirms them), and a new version whose main.py leaves
@@ -112,15 +112,13 @@ async def setup_house(
     `heard_by` is the (fewest, most) proxies hearing one board (default:
     1 to all of them); `make` builds board number i (default: make_board).
     """
-    rng = random.Random(seed)
-    fewest, most = heard_by or (1, len(proxies))
+    topology = fleet_topology(count, proxies, seed=seed, hearing=heard_by, first=first)
     boards = []
-    for index in range(first, first + count):
-        board = (make or _plain_board)(index)
-        hearing = rng.sample(proxies, rng.randint(fewest, most))
-        await setup_board(hass, hearing[0], board, profile=profile)
-        for proxy in hearing:
-            proxy.inject(board, profile, rssi=rng.randint(*RSSI_RANGE))
+    for spot in topology.boards:
+        board = (make or _plain_board)(spot.index)
+        await setup_board(hass, spot.hearers[0], board, profile=profile)
+        for proxy in spot.hearers:
+            proxy.inject(board, profile, rssi=spot.rssi[proxy])
         boards.append(board)
     return boards
 

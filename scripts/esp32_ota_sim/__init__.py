@@ -19,6 +19,8 @@ Modules:
   speaks protocol v1 (its engine is `v1_firmware/ota_manager.py`).
 - `link`: `SimLink` and `LinkProfile`/`PROFILES`, the BLE connection model
   (connection events, packets per event, proxy hop, loss, bounded queue).
+- `fleet`: `fleet_topology`, N boards heard by random subsets of P proxies
+  with random RSSI (seeded), and `board_address`.
 - `bleak_backend`: `SimBleakClient`, a bleak backend reaching registered
   boards (also through Home Assistant's habluetooth wrapper).
 - `clock`: `VirtualTimeLoop` / `run_virtual`, asyncio on virtual time;

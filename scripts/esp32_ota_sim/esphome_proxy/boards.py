@@ -9,16 +9,12 @@
 from __future__ import annotations
 
 from esp32_ota_sim.board import VirtualBoard
+from esp32_ota_sim.fleet import board_address
 from esp32_ota_sim.v1_board import V1OnlyBoard
 
 __all__ = ["BOARD_KINDS", "V1OnlyBoard", "make_boards"]
 
 BOARD_KINDS = ("v2", "v1")
-
-
-def board_address(index: int) -> str:
-    """Addresses 24:0A:C4:00:00:01, :02, ... (Espressif's OUI)."""
-    return f"24:0A:C4:00:00:{index:02X}"
 
 
 def make_boards(

@@ -144,12 +144,32 @@ async def board_with_release(
     board is `board` (default: our firmware on 1.0.0); `setup` goes to
     setup_board (options, profile).
     """
+    _write_offer(hass, version, files)
+    board = board if board is not None else make_board()
+    return BoardSetUp(board, await setup_board(hass, scanner, board, **setup))
+
+
+async def offer_release(
+    hass: HomeAssistant,
+    version: str | None = "1.1.0",
+    *,
+    files: dict[str, str] | None = None,
+) -> None:
+    """Put a release in the board's folder and let the entity see it now.
+
+    `files` and `version` as in board_with_release.
+    """
+    _write_offer(hass, version, files)
+    await entity_update(hass)
+
+
+def _write_offer(
+    hass: HomeAssistant, version: str | None, files: dict[str, str] | None
+) -> None:
     if files is None:
         files = {"app.py": app_source(version or "1.1.0")}
     manifest = {"version": version} if version is not None else None
     write_release(source_folder(hass), files, manifest)
-    board = board if board is not None else make_board()
-    return BoardSetUp(board, await setup_board(hass, scanner, board, **setup))
 
 
 def board_entity(index: int) -> str:

@@ -37,6 +37,7 @@ from tests.common import (
     install,
     install_fails,
     make_board,
+    offer_release,
     setup_board,
     source_folder,
     write_release,
@@ -265,12 +266,9 @@ async def test_entity_installs_fire_events(
     assert finished["files_sent"] == ["app.py"]
     assert finished["protocol"] == 2
 
-    write_release(
-        source_folder(hass),
-        {"app.py": app_source("1.2.0", crash=True)},
-        {"version": "1.2.0"},
+    await offer_release(
+        hass, "1.2.0", files={"app.py": app_source("1.2.0", crash=True)}
     )
-    await entity_update(hass)
     events.clear()
     await install_fails(hass, "rolled_back")
     assert steps(events) == [("started", ENTITY_ID), ("failed", ENTITY_ID)]

@@ -47,6 +47,7 @@ from tests.common import (
     install,
     install_fails,
     make_board,
+    offer_release,
     setup_board,
     source_folder,
     wait_until_sending,
@@ -333,12 +334,9 @@ async def test_diagnostics_after_transfers(
     options = {CONF_AUTH_KEY: "hmac-s3cret", CONF_TOKEN: "v1-s3cret"}
     _, entry = await board_with_release(hass, proxy, board=board, options=options)
     await install(hass)
-    write_release(
-        source_folder(hass),
-        {"app.py": app_source("1.2.0", crash=True)},
-        {"version": "1.2.0"},
+    await offer_release(
+        hass, "1.2.0", files={"app.py": app_source("1.2.0", crash=True)}
     )
-    await entity_update(hass)
     await install_fails(hass, "rolled_back")
     await hass.async_block_till_done(wait_background_tasks=True)  # read again
 

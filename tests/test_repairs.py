@@ -13,13 +13,11 @@ from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
 from tests.common import (
     app_source,
     board_with_release,
-    entity_update,
     install,
     install_fails,
     make_board,
+    offer_release,
     setup_board,
-    source_folder,
-    write_release,
 )
 
 if TYPE_CHECKING:
@@ -75,10 +73,7 @@ async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -
     # ...or gone after the next install that works.
     await install_fails(hass, "rolled_back")
     assert issue(hass, "rolled_back", entry) is not None
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.2.0")}, {"version": "1.2.0"}
-    )
-    await entity_update(hass)
+    await offer_release(hass, "1.2.0")
     await install(hass)
     assert issue(hass, "rolled_back", entry) is None
 

@@ -34,11 +34,11 @@ from tests.common import (
     app_source,
     board_with_release,
     corrupt_first_data_line,
-    entity_update,
     install,
     install_fails,
     keep_busy,
     make_board,
+    offer_release,
     set_options,
     source_folder,
     wait_until_sending,
@@ -122,16 +122,14 @@ async def test_install_v1_board_file_by_file(
     assert set(stored["installed"]["files"]) == {"app.py", "main.py"}
 
     # Only what changed goes again (each v1 file costs a reset).
-    app2 = app_source("1.2.0")
-    write_release(source_folder(hass), {"app.py": app2}, {"version": "1.2.0"})
-    await entity_update(hass)
+    await offer_release(hass, "1.2.0")
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert state.attributes[ATTR_LATEST_VERSION] == "1.2.0"
     assert state.attributes["files_to_update"] == ["app.py"]
     resets = board.resets
     await install(hass)
-    assert board.read("app.py") == app2.encode()
+    assert board.read("app.py") == app_source("1.2.0").encode()
     assert board.resets == resets + 1
 
     # What we installed survives a restart of the integration.
@@ -149,7 +147,6 @@ async def test_undeclared_version_is_a_content_hash(
     board, _ = await board_with_release(
         hass, proxy, None, files={"app.py": app_source("x")}
     )
-    folder = source_folder(hass)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     latest = state.attributes[ATTR_LATEST_VERSION]
@@ -163,8 +160,7 @@ async def test_undeclared_version_is_a_content_hash(
     assert state.state == STATE_OFF
 
     # Edit the script: a new hash, an update again (hashes do not order).
-    write_release(folder, {"app.py": app_source("y")})
-    await entity_update(hass)
+    await offer_release(hass, None, files={"app.py": app_source("y")})
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert state.attributes[ATTR_LATEST_VERSION] != latest
@@ -184,8 +180,7 @@ async def test_edited_scripts_without_a_new_version_show_as_modified(
 ) -> None:
     board, _ = await board_with_release(hass, proxy)
     await install(hass)
-    write_release(source_folder(hass), {"app.py": app_source("1.1.0") + "# fix\n"})
-    await entity_update(hass)
+    await offer_release(hass, None, files={"app.py": app_source("1.1.0") + "# fix\n"})
     state = hass.states.get(ENTITY_ID)
     assert state is not None
     assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0 (modified)"
@@ -225,10 +220,7 @@ async def test_downgrade_is_refused_by_the_board(
 ) -> None:
     board, _ = await board_with_release(hass, proxy, "2.0.0")
     await install(hass)
-    write_release(
-        source_folder(hass), {"app.py": app_source("1.5.0")}, {"version": "1.5.0"}
-    )
-    await entity_update(hass)
+    await offer_release(hass, "1.5.0")
 
     err = await install_fails(hass, "downgrade_refused")
     assert "runs a newer version than 1.5.0" in str(err)
@@ -302,10 +294,8 @@ async def test_v1_token(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
     assert board.read("app.py") == app_source("1.1.0").encode()
 
     # A token travels in START after the version: an undeclared one will not do.
-    folder = source_folder(hass)
-    (folder / "esp32_ota.json").unlink()
-    write_release(folder, {"app.py": app_source("1.2.0")})
-    await entity_update(hass)
+    (source_folder(hass) / "esp32_ota.json").unlink()
+    await offer_release(hass, None, files={"app.py": app_source("1.2.0")})
     await install_fails(hass, "version_required")
 
 
@@ -448,14 +438,11 @@ async def test_from_discovery_to_installed(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done(wait_background_tasks=True)
     # The flow made the board's folder; the user drops scripts in it.
-    folder = source_folder(hass)
-    assert folder.is_dir()
-    app = app_source("1.1.0")
-    write_release(folder, {"app.py": app}, {"version": "1.1.0"})
-    await entity_update(hass)
+    assert source_folder(hass).is_dir()
+    await offer_release(hass)
     assert hass.states.get(ENTITY_ID).state == STATE_ON
     await install(hass)
-    assert board.read("app.py") == app.encode()
+    assert board.read("app.py") == app_source("1.1.0").encode()
     assert hass.states.get(ENTITY_ID).state == STATE_OFF
 
 

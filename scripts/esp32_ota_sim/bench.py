@@ -52,7 +52,12 @@ from nus_ota import BleakTransport, FileImage, OTAClient
 from nus_ota.client import DEFAULT_V1_WINDOW
 
 from .bleak_backend import SimBleakClient, register_board, reset_registry
-from .board import VirtualBoard
+from .board import (
+    FLASH_COMMIT_MS,
+    FLASH_ERASE_MS,
+    FLASH_PROGRAM_US_PER_BYTE,
+    VirtualBoard,
+)
 from .clock import run_virtual
 from .link import PROFILES, LinkProfile, SimLink
 from .v1_board import V1OnlyBoard
@@ -96,9 +101,29 @@ MODES: dict[str, Mode] = {
     "v1-best": Mode("v1-best", "v1 best", 1, DEFAULT_V1_WINDOW),
     "v2": Mode("v2", "v2", 2),
 }
-DEFAULT_PROFILES = ("proxy", "local", "lossy-proxy")
+DEFAULT_PROFILES = ("proxy", "wifi-proxy", "local", "lossy-proxy")
 DEFAULT_SIZES_KIB = (4, 16, 64)
 DEFAULT_MODES = tuple(MODES)
+
+
+def describe_profile(p: LinkProfile) -> str:
+    """One line with what a profile models."""
+    hop = f"+{p.latency_ms:g} ms one way"
+    if p.jitter_ms:
+        hop += f" +- {p.jitter_ms:g} ms"
+    if p.spike_rate:
+        hop += (
+            f", spikes of {p.spike_ms:g}-{2 * p.spike_ms:g} ms on "
+            f"{100 * p.spike_rate:g} % of packets (in order)"
+        )
+    return (
+        f"MTU {p.mtu}, {p.interval_ms:g} ms interval, "
+        f"{p.packets_per_event} packets/event, {hop}, "
+        f"{100 * p.write_loss:g} % writes and {100 * p.notify_loss:g} % "
+        f"notifications lost, device {p.line_cost_ms:g} ms/line"
+        f" + {p.byte_cost_us:g} us/byte; raw capacity "
+        f"{raw_capacity(p) / 1024:.1f} KB/s"
+    )
 
 
 def raw_capacity(profile: LinkProfile) -> float:
@@ -712,15 +737,15 @@ def _notes(result: BenchResult) -> list[str]:
     if result.firmware:
         changed = ", ".join(f"{k}={v}" for k, v in sorted(result.firmware.items()))
         lines.append(f"Firmware constants overridden for this run: {changed}.")
-    for name in dict.fromkeys(c.profile for c in result.cases):
-        p = PROFILES[name]
-        lines.append(
-            f"{name}: MTU {p.mtu}, {p.interval_ms:g} ms interval, "
-            f"{p.packets_per_event} packets/event, +{p.latency_ms:g} ms one way, "
-            f"{100 * p.write_loss:g} % writes lost, device {p.line_cost_ms:g} ms/line"
-            f" + {p.byte_cost_us:g} us/byte; raw capacity "
-            f"{raw_capacity(p) / 1024:.1f} KB/s."
-        )
+    lines.extend(
+        f"{name}: {describe_profile(PROFILES[name])}."
+        for name in dict.fromkeys(c.profile for c in result.cases)
+    )
+    lines.append(
+        f"Board flash (LittleFS on ESP32): {FLASH_PROGRAM_US_PER_BYTE:g} us/byte + "
+        f"{FLASH_ERASE_MS:g} ms per 4096-byte erase (about 42 KB/s sustained), "
+        f"{FLASH_COMMIT_MS:g} ms per metadata commit (flush, close, rename)."
+    )
     cpu = result.cpu_by_mode()
     if cpu:
         parts = ", ".join(

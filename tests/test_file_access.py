@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
@@ -25,6 +26,7 @@ from tests.common import ENTITY_ID, app_source, make_board, setup_board
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
 
     from tests.bluetooth_helpers import SimProxyScanner
@@ -107,13 +109,29 @@ async def _refused(hass: HomeAssistant, path: str) -> str | None:
     return None
 
 
-async def test_action_refuses_a_hard_link_to_secrets(
-    hass: HomeAssistant, proxy: SimProxyScanner
-) -> None:
+@dataclass
+class Setup:
+    """A set-up board, secrets.yaml in the config folder, our esp32_ota/shared/."""
+
+    board: VirtualBoard
+    secrets: Path
+    folder: Path
+
+
+@pytest.fixture
+async def setup(hass: HomeAssistant, proxy: SimProxyScanner) -> Setup:
+    """A board set up next to a secrets.yaml."""
     board = make_board()
     await setup_board(hass, proxy, board)
     secrets = await hass.async_add_executor_job(_secrets, hass)
     folder = await hass.async_add_executor_job(_own_folder, hass)
+    return Setup(board, secrets, folder)
+
+
+async def test_action_refuses_a_hard_link_to_secrets(
+    hass: HomeAssistant, setup: Setup
+) -> None:
+    board, secrets, folder = setup.board, setup.secrets, setup.folder
     await hass.async_add_executor_job(os.link, secrets, folder / "app.py")
 
     assert await _refused(hass, "esp32_ota/shared/app.py") == "path_not_allowed"
@@ -121,12 +139,9 @@ async def test_action_refuses_a_hard_link_to_secrets(
 
 
 async def test_action_reads_what_it_checked_when_a_link_is_swapped(
-    hass: HomeAssistant, proxy: SimProxyScanner
+    hass: HomeAssistant, setup: Setup
 ) -> None:
-    board = make_board()
-    await setup_board(hass, proxy, board)
-    secrets = await hass.async_add_executor_job(_secrets, hass)
-    folder = await hass.async_add_executor_job(_own_folder, hass)
+    board, secrets, folder = setup.board, setup.secrets, setup.folder
     good = folder / "app_v2.py"
     await hass.async_add_executor_job(good.write_text, app_source("2.0.0"))
     link = folder / "app.py"
@@ -140,13 +155,10 @@ async def test_action_reads_what_it_checked_when_a_link_is_swapped(
 
 
 async def test_action_refuses_dot_dot_after_the_allowed_prefix(
-    hass: HomeAssistant, proxy: SimProxyScanner
+    hass: HomeAssistant, setup: Setup
 ) -> None:
     """Issue 20: `esp32_ota/../secrets.yaml` starts inside and ends outside."""
-    board = make_board()
-    await setup_board(hass, proxy, board)
-    await hass.async_add_executor_job(_secrets, hass)
-    await hass.async_add_executor_job(_own_folder, hass)
+    board = setup.board
 
     assert await _refused(hass, "esp32_ota/../secrets.yaml") == "path_not_allowed"
     assert await _refused(hass, "esp32_ota/shared/../../secrets.yaml") == (

@@ -243,6 +243,9 @@ class BoardInstaller:
             force=plan.force,
             window=settings.window,
             encoding=settings.encoding,
+            # link.connect bounds itself: it may queue for a proxy slot up to
+            # the fleet's QUEUE_TIMEOUT, longer than the library's default.
+            connect_timeout=None,
         )
 
     async def _async_transfer(self, plan: InstallPlan) -> InstallResult | None:

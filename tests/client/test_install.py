@@ -349,6 +349,22 @@ def test_any_app_version_on_the_board_still_updates(
     assert on_board(board_fs)
 
 
+def test_a_connect_factory_that_bounds_itself_may_wait_longer(
+    board_fs: Path,
+) -> None:
+    """Home Assistant's factory queues for a proxy slot (up to 30 min)."""
+    connector = Connector(LoopbackBoard())
+
+    async def queued() -> Any:
+        await asyncio.sleep(600)  # waiting for a slot
+        return await connector()
+
+    options = InstallOptions(connect_timeout=None)
+    result = run_virtual(install(queued, FILES, "1.1.0", options))
+    assert result.applied
+    assert on_board(board_fs)
+
+
 def test_probe(board_fs: Path) -> None:
     info = run_virtual(probe(Connector(LoopbackBoard())))
     assert info is not None

@@ -91,7 +91,8 @@ class InstallOptions:
     connect_interval: float = 2.0  # seconds between those calls
     # Bound on one call of `connect`: establish_connection gives up by itself
     # within about a minute; a factory that never returns must not hang us.
-    connect_timeout: float = 120.0
+    # None: the factory bounds itself (e.g. one that queues for a proxy slot).
+    connect_timeout: float | None = 120.0
     reboot_delay: float = 1.5  # seconds to let the board reset before reconnecting
     verify: bool = True  # reconnect after the reset and check what is installed
 

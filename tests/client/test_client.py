@@ -15,6 +15,7 @@ import pytest
 from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import (
+    AuthRequiredError,
     Credentials,
     DeviceError,
     DisconnectedError,
@@ -214,6 +215,52 @@ def test_hmac_file_line_spans_writes_on_a_small_link(board_fs: Path) -> None:
 
     run(go())
     assert (board_fs / "app.py").read_bytes() == image.data
+
+
+def test_keyed_board_signs_content_and_abort(board_fs: Path) -> None:
+    board = LoopbackBoard(auth_key="k3y")
+    image = FileImage("app.py", b"print('signed')\n" * 30, "1.0.1")
+    creds = Credentials(key="k3y")
+    written: list[bytes] = []
+
+    async def go() -> None:
+        client = await started(board)
+        write = client.transport.write
+
+        async def recording(data: bytes, *, response: bool) -> None:
+            written.append(data)
+            await write(data, response=response)
+
+        client.transport.write = recording  # type: ignore[method-assign]
+        info = await client.hello()
+        assert info is not None
+        assert info.sha256
+        await client.send_file(image, credentials=creds)
+        with pytest.raises(AuthRequiredError):
+            await client.abort()  # a keyed board wants ABORT signed
+        await client.hello()
+        with pytest.raises(RejectedError) as err:
+            await client.abort(Credentials(key="wrong"))
+        assert err.value.reason == "AUTH"
+        assert err.value.command == "ABORT"
+        await client.close()
+
+    run(go())
+    file_line = next(w for w in written if w.startswith(b"OTA:FILE:"))
+    assert file_line.split(b":")[8].decode() == image.sha256  # the signed hash
+
+    async def abort() -> None:
+        client = await started(board)
+        info = await client.hello()
+        assert info is not None
+        assert "app.py" in info.staged  # the unsigned ABORT wiped nothing
+        await client.abort(creds)
+        info = await client.hello()
+        assert info is not None
+        assert info.staged == {}
+        await client.close()
+
+    run(abort())
 
 
 def test_rejections_are_typed(board_fs: Path) -> None:

@@ -22,7 +22,7 @@ import gc
 
 import nus_central
 from fwtest import Chunks
-from nus_central import Central, b64
+from nus_central import Central, StreamHeap, stream_measured
 
 MEASURED = hasattr(gc, "mem_alloc")
 PEAK_GOAL = 4 * 1024
@@ -67,50 +67,16 @@ def test_mpy_stream_peak_growth():
     assert got[0].startswith("OTA:READY:0:"), got
     _forget(c)
     yield
-    base = _heap()
-    peak = 0
-    worst_live = 0
-    worst_call = 0
-    most_queued = 0
-    off = 0
-    last = ""
-    while off < size:
-        sent = off
-        for _ in range(win):
-            if sent >= size:
-                break
-            c.write(f"OTA:D:{sent}:{b64(data.read())}\n")
-            sent += chunk
-        most_queued = max(most_queued, p.pending())
-        while True:
-            yield
-            live = _heap() - base
-            a = _heap()
-            took = p.poll()
-            call = _heap() - a
-            if not took:
-                break
-            peak = max(peak, live + call)
-            worst_live = max(worst_live, live)
-            worst_call = max(worst_call, call)
-            if c.lines:
-                last = c.lines[-1]
-            _forget(c)
-        assert last.startswith("OTA:A:"), last
-        off = int(last.split(":")[2])
-        assert off == min(sent, size), (
-            off,
-            sent,
-        )  # all acknowledged: pieces stay in step
-    assert last == f"OTA:A:{size}", last
-    assert most_queued == win, most_queued
+    heap = StreamHeap()
+    yield from stream_measured(c, data, win, _heap, heap)
+    assert heap.most_queued == win, heap.most_queued
     if not MEASURED:
         return None
-    assert peak <= PEAK_GOAL, peak
+    assert heap.peak <= PEAK_GOAL, heap.peak
     return {
-        "stream_peak_growth_bytes": peak,
-        "max_live_growth_bytes": worst_live,
-        "max_poll_alloc_bytes": worst_call,
+        "stream_peak_growth_bytes": heap.peak,
+        "max_live_growth_bytes": heap.live,
+        "max_poll_alloc_bytes": heap.call,
         "window": win,
         "rx_attribute_buffer_bytes": p.rxbuf,
         "goal": PEAK_GOAL,

@@ -116,3 +116,56 @@ def v2_apply(central, names):
     except machine.Reset:
         return central.take() == ["OTA:OK"]
     return False
+
+
+class StreamHeap:
+    """Heap figures of a measured stream (see stream_measured)."""
+
+    def __init__(self):
+        self.peak = 0  # max of live + call: the stack's streaming peak growth
+        self.live = 0  # most heap kept since READY, before a poll()
+        self.call = 0  # most heap one poll() allocated, garbage included
+        self.most_queued = 0  # most writes waiting in the peripheral's queue
+
+
+def stream_measured(central, data, win, heap, figures):
+    """Generator: stream `data` (fwtest.Chunks) in windows of `win` D lines.
+
+    As on a board: the central writes a whole window, then the peripheral's
+    poll() takes the writes one at a time. `heap()` reads the live heap; the
+    caller's harness collects garbage at each `yield`, so the figures land in
+    `figures` (a StreamHeap). The central's own lines and replies are dropped
+    before every reading: they are client-side memory. Use with `yield from`.
+    """
+    p = central.p
+    size = data.size
+    base = heap()
+    off = 0
+    last = ""
+    while off < size:
+        sent = off
+        for _ in range(win):
+            if sent >= size:
+                break
+            central.write(f"OTA:D:{sent}:{b64(data.read())}\n")
+            sent += data.chunk
+        figures.most_queued = max(figures.most_queued, p.pending())
+        while True:
+            yield
+            live = heap() - base
+            a = heap()
+            took = p.poll()
+            call = heap() - a
+            if not took:
+                break
+            figures.peak = max(figures.peak, live + call)
+            figures.live = max(figures.live, live)
+            figures.call = max(figures.call, call)
+            if central.lines:
+                last = central.lines[-1]
+            central.notes = []
+            central.lines = []
+        assert last.startswith("OTA:A:"), last
+        off = int(last.split(":")[2])
+        assert off == min(sent, size), (off, sent)  # pieces stay in step
+    assert last == f"OTA:A:{size}", last

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
-from unittest.mock import patch
 
-import bleak_retry_connector
 import pytest
 from esp32_ota_sim.bleak_backend import reset_registry
 
@@ -57,16 +55,6 @@ async def proxy(
     scanner, cleanup = async_register_sim_proxy(hass)
     yield scanner
     cleanup()
-
-
-@pytest.fixture
-def short_connect_backoff() -> Generator[None]:
-    """Shorten bleak-retry-connector's 4 s backoffs (it retries 9 times).
-
-    Only the waiting between attempts changes; every attempt still runs.
-    """
-    with patch.object(bleak_retry_connector, "BLEAK_OUT_OF_SLOTS_BACKOFF_TIME", 0.01):
-        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
-from unittest.mock import patch
 
 import pytest
 from bleak.backends.device import BLEDevice
@@ -24,6 +23,7 @@ from pytest_homeassistant_custom_component.common import async_capture_events
 
 from custom_components.esp32_ota.const import DOMAIN
 from custom_components.esp32_ota.fleet import (
+    QUEUE_TIMEOUT,
     BoardOutOfReachError,
     FleetScheduler,
     get_fleet,
@@ -177,7 +177,6 @@ async def test_connections_of_others_count(
     assert watch.refused == 0
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
 async def test_a_board_out_of_reach_fails_the_others_succeed(
     hass: HomeAssistant, proxy: SimProxyScanner, watch: SlotWatch
 ) -> None:
@@ -214,21 +213,19 @@ async def test_a_board_that_waits_too_long_fails(
     fleet = get_fleet(hass)
     queued = AttributeWatch(hass, [board_entity(2)], "queued")
     busy = AttributeWatch(hass, [board_entity(2)], ATTR_IN_PROGRESS)
-    with (
-        patch("custom_components.esp32_ota.fleet.QUEUE_TIMEOUT", 0.1),
-        patch("custom_components.esp32_ota.fleet.RECHECK_INTERVAL", 0.01),
-    ):
-        async with fleet.slot(board_address(1)):  # board 1 holds the only slot
-            response = await hass.services.async_call(
-                DOMAIN,
-                "install_files",
-                {
-                    ATTR_ENTITY_ID: board_entity(2),
-                    "content": {"app.py": app_source("2.0.0")},
-                },
-                blocking=True,
-                return_response=True,
-            )
+    began = hass.loop.time()
+    async with fleet.slot(board_address(1)):  # board 1 holds the only slot
+        response = await hass.services.async_call(
+            DOMAIN,
+            "install_files",
+            {
+                ATTR_ENTITY_ID: board_entity(2),
+                "content": {"app.py": app_source("2.0.0")},
+            },
+            blocking=True,
+            return_response=True,
+        )
+    assert hass.loop.time() - began >= QUEUE_TIMEOUT  # the real half hour
     assert response is not None
     result = response["boards"][board_entity(2)]  # type: ignore[index]
     assert result["reason"] == "queue_timeout"

@@ -13,20 +13,7 @@ from bleak_retry_connector import BleakNotFoundError, BleakOutOfConnectionSlotsE
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 
 from .const import DOMAIN
-from .nus_ota.errors import (
-    AnsweredLikeV1Error,
-    AuthRequiredError,
-    ConnectFailedError,
-    ContentRefusedError,
-    CrcMismatchError,
-    DeviceError,
-    LinkTooSmallError,
-    NotInstalledError,
-    ProtocolError,
-    RejectedError,
-    RolledBackError,
-    SizeMismatchError,
-)
+from .nus_ota import errors as ota
 
 # What a failed connection or conversation can raise besides OTAError.
 LINK_ERRORS = (BleakError, OSError, TimeoutError)
@@ -62,13 +49,13 @@ def translate(
 
     `heard_now`: a connectable scanner hears the board at this moment.
     """
-    if isinstance(err, ContentRefusedError):
+    if isinstance(err, ota.ContentRefusedError):
         return install_error("content_refused", name=name, file=err.file)
-    if isinstance(err, AnsweredLikeV1Error):
+    if isinstance(err, ota.AnsweredLikeV1Error):
         return install_error("answered_like_v1", name=name)
-    if isinstance(err, ConnectFailedError) and err.applied:
+    if isinstance(err, ota.ConnectFailedError) and err.applied:
         return install_error("not_back", name=name, error=str(err.cause))
-    if isinstance(err, ConnectFailedError) and err.cause is not None:
+    if isinstance(err, ota.ConnectFailedError) and err.cause is not None:
         err = err.cause if isinstance(err.cause, Exception) else err
     if isinstance(err, BleakOutOfConnectionSlotsError):
         # Home Assistant keeps the last advertisement of a board whose
@@ -77,34 +64,34 @@ def translate(
         return install_error("out_of_slots" if heard_now else "not_found", name=name)
     if isinstance(err, BleakNotFoundError):
         return install_error("not_found", name=name)
-    if isinstance(err, RejectedError):
+    if isinstance(err, ota.RejectedError):
         return _rejected(err, name, ", ".join(files), version)
-    if isinstance(err, AuthRequiredError):
+    if isinstance(err, ota.AuthRequiredError):
         return install_error("auth_required", name=name, scheme=err.scheme)
-    if isinstance(err, (CrcMismatchError, SizeMismatchError)):
+    if isinstance(err, (ota.CrcMismatchError, ota.SizeMismatchError)):
         return install_error("crc_mismatch", name=name, file=err.file)
-    if isinstance(err, RolledBackError):
+    if isinstance(err, ota.RolledBackError):
         return install_error(
             "rolled_back",
             name=name,
             version=err.version or version,
             restored=err.restored or "the previous version",
         )
-    if isinstance(err, NotInstalledError):
+    if isinstance(err, ota.NotInstalledError):
         return install_error("not_installed", name=name, file=err.file, error=str(err))
-    if isinstance(err, LinkTooSmallError):
+    if isinstance(err, ota.LinkTooSmallError):
         return install_error("link_too_small", name=name, error=str(err))
-    if isinstance(err, DeviceError):
+    if isinstance(err, ota.DeviceError):
         return install_error("board_error", name=name, error=str(err))
-    if isinstance(err, ProtocolError):
+    if isinstance(err, ota.ProtocolError):
         return install_error("invalid_reply", name=name, error=str(err))
-    if isinstance(err, (BleakError, ConnectFailedError)):
+    if isinstance(err, (BleakError, ota.ConnectFailedError)):
         return install_error("not_reachable", name=name, error=str(err))
     return install_error("link_lost", name=name, error=str(err))
 
 
 def _rejected(
-    err: RejectedError, name: str, files: str, version: str
+    err: ota.RejectedError, name: str, files: str, version: str
 ) -> HomeAssistantError:
     """Say why the board refused a command, in its words."""
     match err.reason:

@@ -45,7 +45,7 @@ from .history import (
     TRIGGER_ENTITY,
     TransferRecord,
 )
-from .nus_ota.errors import OTAError, RolledBackError
+from .nus_ota.errors import AnsweredLikeV1Error, OTAError, RolledBackError
 from .nus_ota.install import InstallOptions, InstallResult, install, probe
 from .plan import async_plan_files, async_plan_release
 
@@ -308,8 +308,8 @@ class BoardInstaller:
             await asyncio.sleep(TRIAL_POLL_INTERVAL)
             async with board.link.claim(first=True):
                 info = await probe(board.link.connect, options)
-            if info is None:  # pragma: no cover - a v1 board reports no trial
-                return None
+            if info is None:  # it just applied over v2: not a v1 board
+                raise AnsweredLikeV1Error(applied=True)
             board.async_set_updated_data(replace(board.data, board_info=info))
             rollback = info.rollback
             if rollback is not None and rollback.version == (plan.wire_version or None):

@@ -27,6 +27,7 @@ import pytest
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN
 from tests.common import (
     app_source,
+    board_with_release,
     install,
     install_fails,
     make_board,
@@ -36,6 +37,7 @@ from tests.common import (
 )
 from tests.firmware.support.crc_forge import crc32, swap_for
 from tests.test_repairs import fix, issue, start_fix
+from tests.test_trial import ON_TRIAL, when_on_trial
 
 if TYPE_CHECKING:
     from esp32_ota_sim.board import VirtualBoard
@@ -212,3 +214,21 @@ async def test_confirming_a_reflash_releases_the_pin(
     await install(hass)
     assert entry.runtime_data.data.spoke_v2
     assert issue(hass, "answered_like_v1", entry) is None
+
+
+async def test_a_relay_pretending_to_be_v1_during_the_trial_is_no_confirmation(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board, entry = await board_with_release(hass, proxy, files=ON_TRIAL)
+    relay = Relay(board)
+
+    def fake_v1() -> None:
+        relay.fake_v1 = True
+
+    pretending = hass.async_create_task(
+        when_on_trial(board, entry.runtime_data, fake_v1)
+    )
+    await install_fails(hass, "answered_like_v1")
+    await pretending
+    assert board.module("boot_guard").on_trial()  # nobody confirmed it
+    assert issue(hass, "answered_like_v1", entry) is not None

@@ -213,12 +213,18 @@ def test_apply_mac_covers_the_hashes():
     assert read("app.py") == two
 
 
-def test_resume_after_reboot_rehashes_what_was_kept():
+def _sent_in_part_then_reset(data, stop):
+    """A keyed board that got `stop` bytes of app.py `data`, then reset."""
     b = Board(AUTH_KEY=KEY)
-    data = blob(9000, 3)
     b.one(_file(b.hello()["nonce"], "app.py", data))
-    push(b, data, stop=5400)
+    push(b, data, stop=stop)
     b.reboot()
+    return b
+
+
+def test_resume_after_reboot_rehashes_what_was_kept():
+    data = blob(9000, 3)
+    b = _sent_in_part_then_reset(data, 5400)
     reply = b.one(_file(b.hello()["nonce"], "app.py", data))
     have = int(reply.split(":")[2])
     assert 0 < have <= 5400, reply
@@ -229,11 +235,8 @@ def test_resume_after_reboot_rehashes_what_was_kept():
 
 
 def test_resume_on_tampered_staged_bytes_is_refused_at_the_end():
-    b = Board(AUTH_KEY=KEY)
     data = blob(3000, 4)
-    b.one(_file(b.hello()["nonce"], "app.py", data))
-    push(b, data, stop=1800)
-    b.reboot()
+    b = _sent_in_part_then_reset(data, 1800)
     kept = read("app.py.new")
     # bytes a relay swapped before the reset, with the CRC of what was sent
     swapped = bytearray(kept)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HEADER = (
-    "| boards | proxies per board | total (s) | target (s) | peak connections "
+    "| link | boards | proxies per board | total (s) | target (s) | peak connections "
     "per proxy (slots) | failed | waited for a slot | refused, retried | errors |"
 )
 
@@ -22,23 +22,28 @@ HEADER = (
 def render(rows: list[dict[str, Any]]) -> str:
     """A markdown table, one line per case, smallest fleet first."""
     lines = [HEADER, "|" + "---|" * HEADER.count(" | ") + "---|"]
-    for row in sorted(rows, key=lambda r: (r["boards"], r["proxies_per_board"])):
+    for row in sorted(
+        rows, key=lambda r: (r["profile"], r["boards"], r["proxies_per_board"])
+    ):
         peaks = " / ".join(
             f"{peak} ({slots})"
             for peak, slots in zip(row["peak"], row["slots"], strict=True)
         )
         lines.append(
-            f"| {row['boards']} | {row['proxies_per_board']} | {row['total_s']} "
+            f"| {row['profile']} | {row['boards']} | {row['proxies_per_board']} "
+            f"| {row['total_s']} "
             f"| {row['target_s']} | {peaks} | {row['failed']} | {row['waited']} "
             f"| {row['refusals']} | {row['errors_logged']} |"
         )
-    reference = {row["reference_s"] for row in rows}
+    reference = {row["profile"]: row["reference_s"] for row in rows}
     lines.append("")
     lines.append(
         "One board alone (transfer and reconnect, no trial wait): "
-        + ", ".join(f"{seconds} s" for seconds in sorted(reference))
+        + ", ".join(f"{seconds} s ({link})" for link, seconds in reference.items())
         + "; target = 3 x that x ceil(boards / 9)."
     )
+    failures = sorted({error for row in rows for error in row["failures"]})
+    lines.extend(f"- failed: {error}" for error in failures)
     return "\n".join(lines) + "\n"
 
 

@@ -2,9 +2,11 @@
 
 A house of 3 proxies with 3 slots each (reports 0.1 s late); every board is
 heard by 1, or by all 3, of them (random signal, seeded), over the `proxy`
-link profile. The boards get a new version that their boot guard confirms
-30 s after they restart, with trial confirmation on: an install ends only
-once the board confirmed.
+link profile (a fixed 10 ms Wi-Fi hop) or `wifi-proxy` (jitter, spikes, 1 %
+of writes and 0.5 % of notifications lost); both connect in 1-3 s. The
+boards get a new version that their boot guard confirms 30 s after they
+restart, with trial confirmation on: an install ends only once the board
+confirmed.
 
 Figures per case: total simulated time of the action call; the reference,
 one board's transfer and reconnect on its own (trial confirmation off, same
@@ -49,18 +51,25 @@ if TYPE_CHECKING:
 ROWS_ENV = "FLEET_BENCH_ROWS"
 PROXIES = 3
 SLOTS = 9  # 3 proxies x 3 slots
-PROFILE = "proxy"
 REFERENCE = 200  # the reference board's number (boards are 1..N)
 SEED = 15
-SUITE_CASES = [(10, 1), (10, 3)]
-BENCH_CASES = [(boards, heard) for boards in (10, 30, 100) for heard in (1, 3)]
+PROFILES = ("proxy", "wifi-proxy")
+SUITE_CASES = [(10, 1, "proxy"), (10, 3, "wifi-proxy")]
+BENCH_CASES = [
+    (boards, heard, profile)
+    for profile in PROFILES
+    for boards in (10, 30, 100)
+    for heard in (1, 3)
+]
 
 
-async def _reference_seconds(hass: HomeAssistant, proxy: SimProxyScanner) -> float:
+async def _reference_seconds(
+    hass: HomeAssistant, proxy: SimProxyScanner, profile: str
+) -> float:
     """One board's transfer and reconnect, alone, without the trial wait."""
     board = trial_board(REFERENCE)
     await setup_board(
-        hass, proxy, board, options={CONF_CONFIRM_TRIAL: False}, profile=PROFILE
+        hass, proxy, board, options={CONF_CONFIRM_TRIAL: False}, profile=profile
     )
     results = await install_files(hass, [board_entity(REFERENCE)], ON_TRIAL)
     record = results[board_entity(REFERENCE)]
@@ -69,9 +78,13 @@ async def _reference_seconds(hass: HomeAssistant, proxy: SimProxyScanner) -> flo
 
 
 async def _run_case(
-    hass: HomeAssistant, proxies: list[SimProxyScanner], count: int, heard_by: int
+    hass: HomeAssistant,
+    proxies: list[SimProxyScanner],
+    count: int,
+    heard_by: int,
+    profile: str,
 ) -> dict[str, Any]:
-    reference = await _reference_seconds(hass, proxies[0])
+    reference = await _reference_seconds(hass, proxies[0], profile)
     await setup_house(
         hass,
         proxies,
@@ -79,7 +92,7 @@ async def _run_case(
         seed=SEED,
         heard_by=(heard_by, heard_by),
         make=trial_board,
-        profile=PROFILE,
+        profile=profile,
     )
     watch = ProxyWatch(proxies)
     began = hass.loop.time()
@@ -91,14 +104,16 @@ async def _run_case(
     return {
         "boards": count,
         "proxies_per_board": heard_by,
+        "profile": profile,
         "total_s": round(total, 1),
         "reference_s": round(reference, 2),
         "target_s": round(3 * reference * math.ceil(count / SLOTS), 1),
         "peak": list(watch.peak.values()),
         "slots": list(watch.limits.values()),
         "failed": sum(r["result"] != "installed" for r in results.values()),
-        "unconfirmed": sum(bool(r["trial"]) for r in results.values()),
-        "waited": sum(r["queued_seconds"] > 0 for r in results.values()),
+        "failures": sorted({r["error"] for r in results.values() if r.get("error")}),
+        "unconfirmed": sum(bool(r.get("trial")) for r in results.values()),
+        "waited": sum(r.get("queued_seconds", 0) > 0 for r in results.values()),
         "refusals": get_fleet(hass).refusals,
     }
 
@@ -108,21 +123,21 @@ def _append_row(rows: Path, figures: dict[str, Any]) -> None:
         out.write(json.dumps(figures) + "\n")
 
 
-def _cases() -> list[tuple[int, int]]:
+def _cases() -> list[tuple[int, int, str]]:
     return BENCH_CASES if os.environ.get(ROWS_ENV) else SUITE_CASES
 
 
-@pytest.mark.parametrize(("count", "heard_by"), _cases())
+@pytest.mark.parametrize("case", _cases(), ids=lambda case: "-".join(map(str, case)))
 async def test_fleet(
     hass: HomeAssistant,
     enable_bluetooth: None,
     caplog: pytest.LogCaptureFixture,
-    count: int,
-    heard_by: int,
+    case: tuple[int, int, str],
 ) -> None:
+    count, heard_by, profile = case
     proxies, cleanup = register_proxies(hass, PROXIES)
     try:
-        figures = await _run_case(hass, proxies, count, heard_by)
+        figures = await _run_case(hass, proxies, count, heard_by, profile)
     finally:
         cleanup()
     figures["errors_logged"] = sum(

@@ -13,6 +13,9 @@ ota_state (ota_state.json). All of them build on ota_core (names, parsing,
 the Transfer), never on each other's internals.
 """
 
+import time
+
+import machine  # a module attribute, as in v1: users' tests patch ota_manager.machine
 from ota_core import (
     ARMED,
     COMMITTING,
@@ -61,6 +64,25 @@ class OTAManager:
         """IDLE, ARMED, RECEIVING or COMMITTING."""
         return self.t.state
 
+    _state = state  # the v1 name
+
+    def _reset(self):
+        """Back to IDLE with no transfer; v1's name, called after OTA:OK."""
+        t = self.t
+        t.drop()
+        t.done = -1
+
+    def _reboot(self):
+        """Let OTA:OK leave the radio, then reset through this module's machine."""
+        self._feed()
+        sleep_ms = getattr(time, "sleep_ms", None)
+        if sleep_ms is None:  # plain CPython: a v1 user's desktop tests
+            time.sleep(self.RESET_DELAY_MS / 1000)
+        else:
+            sleep_ms(self.RESET_DELAY_MS)
+        self._feed()
+        machine.reset()
+
     def _send(self, line):
         try:
             self._reply(line)
@@ -81,7 +103,10 @@ class OTAManager:
         self._nonce = None  # a nonce does not outlive its connection
 
     def handle(self, line):
-        """Process one "OTA:" line. Never raises (a reset is not an error)."""
+        """Process one line; one that does not start with "OTA:" gets no reply.
+
+        Never raises (a reset is not an error).
+        """
         try:
             if self._wdt is not None:
                 self._wdt.feed()
@@ -89,7 +114,8 @@ class OTAManager:
                 try:
                     line = bytes(line).decode()
                 except Exception:
-                    self._send("OTA:ERR:UNKNOWN_CMD")
+                    if bytes(line)[:4] == b"OTA:":
+                        self._send("OTA:ERR:UNKNOWN_CMD")
                     return
             line = line.strip()
             t = self.t
@@ -106,8 +132,8 @@ class OTAManager:
             end = line.find(":", 4)
             cmd = line[4:] if end < 0 else line[4:end]
             if not line.startswith("OTA:"):
-                self._send("OTA:ERR:UNKNOWN_CMD")
-            elif cmd == "DATA":
+                return  # the application's line, as v1 ignores it
+            if cmd == "DATA":
                 if t.mode == V1:
                     import ota_data
 

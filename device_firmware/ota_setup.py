@@ -6,15 +6,12 @@ settings (ALLOWED_FILES, AUTH_*, RESET_DELAY_MS), `_send`, `_feed` and the
 session nonce `_nonce`; the transfer itself is `m.t`, an ota_core.Transfer.
 """
 
-import time
-
 import ota_data  # noqa: F401 - loaded with a transfer's setup, so streaming allocates nothing
 import ota_state
 from ota_core import (
     ARMED,
     COMMITTING,
     IDLE,
-    NONE,
     RECEIVING,
     TMP,
     V1,
@@ -70,27 +67,50 @@ def crc_field(s):
 
 
 def _dotted(v):
-    """'1.10.2-rc1' -> [1, 10, 2]: the leading digits of each part."""
+    """'v1.10.2-rc1' -> [1, 10, 2]: the leading digits of each part after an
+    optional v/V; None when no part starts with a digit (nothing to compare)."""
+    if v[:1] in ("v", "V"):
+        v = v[1:]
     out = []
+    digits = False
     for part in v.split("."):
         i = 0
         while i < len(part) and "0" <= part[i] <= "9":
             i += 1
         out.append(num(part, 0, i) if i else 0)
-    return out
+        digits = digits or i > 0
+    return out if digits else None
 
 
 def older(new, cur):
-    """True when version `new` is older than `cur` (dotted integers)."""
+    """True when version `new` is older than `cur` (dotted integers).
+
+    False, so the update goes ahead, when either has nothing to compare: no
+    version, or text without digits (v1 allowed what it could not parse).
+    """
     if not new or not cur:
         return False
     a = _dotted(new)
     b = _dotted(cur)
+    if a is None or b is None:
+        return False
     while len(a) < len(b):
         a.append(0)
     while len(b) < len(a):
         b.append(0)
     return a < b
+
+
+def bad_version(v):
+    """True for a version HELLO could not report back: longer than 64
+    characters, or holding a character outside printable ASCII or one of
+    the separators `:` `,` `|` (docs/protocol.md, "Versions")."""
+    if len(v) > 64:
+        return True
+    for c in v:
+        if c < " " or c > "~" or c in ":,|":
+            return True
+    return False
 
 
 def _nospace(size, credit):
@@ -130,11 +150,17 @@ def start(m, line):
     n = len(p)
     size = num(p[3], 0, len(p[3])) if n > 4 else -1
     crc = crc_field(p[4]) if n > 4 else -1
-    if size < 0 or crc < 0 or (n > 6 and num(p[6], 0, len(p[6])) < 0):
+    ver = p[5] if n > 5 else ""
+    token = ":".join(p[7:])
+    if n == 7 and num(p[6], 0, len(p[6])) < 0:
+        token = p[6]  # <version>:<token>, the form the v1 clients send
+    elif n > 6 and num(p[6], 0, len(p[6])) < 0:
+        size = -1  # <chunk_size> must be a number
+    if size < 0 or crc < 0 or bad_version(ver):
         m._send("OTA:REJECT:BAD_ARGS")
         return
     if m.AUTH_TOKEN is not None:
-        if ":".join(p[7:]) != m.AUTH_TOKEN:
+        if token != m.AUTH_TOKEN:
             m._send("OTA:REJECT:AUTH")
             return
     elif m.AUTH_KEY is not None:
@@ -147,7 +173,6 @@ def start(m, line):
     if _nospace(size, 0):
         m._send("OTA:REJECT:NOSPACE")
         return
-    ver = p[5] if n > 5 else ""
     if older(ver, ota_state.app_version()):
         m._send("OTA:REJECT:VERSION")
         return
@@ -207,6 +232,7 @@ def file(m, line):
         or p[6] not in ("hex", "b64")
         or not flags
         or (flags != "-" and flags.strip("f"))
+        or bad_version(p[5])
     ):
         m._send("OTA:REJECT:BAD_ARGS")
         return
@@ -340,14 +366,9 @@ def install(m, items):
         t.drop()
         m._send("OTA:ERR:RENAME:" + reason(e))
         return
-    t.mode = NONE
     m._send("OTA:OK")
-    m._feed()
-    time.sleep_ms(m.RESET_DELAY_MS)
-    m._feed()
-    import machine
-
-    machine.reset()
+    m._reset()
+    m._reboot()
 
 
 def abort_all(m, line):

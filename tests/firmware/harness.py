@@ -83,9 +83,35 @@ def _add_time_shims() -> None:
             setattr(time, name, func)
 
 
+# Scenarios of the OTA engine alone run on CPython the way v1 users test their
+# OTAManager: no `micropython` module and `time` as CPython has it, only
+# `machine` is a stand-in. The others run the board's NUS and boot code too,
+# which needs both.
+PLAIN_CPYTHON = frozenset({"fw_v1", "fw_v2", "fw_commit", "fw_auth", "fw_fuzz"})
+_TICK_NAMES = ("ticks_ms", "ticks_us", "ticks_cpu", "ticks_add", "ticks_diff")
+_MICROPYTHON_TIME = (*_TICK_NAMES, "sleep_ms", "sleep_us")
+
+
 @contextlib.contextmanager
-def cpython_board(home: Path) -> Iterator[None]:
-    """Make `home` the board's filesystem and the firmware importable."""
+def _plain_cpython() -> Iterator[None]:
+    """No `micropython` module, and no MicroPython names in `time`."""
+    saved = {n: getattr(time, n) for n in _MICROPYTHON_TIME if hasattr(time, n)}
+    for name in saved:
+        delattr(time, name)
+    sys.modules["micropython"] = None  # type: ignore[assignment]  # ImportError
+    try:
+        yield
+    finally:
+        sys.modules.pop("micropython", None)
+        for name, func in saved.items():
+            setattr(time, name, func)
+
+
+@contextlib.contextmanager
+def cpython_board(home: Path, *, plain: bool = False) -> Iterator[None]:
+    """Make `home` the board's filesystem and the firmware importable.
+
+    `plain`: without MicroPython's names (see PLAIN_CPYTHON)."""
     names = _module_names(FIRMWARE_DIR, STAND_INS_DIR, SUPPORT_DIR, SCENARIO_DIR)
 
     def purge() -> None:
@@ -100,11 +126,15 @@ def cpython_board(home: Path) -> Iterator[None]:
         str(SUPPORT_DIR),
         str(STAND_INS_DIR),
     ]
-    _add_time_shims()
     purge()
     os.chdir(home)
     try:
-        yield
+        if plain:
+            with _plain_cpython():
+                yield
+        else:
+            _add_time_shims()
+            yield
     finally:
         os.chdir(saved_cwd)
         purge()
@@ -113,7 +143,7 @@ def cpython_board(home: Path) -> Iterator[None]:
 
 def run_on_cpython(module: str, test: str, home: Path) -> Outcome:
     """Run one scenario test in this process."""
-    with cpython_board(home):
+    with cpython_board(home, plain=module in PLAIN_CPYTHON):
         scenario = __import__(module)
         value = getattr(scenario, test)()
         if isinstance(value, types.GeneratorType):  # a stepped test, see mp_runner.mjs

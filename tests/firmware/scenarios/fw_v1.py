@@ -176,6 +176,122 @@ def test_v1_start_version_guard():
         assert b.one("OTA:ABORT") == "OTA:ABORTED"
 
 
+class _Config:
+    """A board's config module, as `import config` finds it."""
+
+    def __init__(self, version):
+        self.VERSION = version
+
+
+# (config.VERSION on the board, version in START, expected reply)
+VERSIONS = (
+    ("1.2.3", "v1.2.3", "OTA:READY"),
+    ("1.2.3", "V1.2.4", "OTA:READY"),
+    ("1.2.3", "v1.2.2", "OTA:REJECT:VERSION"),
+    ("1.2.3", "1.2", "OTA:REJECT:VERSION"),
+    ("1.2.3", "1.3", "OTA:READY"),
+    ("1.2.3", "1.2.3-rc1", "OTA:READY"),
+    ("1.2.3", "1.2.2-rc1", "OTA:REJECT:VERSION"),
+    ("1.2.3", "", "OTA:READY"),
+    ("1.2.3", "garbage", "OTA:READY"),
+    ("1.2.3", "v", "OTA:READY"),
+    ("v1.2.3", "1.2.2", "OTA:REJECT:VERSION"),
+    ("v1.2.3", "1.2.3", "OTA:READY"),
+    ("1.2", "1.2.0", "OTA:READY"),
+    ("1.2", "1.1.9", "OTA:REJECT:VERSION"),
+    ("1.2.0-rc1", "1.2.0", "OTA:READY"),
+    ("1.2.0-rc1", "1.1", "OTA:REJECT:VERSION"),
+    (2.0, "1.9", "OTA:REJECT:VERSION"),
+    (2.0, "2.0", "OTA:READY"),
+    (2.0, "v2.0.1", "OTA:READY"),
+    (2.0, "garbage", "OTA:READY"),
+    (2, "1.9", "OTA:REJECT:VERSION"),
+    ("", "0.0.1", "OTA:READY"),
+    ("garbage", "0.0.1", "OTA:READY"),
+    ("unknown", "v0.1", "OTA:READY"),
+)
+
+
+def test_v1_versions_both_sides():
+    """A leading v/V is skipped; nothing to compare (no digits) allows the
+    update, as v1 did; a numeric config.VERSION compares as its text."""
+    import sys
+
+    b = Board()
+    data = blob(10)
+    try:
+        for board_ver, ver, want in VERSIONS:
+            sys.modules["config"] = _Config(board_ver)
+            got = b.send(_start(data, ver=ver))
+            assert got == [want], (board_ver, ver, got)
+            if want == "OTA:READY":
+                assert b.one("OTA:ABORT") == "OTA:ABORTED"
+    finally:
+        del sys.modules["config"]
+
+
+def test_v1_start_refuses_versions_hello_could_not_report():
+    data = blob(10)
+    b = Board()
+    for ver in ("1,2", "1|2", "1.0\u00e9", "1.0\x01", "1.0\x7f", "9" * 65):
+        assert b.one(_start(data, ver=ver)) == "OTA:REJECT:BAD_ARGS", ver
+        assert b.m.state == b.m.IDLE
+    for ver in ("9" * 64, "1.0 beta", "v2.0-rc.1+build~7"):
+        assert b.one(_start(data, ver=ver)) == "OTA:READY", ver
+        assert b.one("OTA:ABORT") == "OTA:ABORTED"
+    assert listdir() == []
+
+
+def test_v1_token_in_the_sixth_field_as_the_clients_send_it():
+    data = blob(10)
+    head = f"OTA:START:main.py:10:{crc32_hex(data)}:1.0.1"
+    b = Board(AUTH_TOKEN="s3cret")
+    assert b.one(head + ":s3cret") == "OTA:READY"
+    assert b.one("OTA:ABORT") == "OTA:ABORTED"
+    assert b.one(head + ":wrong") == "OTA:REJECT:AUTH"
+    assert b.one(head + ":") == "OTA:REJECT:AUTH"
+    assert b.one(head + ":64:s3cret") == "OTA:READY"  # the documented form
+    assert b.one("OTA:ABORT") == "OTA:ABORTED"
+    assert b.one(head + ":s3:cret") == "OTA:REJECT:BAD_ARGS"  # chunk size "s3"
+    b = Board(AUTH_TOKEN="123456")
+    assert b.one(head + ":123456") == "OTA:REJECT:AUTH"  # a number is the chunk size
+    assert b.one(head + ":64:123456") == "OTA:READY"
+    b = Board(AUTH_TOKEN=None)
+    assert b.one(head + ":anything") == "OTA:READY"
+
+
+def test_v1_names_state_reset_and_machine():
+    """What v1 users' tests reach into: _state, _reset(), ota_manager.machine."""
+    import ota_manager
+
+    class Machine:
+        resets = 0
+
+        def reset(self):
+            self.resets += 1
+
+    fake = Machine()
+    ota_manager.machine = fake
+    b = Board()
+    m = b.m
+    data = blob(64)
+    assert m._state == m.IDLE
+    assert b.one(_start(data)) == "OTA:READY"
+    assert m._state == m.ARMED == m.state
+    m._reset()
+    assert m._state == m.IDLE
+    assert listdir() == []
+    assert b.one(_start(data)) == "OTA:READY"
+    assert b.one(f"OTA:DATA:0:{hexs(data)}") == "OTA:ACK:0"
+    assert m._state == m.RECEIVING
+    assert b.send("OTA:COMMIT") == ["OTA:OK"]
+    assert fake.resets == 1
+    assert not b.reset  # the stand-in's machine.reset was not used
+    assert m._state == m.IDLE  # v1 returns to IDLE right after OTA:OK
+    assert read("main.py") == data
+    assert b.one(_start(data, ver="1.0.2")) == "OTA:READY"  # the next transfer
+
+
 def test_v1_without_config_skips_version_check():
     import sys
 
@@ -290,12 +406,12 @@ def test_unknown_commands():
         "OTA:start:main.py:1:00000000",
         "OTA:STARTX",
         "OTA:DAT",
-        "PING",
-        "",
-        "OTA",
         "OTA:ACK:0",
+        b"OTA:\xff\xfe",
     ):
         assert b.one(line) == "OTA:ERR:UNKNOWN_CMD", line
+    for line in ("PING", "", "OTA", "ota:START", " VERSION", b"\xff\xfe OTA"):
+        assert b.send(line) == [], line  # the application's lines: no reply
     assert b.m.state == b.m.IDLE
 
 
@@ -306,7 +422,6 @@ def test_line_endings_and_bytes_accepted():
     assert b.one((f"OTA:DATA:0:{hexs(data)}\n").encode()) == "OTA:ACK:0"
     assert b.one(bytearray(b"OTA:COMMIT")) == "OTA:OK"
     assert read("main.py") == data
-    assert b.one(b"\xff\xfe OTA") == "OTA:ERR:UNKNOWN_CMD"
 
 
 def test_restart_removes_stale_temp():

@@ -388,6 +388,12 @@ def test_file_checks_in_order():
         f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:x:",
         f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:f-:",
         f"OTA:FILE:../x:x:{crc}:1.1.0:b64:-:",
+        # versions HELLO could not report back
+        f"OTA:FILE:main.py:100:{crc}:1,1:b64:-:",
+        f"OTA:FILE:main.py:100:{crc}:1|1:b64:-:",
+        f"OTA:FILE:main.py:100:{crc}:1.1\u00e9:b64:-:",
+        f"OTA:FILE:main.py:100:{crc}:1.1\t:b64:-:",
+        f"OTA:FILE:main.py:100:{crc}:{'1' * 65}:b64:-:",
     ):
         assert b.one(line) == "OTA:REJECT:BAD_ARGS", line
     fake.statvfs_calls = 0

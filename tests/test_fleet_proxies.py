@@ -17,7 +17,7 @@ from esp32_ota_sim.bleak_backend import (
     set_connection_slots,
 )
 
-from custom_components.esp32_ota.fleet import get_fleet
+from custom_components.esp32_ota.fleet import FleetScheduler, get_fleet
 from tests.common import (
     app_source,
     board_address,
@@ -111,6 +111,43 @@ async def _release_later(
 ) -> None:
     await asyncio.sleep(delay)
     await client.disconnect()
+
+
+async def test_admission_counts_boards_admitted_but_not_connected(
+    hass: HomeAssistant, proxies: list[SimProxyScanner]
+) -> None:
+    """Free slots are matched to every admitted board not connected yet."""
+    first, second, _third = proxies
+    for proxy in (first, second):
+        set_connection_slots(proxy.source, 1)
+    await asyncio.sleep(REPORT_DELAY)
+    both, first_only, first_too = (make_board(board_address(i)) for i in (1, 2, 3))
+    first.inject(both, rssi=-50)  # heard best by the first proxy...
+    second.inject(both, rssi=-80)  # ...and by the second
+    first.inject(first_only)
+    first.inject(first_too)
+    fleet = get_fleet(hass)
+    admitted = []
+    for board in (both, first_only):
+        slot = fleet.slot(board.address)
+        await slot.__aenter__()  # admitted at once: one slot for each
+        admitted.append(slot)
+
+    # Only the first proxy hears board 3, and the two admitted boards need
+    # both free slots between them, whichever path each takes.
+    waiting = hass.async_create_task(_admitted_then_leave(fleet, first_too.address))
+    await asyncio.sleep(0)
+    assert fleet.queued() == [first_too.address]
+
+    await admitted[1].__aexit__(None, None, None)  # board 2 is done
+    await waiting
+    await admitted[0].__aexit__(None, None, None)
+    assert fleet.as_dict()["admitted"] == []
+
+
+async def _admitted_then_leave(fleet: FleetScheduler, address: str) -> None:
+    async with fleet.slot(address):
+        pass
 
 
 async def test_a_board_whose_proxies_are_full_of_other_connections_waits(

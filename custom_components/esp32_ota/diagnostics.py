@@ -26,8 +26,9 @@ async def async_get_config_entry_diagnostics(
     `board` is what the board reported (capabilities: protocol, window, line
     size, encodings, auth scheme, free space; inventory: files, staged files,
     trial, rollback), `transfers` the last installs with timing, retries and
-    the adapter or proxy used, `fleet` the connection slots held and waited
-    for across boards.
+    the adapter or proxy used, `fleet` the boards admitted to connect and
+    waiting, connections refused for lack of slots, and each adapter's or
+    proxy's slots (free, ours, the most in use).
     """
     board = entry.runtime_data
     data = board.data

@@ -202,8 +202,10 @@ class FleetScheduler:
 
     @callback
     def _on_allocations(self, allocations: HaBluetoothSlotAllocations) -> None:
-        source = allocations.source
-        self._peak[source] = max(self._peak.get(source, 0), len(allocations.allocated))
+        scanner = allocations.source  # habluetooth names a scanner by its source
+        self._peak[scanner] = max(
+            self._peak.get(scanner, 0), len(allocations.allocated)
+        )
         for change in self._changes:
             if not change.done():
                 change.set_result(None)
@@ -297,13 +299,13 @@ class FleetScheduler:
             "waiting": self.queued(),
             "refusals": self.refusals,
             "scanners": {
-                source: {
+                scanner: {
                     "slots": current.slots,
                     "free": current.free,
                     "ours": sorted(self._admitted & set(current.allocated)),
-                    "peak": self._peak.get(source, 0),
+                    "peak": self._peak.get(scanner, 0),
                 }
-                for source, current in self._allocations().items()
+                for scanner, current in self._allocations().items()
             },
         }
 

@@ -1,4 +1,5 @@
-"""Exact limits of a v2 data line: the longest accepted, the shortest refused.
+"""Exact limits: the longest data line and the first refused, numbers and
+base64 with stray characters, a MAC one character off.
 
 Lines reach OTAManager.handle() from the NUS peripheral (which already drops
 lines over LINE_MAX) or straight from an application's own UART code, so the
@@ -55,3 +56,20 @@ def test_numbers_are_digits_only():
         assert b.one(f"OTA:D:{off}:AAAA") == "OTA:ERR:BAD_SEQ", off
     b = Board()  # the size of a v1 START too
     assert b.one("OTA:START:main.py:1.0:00000000") == "OTA:REJECT:BAD_ARGS"
+
+
+def _flip(hex_digit):
+    return "0" if hex_digit != "0" else "1"
+
+
+def test_a_mac_must_match_exactly():
+    import ota_auth
+
+    key, message = "board-secret", "0123456789abcdef|APPLY|main.py"
+    mac = hexs(ota_auth.hmac_sha256(key, message))
+    assert ota_auth.check(key, message, mac)
+    # longer, shorter, or one hex digit wrong anywhere: refused
+    refused = [mac + "0", mac + mac, mac[:-1], ""]
+    refused += [mac[:i] + _flip(mac[i]) + mac[i + 1 :] for i in range(len(mac))]
+    for bad in refused:
+        assert not ota_auth.check(key, message, bad), bad

@@ -32,4 +32,3 @@ def test_the_next_update_clears_the_rollback_record():
     assert h["rollback"] is None
     assert h["trial"]["ver"] == "3.0.0"
     assert state()["rollback"] is None
-

@@ -67,7 +67,7 @@ async def test_home_assistant_stops_mid_install(
     assert info.staged["app.py"].have > 0  # resumable by the next install
 
 
-@pytest.mark.usefixtures("short_connect_backoff")
+@pytest.mark.virtual_clock  # retries and backoffs cost no real time
 async def test_board_out_of_range_then_back(
     hass: HomeAssistant, proxy: SimProxyScanner, faults: FaultLedger
 ) -> None:

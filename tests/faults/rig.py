@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from esp32_ota_sim.bleak_backend import register_board
 from esp32_ota_sim.board import VirtualBoard
+from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.link import PROFILES, LinkProfile, LinkStats, SimLink
 from esp32_ota_sim.v1_board import V1OnlyBoard
 
@@ -211,6 +212,27 @@ async def run_install(
         return await install(connect, files, version, InstallOptions(**options))
     except Exception as err:
         return err
+
+
+def install_through(
+    faults: FaultLedger, link: LinkProfile, *, protocol: int, size: int
+) -> InstallResult:
+    """Install a release of about `size` bytes over `link` (v1: a field board).
+
+    The install must finish with every file new, and the link must really
+    have injected faults; they go to the ledger.
+    """
+    board = fault_board(link, v1_only=protocol == 1)
+    old = bundle(board)
+    new = release(board, size=size)
+    connect = Recorder(board)
+    result = run_virtual(run_install(connect, new))
+    injected = connect.count_faults(faults)
+    assert isinstance(result, InstallResult), (link.name, result)
+    assert result.protocol == protocol
+    assert injected > 0, link.name  # the knobs really injected something
+    assert faults.check_board(board, old, new) == "new"
+    return result
 
 
 def drop_link(board: VirtualBoard) -> int:

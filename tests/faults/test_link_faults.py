@@ -21,6 +21,7 @@ from tests.faults.rig import (
     Recorder,
     bundle,
     fault_board,
+    install_through,
     profile,
     release,
     run_install,
@@ -50,20 +51,9 @@ def test_install_through_a_faulty_link(
 ) -> None:
     seed = round(rate * 1000) * 10 + list(KNOBS).index(fault) * 2 + protocol
     link = profile("proxy", seed=seed, **{KNOBS[fault]: rate})
-    board = fault_board(link, v1_only=protocol == 1)
-    old = bundle(board)
-    new = release(board, size=40_000)
-    connect = Recorder(board)
-
-    result = run_virtual(run_install(connect, new))
-
-    injected = connect.count_faults(faults)
-    assert isinstance(result, InstallResult), (seed, result)
-    assert result.protocol == protocol
-    assert injected > 0, seed  # the knob really injected something
+    result = install_through(faults, link, protocol=protocol, size=40_000)
     if fault == "lost_writes":
         assert result.retries > 0, seed  # a lost line is resent, never skipped
-    assert faults.check_board(board, old, new) == "new"
 
 
 def test_duplicated_notifications_are_counted_by_the_link() -> None:
@@ -176,15 +166,4 @@ def test_install_through_a_jittery_wifi_proxy(
     """A real house's proxy: jitter, spikes of 100 ms and more, lost writes and
     notifications, 1-3 s to connect. Packets keep their order."""
     link = profile("wifi-proxy", seed=seed * 10 + protocol, **WIFI_CASES[case])
-    board = fault_board(link, v1_only=protocol == 1)
-    old = bundle(board)
-    new = release(board, size=30_000)
-    connect = Recorder(board)
-
-    result = run_virtual(run_install(connect, new))
-
-    injected = connect.count_faults(faults)
-    assert isinstance(result, InstallResult), (case, seed, result)
-    assert result.protocol == protocol
-    assert injected > 0, (case, seed)
-    assert faults.check_board(board, old, new) == "new"
+    install_through(faults, link, protocol=protocol, size=30_000)

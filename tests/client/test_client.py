@@ -890,3 +890,41 @@ def test_ask_v1_version_on_a_dropped_link() -> None:
             await client.ask_v1_version()
 
     run(go())
+
+
+def test_a_requested_window_never_exceeds_the_boards() -> None:
+    """The board advertises `win` 4: asking for 10 still keeps 4 in flight."""
+    replies: dict[bytes, list[bytes] | str] = {
+        b"OTA:HELLO": [HELLO_LINE],
+        b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+    }  # the D lines go unanswered: only the first window goes out
+
+    async def go() -> list[tuple[bytes, bool]]:
+        transport = CannedTransport(canned(replies))
+        client = OTAClient(transport)
+        await client.start()
+        await client.hello()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):  # before the first retransmit
+                await client.send_file(FileImage("app.py", b"x" * 2000), window=10)
+        return transport.written
+
+    data = [line for line, response in run(go()) if not response]
+    assert len(data) == HELLO["win"]
+
+
+def test_a_control_line_that_fits_exactly_goes_in_one_write() -> None:
+    replies: dict[bytes, list[bytes] | str] = {
+        b"OTA:HELLO": [HELLO_LINE],
+        b"OTA:ABORT": [b"OTA:ABORTED\n"],
+    }
+
+    async def go() -> list[tuple[bytes, bool]]:
+        transport = CannedTransport(canned(replies), max_write=len(b"OTA:HELLO\n"))
+        client = OTAClient(transport)
+        await client.start()
+        await client.hello()  # protocol unknown yet: must fit one write
+        await client.abort()  # v2: a longer line could be split, this one fits
+        return transport.written
+
+    assert run(go()) == [(b"OTA:HELLO\n", True), (b"OTA:ABORT\n", True)]

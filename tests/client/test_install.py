@@ -183,6 +183,7 @@ def test_file_not_allowed(board_fs: Path) -> None:
         go(connector, {"boot.py": b"x"})
     assert err.value.reason == "FORBIDDEN"
     assert connector.open_connections == 0
+    assert lines_sent(connector, "OTA:FILE") == 0  # refused before sending
 
 
 def test_rollback_is_reported(board_fs: Path) -> None:

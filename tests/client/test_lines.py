@@ -42,6 +42,8 @@ def test_overlong_line_is_dropped_whole_and_counted() -> None:
     # its tail must not be mistaken for a line of its own
     assert asm.feed(b"OTA:A:5\nOTA:A:6\n") == ["OTA:A:6"]
     assert asm.feed(b"a" * 16 + b"\n") == ["a" * 16]  # exactly the limit is fine
+    assert asm.feed(b"b" * 17 + b"\n") == []  # one byte more is not
+    assert asm.overflows == 2
 
 
 def test_overlong_line_in_one_notification() -> None:

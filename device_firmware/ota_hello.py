@@ -1,18 +1,65 @@
-"""The HELLO reply: what a v2 client needs to plan an update.
+"""The board inventory and the HELLO reply built from it.
 
-Imported only when a client says HELLO, so the inventory code does not sit
-in RAM during normal operation.
+What a v2 client needs to plan an update: installed and staged files with
+their CRCs, free space, config.VERSION. Imported when a client says HELLO or
+starts a transfer (ota_setup), so it does not sit in RAM while no client
+updates the board.
 """
 
+import binascii
 import json
+import os
 
 import ota_state
 from ota_core import FW_VERSION, V2
 
 
+def app_version():
+    """The board's config.VERSION as text, or None when there is no config.py."""
+    try:
+        import config
+
+        return str(config.VERSION)
+    except Exception:
+        return None
+
+
+def free_space():
+    """Free bytes on the filesystem, -1 if unknown. Slow: never per chunk."""
+    try:
+        s = os.statvfs("/")
+        return s[0] * s[3]
+    except Exception:
+        return -1
+
+
+def file_crc(name, limit=-1, sha=None):
+    """(bytes read, CRC-32) of the first `limit` bytes of a file (all if -1).
+
+    Reads through one small buffer, so a large file costs no RAM. The bytes
+    also go into the hash object `sha` when one is given.
+    """
+    buf = bytearray(256)
+    mv = memoryview(buf)
+    crc = 0
+    n = 0
+    with open(name, "rb") as f:
+        while limit < 0 or n < limit:
+            k = f.readinto(buf)
+            if not k:
+                break
+            if 0 <= limit < n + k:
+                k = limit - n
+            crc = binascii.crc32(mv[:k], crc)
+            if sha is not None:
+                sha.update(mv[:k])
+            n += k
+    return n, crc & 0xFFFFFFFF
+
+
 def _installed(name, rec):
     try:
-        size, crc = ota_state.file_crc(name)
+        size, crc = file_crc(name)
     except OSError:
         return None
     crc = "%08x" % crc
@@ -33,7 +80,7 @@ def _staged(m, name, e):
         if have > size or have < 0:
             have = 0
         elif have == size and not e.get("ok"):
-            crc = ota_state.file_crc(name + ".new")[1]
+            crc = file_crc(name + ".new")[1]
             have = size if "%08x" % crc == e.get("crc") else 0
     return {"size": size, "crc": e.get("crc"), "ver": e.get("ver"), "have": have}
 
@@ -59,11 +106,11 @@ def caps(m):
     trial = st["trial"]
     if trial is not None:
         trial = {"ver": trial.get("ver"), "boots": trial.get("boots", 0)}
-    free = ota_state.free_space()
+    free = free_space()
     d = {
         "proto": 2,
         "fw": FW_VERSION,
-        "app": ota_state.app_version(),
+        "app": app_version(),
         "win": m.WINDOW,
         "line": m.LINE_MAX,
         "enc": ["hex", "b64"],

@@ -7,6 +7,7 @@ session nonce `_nonce`; the transfer itself is `m.t`, an ota_core.Transfer.
 """
 
 import ota_data  # noqa: F401 - loaded with a transfer's setup, so streaming allocates nothing
+import ota_hello  # the board inventory: free space, config.VERSION, file CRCs
 import ota_state
 from ota_core import (
     ARMED,
@@ -114,7 +115,7 @@ def bad_version(v):
 
 
 def _nospace(size, credit):
-    free = ota_state.free_space()
+    free = ota_hello.free_space()
     return free >= 0 and size * 5 > (free + credit) * 4
 
 
@@ -173,7 +174,7 @@ def start(m, line):
     if _nospace(size, 0):
         m._send("OTA:REJECT:NOSPACE")
         return
-    if older(ver, ota_state.app_version()):
+    if older(ver, ota_hello.app_version()):
         m._send("OTA:REJECT:VERSION")
         return
     try:
@@ -254,7 +255,7 @@ def file(m, line):
     if "f" not in flags:
         cur = st["files"].get(name)
         cur = cur.get("ver") if isinstance(cur, dict) else None
-        if older(ver, cur or ota_state.app_version()):
+        if older(ver, cur or ota_hello.app_version()):
             m._send("OTA:REJECT:VERSION")
             return
     import ota_auth
@@ -300,7 +301,7 @@ def _resume(old, new, size, crc_s, sha):
         have = ota_state.fsize(new)
         if 0 < have <= size:
             h = ota_state.new_hash(sha)
-            have, run = ota_state.file_crc(new, have, h)
+            have, run = ota_hello.file_crc(new, have, h)
             if have < size or ("%08x" % run == crc_s and ota_state.hash_is(h, sha)):
                 return have, run, h
     remove(new)
@@ -361,7 +362,7 @@ def install(m, items):
     import ota_commit
 
     try:
-        ota_commit.apply(items, ota_state.app_version())
+        ota_commit.apply(items, ota_hello.app_version())
     except Exception as e:
         t.drop()
         m._send("OTA:ERR:RENAME:" + reason(e))

@@ -1,5 +1,7 @@
-"""What the OTA manager remembers across resets (ota_state.json), and what
-else it reads from flash: file sizes and CRCs, free space, config.VERSION.
+"""What the OTA manager remembers across resets: ota_state.json.
+
+The boot guard keeps this module loaded: keep it small (the board inventory,
+file CRCs, free space and config.VERSION, is in ota_hello).
 
 The file is rewritten whole through `ota_state.json.tmp` and a rename, which
 is atomic on LittleFS, so a power cut leaves either the old or the new state.
@@ -64,49 +66,6 @@ def save(d, name=STATE):
     except Exception:
         remove(tmp)
         raise
-
-
-def app_version():
-    """The board's config.VERSION as text, or None when there is no config.py."""
-    try:
-        import config
-
-        return str(config.VERSION)
-    except Exception:
-        return None
-
-
-def free_space():
-    """Free bytes on the filesystem, -1 if unknown. Slow: never per chunk."""
-    try:
-        s = os.statvfs("/")
-        return s[0] * s[3]
-    except Exception:
-        return -1
-
-
-def file_crc(name, limit=-1, sha=None):
-    """(bytes read, CRC-32) of the first `limit` bytes of a file (all if -1).
-
-    Reads through one small buffer, so a large file costs no RAM. The bytes
-    also go into the hash object `sha` when one is given.
-    """
-    buf = bytearray(256)
-    mv = memoryview(buf)
-    crc = 0
-    n = 0
-    with open(name, "rb") as f:
-        while limit < 0 or n < limit:
-            k = f.readinto(buf)
-            if not k:
-                break
-            if 0 <= limit < n + k:
-                k = limit - n
-            crc = binascii.crc32(mv[:k], crc)
-            if sha is not None:
-                sha.update(mv[:k])
-            n += k
-    return n, crc & 0xFFFFFFFF
 
 
 def new_hash(want):

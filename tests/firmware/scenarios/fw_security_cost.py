@@ -157,7 +157,7 @@ def test_mpy_sha256_cpu_per_kb():
     import binascii
     import hashlib
 
-    import ota_state
+    import ota_hello
     from fwtest import blob, write
 
     size = 64 * 1024
@@ -181,7 +181,7 @@ def test_mpy_sha256_cpu_per_kb():
 
     def reread(h=None):
         for _ in range(rounds):
-            ota_state.file_crc("app.py.new", size, h and hashlib.sha256())
+            ota_hello.file_crc("app.py.new", size, h and hashlib.sha256())
 
     kb = size * rounds // 1024
     return {

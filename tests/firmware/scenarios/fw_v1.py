@@ -29,10 +29,10 @@ def _start(data, name="main.py", ver="1.0.1", chunk=64, token=None):
 
 
 def _free(board_free):
-    import ota_state
+    import ota_hello
 
-    ota_state.os = FakeOs(board_free)
-    return ota_state.os
+    ota_hello.os = FakeOs(board_free)
+    return ota_hello.os
 
 
 def test_v1_client_flow_is_byte_identical():

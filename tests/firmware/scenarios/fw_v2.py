@@ -40,9 +40,9 @@ def _ready(b, line):
 def test_hello_capabilities():
     write("main.py", OLD_MAIN)
     b = Board()
-    import ota_state
+    import ota_hello
 
-    ota_state.os = FakeOs(8 * 4096)
+    ota_hello.os = FakeOs(8 * 4096)
     h = b.hello()
     assert sorted(h) == sorted(
         [
@@ -119,10 +119,10 @@ def test_windowed_b64_transfer_and_apply():
     write("main.py", OLD_MAIN)
     b = Board()
     import ota_core
-    import ota_state
+    import ota_hello
 
     fake = FakeOs()  # the real statvfs, counted
-    ota_state.os = fake
+    ota_hello.os = fake
     ota_core.os = fake
     data = blob(5000, 11)
     off, _ = _ready(b, file_line("main.py", data, "1.1.0"))
@@ -366,10 +366,10 @@ def test_empty_file():
 
 def test_file_checks_in_order():
     b = Board()
-    import ota_state
+    import ota_hello
 
     fake = FakeOs(40960)
-    ota_state.os = fake
+    ota_hello.os = fake
     data = blob(100)
     _ready(b, file_line("main.py", data))
     assert b.one("OTA:FILE:x") == "OTA:REJECT:BUSY"
@@ -411,15 +411,15 @@ def test_file_checks_in_order():
 
 def test_nospace_counts_staged_bytes_as_free():
     b = Board()
-    import ota_state
+    import ota_hello
 
     data = blob(40000, 5)
     _ready(b, file_line("main.py", data))
     push(b, data, stop=36000)
     b.m.abort()
-    ota_state.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
+    ota_hello.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
     assert b.one(file_line("main.py", data)) == "OTA:REJECT:NOSPACE"
-    ota_state.os = FakeOs(16384)  # 80 % of 52384 is 41907
+    ota_hello.os = FakeOs(16384)  # 80 % of 52384 is 41907
     assert _ready(b, file_line("main.py", data))[0] == 36000
 
 

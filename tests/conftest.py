@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from unittest.mock import patch
 
 import pytest
 from esp32_ota_sim.bleak_backend import reset_registry
+from homeassistant.helpers import frame
 
 # Import our package before Home Assistant mounts its test config dir, whose
 # own `custom_components` package would otherwise shadow this repository's.
@@ -37,6 +39,20 @@ def auto_enable_custom_integrations(
 ) -> None:
     """Load custom_components/esp32_ota; a fresh config dir for every test."""
     hass.config.config_dir = str(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def report_usage_is_an_error() -> Generator[None]:
+    """Usage Home Assistant reports as deprecated fails the test (not a log line)."""
+    report = frame._report_usage
+
+    def as_error(*args: Any, **kwargs: Any) -> None:
+        kwargs["core_integration_behavior"] = frame.ReportBehavior.ERROR
+        kwargs["custom_integration_behavior"] = frame.ReportBehavior.ERROR
+        report(*args, **kwargs)
+
+    with patch.object(frame, "_report_usage", as_error):
+        yield
 
 
 @pytest.fixture(autouse=True)

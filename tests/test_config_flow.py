@@ -109,7 +109,7 @@ async def test_discovery_creates_an_entry_with_a_default_folder(
     await hass.async_block_till_done()
 
 
-async def test_discovery_of_a_configured_board_updates_its_name(
+async def test_discovery_of_a_configured_board_changes_nothing(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     entry = MockConfigEntry(
@@ -127,7 +127,9 @@ async def test_discovery_of_a_configured_board_updates_its_name(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    assert entry.data[CONF_NAME] == "ESP32-OTA-NEW"
+    # The address is the unique id; the name the user knows stays.
+    assert entry.data == {CONF_ADDRESS: BOARD, CONF_NAME: "old name"}
+    assert entry.title == "Mock Title"
 
 
 async def test_second_discovery_of_the_same_board_is_refused(
@@ -356,34 +358,3 @@ async def test_options_transfer_settings(
         CONF_CONFIRM_TRIAL: True,
     }
     await hass.async_block_till_done()
-
-
-async def test_reconfigure_name_and_folder(
-    hass: HomeAssistant, entry: MockConfigEntry
-) -> None:
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    Path(hass.config.path("a_file")).write_text("not a folder")
-    result = await entry.start_reconfigure_flow(hass)
-    assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "reconfigure"
-    assert result["description_placeholders"]["address"] == BOARD
-
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_NAME: " ", CONF_SOURCE_DIR: "a_file"}
-    )
-    assert result["errors"] == {
-        CONF_NAME: "name_required",
-        CONF_SOURCE_DIR: "not_a_folder",
-    }
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_NAME: " Kitchen board ", CONF_SOURCE_DIR: "kitchen"}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "reconfigure_successful"
-    await hass.async_block_till_done()
-    assert entry.title == "Kitchen board"
-    assert entry.options[CONF_SOURCE_DIR] == "kitchen"
-    assert entry.unique_id == BOARD
-    assert Path(hass.config.path("kitchen")).is_dir()
-    assert entry.runtime_data.name == "Kitchen board"

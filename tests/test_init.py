@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from bleak.exc import BleakError
+from homeassistant.components import bluetooth
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_ADDRESS, STATE_UNAVAILABLE
 from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import frame
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -376,3 +379,40 @@ async def test_diagnostics_after_transfers(
         "installed",
         "failed",
     ]
+
+
+async def test_deprecated_usage_reported_by_home_assistant_fails_the_test(
+    hass: HomeAssistant,
+) -> None:
+    """The conftest fixture makes frame.report_usage an error, not a log line."""
+    await async_setup_component(hass, DOMAIN, {})
+    with pytest.raises(RuntimeError, match="does something deprecated"):
+        frame.report_usage("does something deprecated", integration_domain=DOMAIN)
+
+
+async def test_unavailable_and_back_are_logged_once_each(
+    hass: HomeAssistant, proxy: SimProxyScanner, caplog: pytest.LogCaptureFixture
+) -> None:
+    board = make_board()
+    entry = await setup_board(hass, proxy, board)
+    coordinator = entry.runtime_data
+    info = bluetooth.async_last_service_info(hass, board.address, connectable=True)
+    assert info is not None
+    caplog.clear()
+    for _ in range(2):
+        coordinator._async_unavailable(info)
+    for _ in range(2):
+        coordinator._async_advertisement(info, bluetooth.BluetoothChange.ADVERTISEMENT)
+    await hass.async_block_till_done(wait_background_tasks=True)
+    messages = [
+        r.getMessage() for r in caplog.records if r.name == coordinator.logger.name
+    ]
+    assert (
+        messages.count(
+            "ESP32-OTA-0001 is unavailable: no connectable adapter or proxy hears it"
+        )
+        == 1
+    )
+    assert (
+        messages.count("ESP32-OTA-0001 is back in range of a connectable scanner") == 1
+    )

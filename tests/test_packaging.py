@@ -81,3 +81,9 @@ def test_brand_icon() -> None:
     with Image.open(INTEGRATION / "brand" / "icon.png") as icon:
         assert icon.size == (256, 256)
         assert icon.format == "PNG"
+
+
+def test_license_file_for_hacs() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Permission is hereby granted, free of charge" in text

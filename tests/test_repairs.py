@@ -1,15 +1,21 @@
-"""Repair issues: a rolled-back update, refused credentials, v1 firmware."""
+"""Repair issues (a rolled-back update, v1 firmware) and reauthentication."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.repairs import DOMAIN as REPAIRS_DOMAIN
+from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
 
-from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+from custom_components.esp32_ota.const import (
+    CONF_AUTH_KEY,
+    CONF_CONFIRM_TRIAL,
+    CONF_TOKEN,
+    DOMAIN,
+)
 from tests.common import (
     app_source,
     board_with_release,
@@ -78,45 +84,62 @@ async def test_rolled_back_update(hass: HomeAssistant, proxy: SimProxyScanner) -
     assert issue(hass, "rolled_back", entry) is None
 
 
-async def test_refused_credentials_fixed_in_the_repair_flow(
+def reauth_flows(hass: HomeAssistant, entry: MockConfigEntry) -> list[Any]:
+    return [
+        flow
+        for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        if flow["context"]["source"] == SOURCE_REAUTH
+        and flow["context"]["entry_id"] == entry.entry_id
+    ]
+
+
+async def test_refused_credentials_start_reauthentication(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     board, entry = await board_with_release(
         hass,
         proxy,
         board=make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "right key"\n'),
-        options={CONF_AUTH_KEY: "old"},
+        options={CONF_AUTH_KEY: "old", CONF_CONFIRM_TRIAL: True},
     )
     await install_fails(hass, "auth_failed")
-    assert issue(hass, "auth_failed", entry) is not None
+    await hass.async_block_till_done()
+    flows = reauth_flows(hass, entry)
+    assert len(flows) == 1
+    assert flows[0]["step_id"] == "reauth_confirm"
+    # No repair issue of ours: Home Assistant's reauthentication is the fix.
+    assert [key for key in ir.async_get(hass).issues if key[0] == DOMAIN] == []
 
-    result = await start_fix(hass, "auth_failed", entry)
-    assert result["step_id"] == "credentials"
-    assert result["description_placeholders"] == {"name": "ESP32-OTA-0001"}
-    result = await fix(hass, result["flow_id"], {CONF_TOKEN: "a:b"})
+    flow_id = flows[0]["flow_id"]
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_TOKEN: "a:b"}
+    )
     assert result["errors"] == {CONF_TOKEN: "invalid_token"}
-    result = await fix(hass, result["flow_id"], {CONF_AUTH_KEY: "right key"})
-    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["description_placeholders"] == {"name": "ESP32-OTA-0001"}
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_AUTH_KEY: "right key"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
     await hass.async_block_till_done(wait_background_tasks=True)
-    assert issue(hass, "auth_failed", entry) is None
+    # The other options stay; the entry reloaded with the key.
     assert entry.options[CONF_AUTH_KEY] == "right key"
+    assert entry.options[CONF_CONFIRM_TRIAL] is True
     assert CONF_TOKEN not in entry.options
-    # The entry reloaded with the key: the install goes through.
     assert entry.runtime_data.settings.auth_key == "right key"
     await install(hass)
     assert board.read("app.py") == app_source("1.1.0").encode()
 
 
-async def test_missing_credentials_raise_the_same_issue(
+async def test_missing_credentials_start_reauthentication_once(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     board = make_board(config='VERSION = "1.0.0"\nAUTH_KEY = "k"\n')
     _, entry = await board_with_release(hass, proxy, board=board)
     await install_fails(hass, "auth_required")
-    assert issue(hass, "auth_failed", entry) is not None
-    # Removing the board removes its issues.
-    assert await hass.config_entries.async_remove(entry.entry_id)
-    assert issue(hass, "auth_failed", entry) is None
+    await install_fails(hass, "auth_required")
+    await hass.async_block_till_done()
+    assert len(reauth_flows(hass, entry)) == 1
 
 
 async def test_v1_firmware(hass: HomeAssistant, proxy: SimProxyScanner) -> None:
@@ -144,12 +167,12 @@ async def test_an_issue_without_its_board_gets_a_plain_fix_flow(
     ir.async_create_issue(
         hass,
         DOMAIN,
-        f"auth_failed_{entry.entry_id}",
+        f"answered_like_v1_{entry.entry_id}",
         is_fixable=True,
         severity=ir.IssueSeverity.ERROR,
-        translation_key="auth_failed",
+        translation_key="answered_like_v1",
         translation_placeholders={"name": "x", "error": "y"},
         data={"entry_id": "gone"},
     )
-    result = await start_fix(hass, "auth_failed", entry)
+    result = await start_fix(hass, "answered_like_v1", entry)
     assert result["step_id"] == "confirm"

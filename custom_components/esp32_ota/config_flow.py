@@ -11,7 +11,6 @@ from homeassistant.components.bluetooth import (
     async_discovered_service_info,
 )
 from homeassistant.config_entries import (
-    ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
@@ -53,6 +52,8 @@ from .nus_ota import valid_token
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from .data import Esp32OtaConfigEntry
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
@@ -156,7 +157,9 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> Esp32OtaOptionsFlow:
+    def async_get_options_flow(
+        config_entry: Esp32OtaConfigEntry,
+    ) -> Esp32OtaOptionsFlow:
         """Return the options flow (source folder and credentials)."""
         return Esp32OtaOptionsFlow()
 
@@ -165,10 +168,8 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> ConfigFlowResult:
         """Handle a board found by the manifest's Bluetooth matchers."""
         await self.async_set_unique_id(discovery_info.address)
-        # A known board that shows up again may have a new name.
-        self._abort_if_unique_id_configured(
-            updates={CONF_NAME: discovery_info.name}, reload_on_update=False
-        )
+        # The address is all a known board's entry keeps from discovery.
+        self._abort_if_unique_id_configured()
         self._discovery_info = discovery_info
         self.context["title_placeholders"] = {"name": _title(discovery_info)}
         return await self.async_step_bluetooth_confirm()
@@ -226,40 +227,37 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
         )
 
-    async def async_step_reconfigure(
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Ask for credentials: the board refused ours, or asked for some."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Rename the board or move its scripts folder."""
-        entry = self._get_reconfigure_entry()
+        """Ask for the HMAC key or v1 token; the entry reloads with them."""
+        entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
-        name: str = entry.title
-        source_dir: str = entry.options[CONF_SOURCE_DIR]
+        shown: Mapping[str, Any] = entry.options
         if user_input is not None:
-            name = user_input[CONF_NAME].strip()
-            source_dir = user_input[CONF_SOURCE_DIR].strip()
-            if not name:
-                errors[CONF_NAME] = "name_required"
-            if error := await async_check_folder(self.hass, source_dir):
-                errors[CONF_SOURCE_DIR] = error
-            if not errors:
-                return self.async_update_reload_and_abort(
-                    entry,
-                    title=name,
-                    options={**entry.options, CONF_SOURCE_DIR: source_dir},
-                )
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=vol.Schema(
-                {
-                    vol.Required(CONF_NAME, default=name): str,
-                    vol.Required(CONF_SOURCE_DIR, default=source_dir): str,
+            if error := token_error(user_input.get(CONF_TOKEN, "").strip()):
+                errors[CONF_TOKEN] = error
+            else:
+                kept = {
+                    key: value
+                    for key, value in entry.options.items()
+                    if key not in (CONF_AUTH_KEY, CONF_TOKEN)
                 }
-            ),
+                return self.async_update_reload_and_abort(
+                    entry, options={**kept, **credentials_options(user_input)}
+                )
+            shown = user_input
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema(credentials_schema(shown)),
             errors=errors,
-            description_placeholders={
-                "address": entry.data[CONF_ADDRESS],
-                "config_dir": self.hass.config.config_dir,
-            },
+            description_placeholders={"name": entry.title},
         )
 
     async def _async_create(self, info: BluetoothServiceInfoBleak) -> ConfigFlowResult:

@@ -140,6 +140,7 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         if not service_info.connectable or self.available:
             return
         self.available = True
+        _LOGGER.info("%s is back in range of a connectable scanner", self.name)
         self.async_update_listeners()
         self.async_schedule_read()
 
@@ -148,7 +149,12 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         self, service_info: bluetooth.BluetoothServiceInfoBleak
     ) -> None:
         """No connectable scanner hears the board any more."""
+        if not self.available:
+            return
         self.available = False
+        _LOGGER.info(
+            "%s is unavailable: no connectable adapter or proxy hears it", self.name
+        )
         self.async_update_listeners()
 
     # -- the source folder

@@ -2,8 +2,6 @@
 
 - `rolled_back`: the board rejected an update and went back (fix flow:
   acknowledge; it also goes away after the next successful install).
-- `auth_failed`: the board refuses our credentials (fix flow: enter the
-  HMAC key or v1 token; the board's entry reloads with them).
 - `v1_firmware`: the board runs the old protocol-v1 firmware. Not fixable from
   Home Assistant: a v1 board accepts only the files in its ALLOWED_FILES
   (main.py and app.py by default), not the firmware's own modules, so the
@@ -14,6 +12,9 @@
   confirm the reflash, and the board is no longer held to v2 (unless its
   key is still set).
 
+A board refusing our credentials (or asking for some) starts Home
+Assistant's reauthentication flow instead (config_flow.py).
+
 (The `source_problem` issue of a bad scripts folder is raised by the
 coordinator's folder watch and goes away when the folder is fixed.)
 """
@@ -22,12 +23,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-import voluptuous as vol
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
 from homeassistant.helpers import issue_registry as ir
 
-from .config_flow import credentials_options, credentials_schema, token_error
-from .const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
+from .const import DOMAIN
 
 if TYPE_CHECKING:
     from homeassistant import data_entry_flow
@@ -40,11 +39,11 @@ ISSUE_V1: Final = "v1_firmware"
 ISSUE_ANSWERED_LIKE_V1: Final = "answered_like_v1"
 ISSUES: Final = (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_V1, ISSUE_ANSWERED_LIKE_V1)
 
+# Install failures (translation keys) that ask for credentials.
+_REAUTH_FAILURES: Final = frozenset({"auth_failed", "auth_required"})
 # Install failures (translation keys) that raise an issue.
 _FAILURE_ISSUES: Final = {
     "rolled_back": ISSUE_ROLLED_BACK,
-    "auth_failed": ISSUE_AUTH,
-    "auth_required": ISSUE_AUTH,
     "answered_like_v1": ISSUE_ANSWERED_LIKE_V1,
 }
 
@@ -61,7 +60,10 @@ def issue_id(kind: str, entry_id: str) -> str:
 def async_report_failure(
     hass: HomeAssistant, entry: ConfigEntry, key: str, error: str
 ) -> None:
-    """Raise the issue an install failure calls for, if any."""
+    """Raise the issue an install failure calls for, or ask for credentials."""
+    if key in _REAUTH_FAILURES:
+        entry.async_start_reauth(hass)
+        return
     if (kind := _FAILURE_ISSUES.get(key)) is None:
         return
     ir.async_create_issue(
@@ -84,7 +86,7 @@ def async_report_answered_like_v1(hass: HomeAssistant, entry: ConfigEntry) -> No
 
 def async_clear_after_success(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """Drop the issues an install that went through has solved."""
-    for kind in (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_ANSWERED_LIKE_V1):
+    for kind in (ISSUE_ROLLED_BACK, ISSUE_ANSWERED_LIKE_V1):
         ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry.entry_id))
 
 
@@ -112,48 +114,6 @@ def async_delete_issues(hass: HomeAssistant, entry_id: str) -> None:
     """Forget every issue of a board (its entry was removed)."""
     for kind in ISSUES:
         ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry_id))
-
-
-class CredentialsRepairFlow(RepairsFlow):
-    """Ask for the board's HMAC key or v1 token; reload the board with them."""
-
-    def __init__(self, entry: ConfigEntry) -> None:
-        """Fix the credentials of `entry`."""
-        self.entry = entry
-
-    async def async_step_init(
-        self, user_input: dict[str, Any] | None = None
-    ) -> data_entry_flow.FlowResult:
-        """Start with the form (the input here is the issue, not the user's)."""
-        return await self.async_step_credentials()
-
-    async def async_step_credentials(
-        self, user_input: dict[str, Any] | None = None
-    ) -> data_entry_flow.FlowResult:
-        """Show the credentials form."""
-        errors: dict[str, str] = {}
-        options: dict[str, Any] = dict(self.entry.options)
-        if user_input is not None:
-            if error := token_error(user_input.get(CONF_TOKEN, "").strip()):
-                errors[CONF_TOKEN] = error
-            else:
-                kept = {
-                    key: value
-                    for key, value in options.items()
-                    if key not in (CONF_AUTH_KEY, CONF_TOKEN)
-                }
-                self.hass.config_entries.async_update_entry(
-                    self.entry, options={**kept, **credentials_options(user_input)}
-                )
-                self.hass.config_entries.async_schedule_reload(self.entry.entry_id)
-                return self.async_create_entry(data={})
-            options = user_input
-        return self.async_show_form(
-            step_id="credentials",
-            data_schema=vol.Schema(credentials_schema(options)),
-            errors=errors,
-            description_placeholders={"name": self.entry.title},
-        )
 
 
 class ReflashedRepairFlow(RepairsFlow):
@@ -194,8 +154,6 @@ async def async_create_fix_flow(
         if isinstance(entry_id, str)
         else None
     )
-    if entry is not None and issue_id.startswith(f"{ISSUE_AUTH}_"):
-        return CredentialsRepairFlow(entry)
     if entry is not None and issue_id.startswith(f"{ISSUE_ANSWERED_LIKE_V1}_"):
         return ReflashedRepairFlow(entry)
     return ConfirmRepairFlow()

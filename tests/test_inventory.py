@@ -70,7 +70,9 @@ def test_installed_version_and_files_to_send(tmp_path: Path) -> None:
     changed = BoardData(
         board_info=hello({"app.py": InstalledFile(3, "00000000", "1.1.0")})
     )
-    assert changed.installed_version(state) == "1.1.0 (modified)"
+    assert changed.installed_version(state) == "1.1.0"
+    assert changed.folder_changed(state) is True
+    assert same.folder_changed(state) is False
     assert changed.files_to_send(release) == ["app.py"]
     assert BoardData(app_version="0.9").installed_version(state) == "0.9"
     assert BoardData().files_to_send(release) == ["app.py"]

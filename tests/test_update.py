@@ -21,6 +21,7 @@ from homeassistant.components.update import (
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import issue_registry as ir
 
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN, DOMAIN
 from custom_components.esp32_ota.fleet import QUEUE_TIMEOUT
@@ -175,7 +176,7 @@ async def test_undeclared_version_is_a_content_hash(
     assert entity.version_is_newer("2.0.0", "1.0.0") is True
 
 
-async def test_edited_scripts_without_a_new_version_show_as_modified(
+async def test_edited_scripts_without_a_new_version_say_the_folder_changed(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     board, _ = await board_with_release(hass, proxy)
@@ -183,10 +184,16 @@ async def test_edited_scripts_without_a_new_version_show_as_modified(
     await offer_release(hass, None, files={"app.py": app_source("1.1.0") + "# fix\n"})
     state = hass.states.get(ENTITY_ID)
     assert state is not None
-    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0 (modified)"
+    # The board did not change: it still runs 1.1.0; the folder changed.
+    assert state.attributes[ATTR_INSTALLED_VERSION] == "1.1.0"
+    assert state.attributes[ATTR_LATEST_VERSION] == "1.1.0 (folder changed)"
     assert state.state == STATE_ON
     await install(hass)
     assert board.read("app.py").endswith(b"# fix\n")
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.state == STATE_OFF
+    assert state.attributes[ATTR_LATEST_VERSION] == "1.1.0"
 
 
 async def test_specific_version_from_the_versions_folder(
@@ -227,20 +234,70 @@ async def test_downgrade_is_refused_by_the_board(
     assert board.read("app.py") == app_source("2.0.0").encode()
 
 
-async def test_files_the_board_does_not_allow_are_reported_before_sending(
-    hass: HomeAssistant, proxy: SimProxyScanner
+async def test_a_file_the_board_would_refuse_is_shown_and_not_offered(
+    hass: HomeAssistant, proxy: SimProxyScanner, hass_ws_client: WebSocketGenerator
 ) -> None:
     files = {"app.py": app_source("1.1.0"), "secrets.py": "KEY = 1\n"}
-    board, _ = await board_with_release(hass, proxy, files=files)
+    board, entry = await board_with_release(hass, proxy, files=files)
     state = hass.states.get(ENTITY_ID)
     assert state is not None
-    assert "secrets.py" in state.attributes["release_summary"]
+    assert state.attributes["files_refused"] == ["secrets.py"]
+    assert "would refuse secrets.py" in state.attributes["release_summary"]
+    # No Update button for an install certain to fail.
+    assert not state.attributes["supported_features"] & UpdateEntityFeature.INSTALL
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {"type": "update/release_notes", "entity_id": ENTITY_ID}
+    )
+    notes = (await client.receive_json())["result"]
+    assert notes.startswith(
+        '<ha-alert alert-type="warning">ESP32-OTA-0001 would refuse secrets.py: '
+        "it accepts only app.py, main.py."
+    )
+    assert "- secrets.py (8 bytes) (changed) (refused by the board)" in notes
+    found = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"files_refused_{entry.entry_id}"
+    )
+    assert found is not None
+    assert found.severity is ir.IssueSeverity.WARNING
+    assert found.translation_placeholders == {
+        "name": "ESP32-OTA-0001",
+        "files": "secrets.py",
+        "allowed": "app.py, main.py",
+        "folder": str(source_folder(hass)),
+    }
 
+    # Asked anyway (an automation calling the coordinator): refused, nothing sent.
     before = board.files()
-    err = await install_fails(hass, "files_not_allowed")
-    assert "would refuse secrets.py" in str(err)
-    assert "only accepts app.py, main.py" in str(err)
+    with pytest.raises(HomeAssistantError) as err:
+        await entry.runtime_data.async_install(None)
+    assert err.value.translation_key == "files_not_allowed"
+    assert "only accepts app.py, main.py" in str(err.value)
     assert board.files() == before
+
+    # The file leaves the folder: the issue goes, the install is offered.
+    (source_folder(hass) / "secrets.py").unlink()
+    await offer_release(hass, files={"app.py": app_source("1.1.0")})
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.attributes["supported_features"] & UpdateEntityFeature.INSTALL
+    assert state.attributes["files_refused"] == []
+    assert (
+        ir.async_get(hass).async_get_issue(DOMAIN, f"files_refused_{entry.entry_id}")
+        is None
+    )
+    await install(hass)
+    assert board.read("app.py") == app_source("1.1.0").encode()
+
+
+async def test_no_entity_picture_the_icon_shows(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """HA 2026.2 serves no brand/ folder and the brands CDN has no icon for us."""
+    await board_with_release(hass, proxy)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert "entity_picture" not in state.attributes
 
 
 async def test_forbidden_file_on_a_v1_board(

@@ -134,14 +134,20 @@ class BoardData:
         return info.app_version
 
     def installed_version(self, source: SourceState) -> str | None:
-        """Return the version on the board, as far as we know.
-
-        '(modified)' when the board only claims the latest version.
-        """
+        """Return the version on the board, as far as we know."""
         if (release := self.matching_release(source)) is not None:
             return release.version
+        return self._reported_version(source.latest)
+
+    def folder_changed(self, source: SourceState) -> bool:
+        """Tell whether the folder's latest files changed, not their version.
+
+        The scripts were edited in the folder without a new version: the
+        board did not change, the folder did.
+        """
         latest = source.latest
-        version = self._reported_version(latest)
-        if version is not None and latest is not None and version == latest.version:
-            return f"{version} (modified)"
-        return version
+        return (
+            latest is not None
+            and self.matching_release(source) is None
+            and self._reported_version(latest) == latest.version
+        )

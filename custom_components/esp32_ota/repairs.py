@@ -6,6 +6,9 @@
   Home Assistant: a v1 board accepts only the files in its ALLOWED_FILES
   (main.py and app.py by default), not the firmware's own modules, so the
   steps to install the firmware over USB are shown instead.
+- `files_refused`: the folder's latest release holds a file the board
+  would refuse (not on its allowlist). Not fixable from Home Assistant:
+  the folder or the board's ALLOWED_FILES must change; it goes away then.
 - `answered_like_v1`: a board that spoke v2 before, or whose key is set,
   answered HELLO like v1 firmware. Nothing was sent (no token). A relay can
   fake that answer; a reflash with v1 firmware really does it. Fix flow:
@@ -34,10 +37,15 @@ if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
 ISSUE_ROLLED_BACK: Final = "rolled_back"
-ISSUE_AUTH: Final = "auth_failed"
 ISSUE_V1: Final = "v1_firmware"
 ISSUE_ANSWERED_LIKE_V1: Final = "answered_like_v1"
-ISSUES: Final = (ISSUE_ROLLED_BACK, ISSUE_AUTH, ISSUE_V1, ISSUE_ANSWERED_LIKE_V1)
+ISSUE_FILES_REFUSED: Final = "files_refused"
+ISSUES: Final = (
+    ISSUE_ROLLED_BACK,
+    ISSUE_V1,
+    ISSUE_ANSWERED_LIKE_V1,
+    ISSUE_FILES_REFUSED,
+)
 
 # Install failures (translation keys) that ask for credentials.
 _REAUTH_FAILURES: Final = frozenset({"auth_failed", "auth_required"})
@@ -107,6 +115,34 @@ def async_track_protocol(
         translation_key=ISSUE_V1,
         translation_placeholders={"name": entry.title},
         learn_more_url=INSTALL_FIRMWARE_DOC,
+    )
+
+
+def async_track_refused(
+    hass: HomeAssistant,
+    entry: ConfigEntry,
+    refused: list[str],
+    allowed: list[str],
+    folder: str,
+) -> None:
+    """Raise the refused-files issue while the latest release has some."""
+    kind_id = issue_id(ISSUE_FILES_REFUSED, entry.entry_id)
+    if not refused:
+        ir.async_delete_issue(hass, DOMAIN, kind_id)
+        return
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        kind_id,
+        is_fixable=False,
+        severity=ir.IssueSeverity.WARNING,
+        translation_key=ISSUE_FILES_REFUSED,
+        translation_placeholders={
+            "name": entry.title,
+            "files": ", ".join(refused),
+            "allowed": ", ".join(allowed),
+            "folder": folder,
+        },
     )
 
 

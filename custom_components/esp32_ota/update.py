@@ -10,6 +10,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from . import repairs
 from .const import DOMAIN
 from .coordinator import BoardCoordinator
 from .source import is_content_hash
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 # Installs are serialised per board by its installer; boards are independent.
 PARALLEL_UPDATES = 0
+
+# Latest version of scripts edited in the folder without a new version.
+FOLDER_CHANGED = " (folder changed)"
 
 _FEATURES = (
     UpdateEntityFeature.INSTALL
@@ -57,9 +61,24 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
         )
         self._update_attrs()
 
+    @property
+    def entity_picture(self) -> str | None:
+        """No picture, so icons.json's icon shows.
+
+        Update entities default to the brands CDN, which has no icon for a
+        custom integration; Home Assistant serves our brand/ from 2026.3.
+        """
+        return None
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the coordinator; report a refused file from the start."""
+        await super().async_added_to_hass()
+        self._report_refused()
+
     @callback
     def _handle_coordinator_update(self) -> None:
         self._update_attrs()
+        self._report_refused()
         super()._handle_coordinator_update()
 
     @property
@@ -68,26 +87,48 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
         return self.coordinator.available or self.coordinator.installer.installing
 
     @callback
+    def _refused(self) -> tuple[list[str], list[str]]:
+        """Files of the latest release the board would refuse, and its allowlist."""
+        board = self.coordinator
+        latest = board.source.latest
+        info = board.data.board_info
+        if latest is None or info is None:
+            return [], []
+        return board.data.refused(latest.names), sorted(info.allowed_files)
+
+    @callback
+    def _report_refused(self) -> None:
+        refused, allowed = self._refused()
+        board = self.coordinator
+        repairs.async_track_refused(
+            self.hass, board.config_entry, refused, allowed, str(board.folder.folder)
+        )
+
+    @callback
     def _update_attrs(self) -> None:
         board = self.coordinator
         installer = board.installer
         source = board.source
         latest = source.latest
+        refused, allowed = self._refused()
         self._attr_installed_version = board.installed_version
-        self._attr_latest_version = latest.version if latest else None
+        self._attr_latest_version = None
+        if latest is not None:
+            self._attr_latest_version = latest.version + (
+                FOLDER_CHANGED if board.data.folder_changed(source) else ""
+            )
         self._attr_in_progress = installer.installing
         self._attr_update_percentage = installer.progress
         self._attr_release_url = latest.release_url if latest else None
         features = _FEATURES
-        if len(source.releases) > 1:
+        if refused:  # an install certain to fail is not offered
+            features &= ~UpdateEntityFeature.INSTALL
+        elif len(source.releases) > 1:
             features |= UpdateEntityFeature.SPECIFIC_VERSION
         self._attr_supported_features = features
         summary = latest.summary if latest else None
-        if latest is not None and (refused := board.data.refused(latest.names)):
-            summary = (
-                f"The board would refuse {', '.join(refused)}: "
-                "remove it from the folder or allow it on the board."
-            )
+        if refused:
+            summary = _refusal(board.name, refused, allowed)
         elif source.problem is not None:
             summary = f"Source folder problem: {source.problem}"
         self._attr_release_summary = summary
@@ -97,6 +138,7 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
             "source_folder": str(board.folder.folder),
             "available_versions": sorted(source.releases),
             "files_to_update": board.data.files_to_send(latest) if latest else [],
+            "files_refused": refused,
             "firmware": info.firmware if info else None,
             "trial": info.trial is not None if info else None,
             "queued": installer.queued,
@@ -105,22 +147,31 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
 
     def version_is_newer(self, latest_version: str, installed_version: str) -> bool:
         """Compare versions; a content hash has no order, it only differs."""
+        if latest_version.endswith(FOLDER_CHANGED):
+            return True
         if is_content_hash(latest_version) or is_content_hash(installed_version):
             return latest_version != installed_version
         return super().version_is_newer(latest_version, installed_version)
 
     async def async_release_notes(self) -> str | None:
-        """Return the latest changelog (or notes) and what will change."""
+        """Return what stops an install, the changelog (or notes), what changes."""
         board = self.coordinator
         latest = board.source.latest
         if latest is None:
             return None
+        lines: list[str] = []
+        refused, allowed = self._refused()
+        if refused:
+            warning = _refusal(board.name, refused, allowed)
+            lines += [f'<ha-alert alert-type="warning">{warning}</ha-alert>', ""]
+        if latest.changelog:
+            lines += [latest.changelog.rstrip(), ""]
         changed = board.data.files_to_send(latest)
-        lines = [latest.changelog.rstrip(), ""] if latest.changelog else []
         lines.append(f"Files in version {latest.version}:")
         lines.extend(
             f"- {file.name} ({file.size} bytes)"
             + (" (changed)" if file.name in changed else "")
+            + (" (refused by the board)" if file.name in refused else "")
             for file in latest.files
         )
         return "\n".join(lines)
@@ -136,3 +187,13 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
         await self.coordinator.async_rescan_source()
         if self.coordinator.available:
             await self.coordinator.async_refresh_board()
+
+
+def _refusal(name: str, refused: list[str], allowed: list[str]) -> str:
+    """Say which files the board would refuse, and what it accepts."""
+    return (
+        f"{name} would refuse {', '.join(refused)}: it accepts only "
+        f"{', '.join(allowed)}. Remove the file from the folder (or from the "
+        "manifest's files), or add it to ALLOWED_FILES on the board. Until "
+        "then there is nothing to install."
+    )

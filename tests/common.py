@@ -204,15 +204,17 @@ async def install(hass: HomeAssistant, version: str | None = None) -> None:
 
 
 class ProgressRecorder:
-    """Every (in_progress, update_percentage) the entity reported."""
+    """Every (in_progress, update_percentage) and install phase the entity reported."""
 
     def __init__(self, hass: HomeAssistant) -> None:
         """Start listening."""
         self.seen: list[tuple[bool, float | None]] = []
+        self.phases_seen: list[str | None] = []
 
         @callback
         def changed(event: Event[EventStateChangedData]) -> None:
             if (state := event.data["new_state"]) is not None:
+                self.phases_seen.append(state.attributes.get("install_phase"))
                 self.seen.append(
                     (
                         state.attributes.get(ATTR_IN_PROGRESS),
@@ -226,6 +228,12 @@ class ProgressRecorder:
     def percentages(self) -> list[float]:
         """Percentages reported while in progress, in order."""
         return [pct for busy, pct in self.seen if busy and pct is not None]
+
+    @property
+    def phases(self) -> list[str]:
+        """The install phases shown, in order, each once per stretch."""
+        shown = [phase for phase in self.phases_seen if phase is not None]
+        return [p for i, p in enumerate(shown) if i == 0 or shown[i - 1] != p]
 
 
 async def install_fails(

@@ -221,6 +221,10 @@ async def test_a_board_waits_while_the_proxy_slots_are_taken(
         task = hass.async_create_task(install(hass))
         await queued
         assert not task.done()
+        state = hass.states.get(ENTITY_ID)
+        assert state is not None
+        assert state.attributes["install_phase"] == "queued"
+        assert state.attributes["update_percentage"] is None  # a bar, no figure
         assert board.read("app.py") != app.encode()
 
         # ...and installs as soon as the proxy reports it free.

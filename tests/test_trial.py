@@ -12,6 +12,7 @@ from custom_components.esp32_ota.const import CONF_CONFIRM_TRIAL, TRIAL_TIMEOUT
 from custom_components.esp32_ota.history import EVENT_INSTALL
 from tests.common import (
     ENTITY_ID,
+    ProgressRecorder,
     app_source,
     board_with_release,
     install,
@@ -99,9 +100,13 @@ async def test_the_boot_guard_confirms_after_a_minute_up(
     """The program never confirms; the firmware's own minute-up rule does."""
     await board_with_release(hass, proxy, files=ON_TRIAL)
     events = async_capture_events(hass, EVENT_INSTALL)
+    progress = ProgressRecorder(hass)
     began = hass.loop.time()
     await install(hass)
     assert_installed(hass, events[-1], trial=False)
+    # The minute on trial is a phase of its own, short of 100 %.
+    assert progress.phases[-2:] == ["checking", "trial"]
+    assert progress.percentages[-1] == 96
     assert 60 <= hass.loop.time() - began < TRIAL_TIMEOUT
 
 

@@ -47,6 +47,7 @@ from .history import (
 )
 from .nus_ota.errors import AnsweredLikeV1Error, OTAError, RolledBackError
 from .nus_ota.install import InstallOptions, InstallResult, install, probe
+from .phases import Phase, percentage
 from .plan import async_plan_files, async_plan_release
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
     from .coordinator import BoardCoordinator
     from .nus_ota.board_info import BoardInfo
+    from .nus_ota.transport import Transport
     from .plan import InstallPlan
 
 # Failures after which the board runs something else than we thought.
@@ -68,7 +70,8 @@ class BoardInstaller:
         self.coordinator = coordinator
         self.installing = False
         self.queued = False  # waiting for a connection slot
-        self.progress: float | None = None
+        self.progress: float | None = None  # percent of the bar (phases.py)
+        self.phase: Phase | None = None
         self.history: deque[TransferRecord] = deque(maxlen=HISTORY_LENGTH)
 
     def ensure_idle(self) -> None:
@@ -101,7 +104,7 @@ class BoardInstaller:
         self.ensure_idle()
         board = self.coordinator
         self.installing = True
-        self.progress = None
+        self.progress = self.phase = None
         board.async_update_listeners()
         read_again = False
         try:
@@ -112,7 +115,7 @@ class BoardInstaller:
         finally:
             self.installing = False
             self.queued = False
-            self.progress = None
+            self.progress = self.phase = None
             board.async_update_listeners()
             if read_again:  # show what the board runs now
                 board.async_schedule_read()
@@ -133,10 +136,10 @@ class BoardInstaller:
             async with board.link.claim(self._on_queued):
                 began = loop.time()
                 self.queued = False
-                self.progress = 0
-                board.async_update_listeners()
+                self._enter(Phase.CONNECTING)
                 result = await self._async_transfer(plan)
             if result is not None and result.trial and board.settings.confirm_trial:
+                self._enter(Phase.TRIAL)
                 result = await self._async_confirmed(plan, result)
         except (HomeAssistantError, BoardOutOfReachError, QueueTimeoutError) as err:
             failure = err if isinstance(err, HomeAssistantError) else self._queue(err)
@@ -194,14 +197,33 @@ class BoardInstaller:
     @callback
     def _on_queued(self) -> None:
         self.queued = True
-        self.coordinator.async_update_listeners()
+        self._enter(Phase.QUEUED)
+
+    @callback
+    def _enter(self, phase: Phase, acknowledged: int = 0, total: int = 0) -> None:
+        progress = percentage(phase, acknowledged, total)
+        if (phase, progress) != (self.phase, self.progress):
+            self.phase, self.progress = phase, progress
+            self.coordinator.async_update_listeners()
 
     @callback
     def _on_progress(self, acknowledged: int, total: int) -> None:
-        progress = round(100 * acknowledged / total, 1) if total else 100.0
-        if progress != self.progress:
-            self.progress = progress
-            self.coordinator.async_update_listeners()
+        """Show the transfer, then (all data acknowledged) the board applying."""
+        if total and acknowledged < total:
+            self._enter(Phase.TRANSFER, acknowledged, total)
+        else:
+            self._enter(Phase.APPLYING)
+
+    async def _async_connect(self) -> Transport:
+        """Connect for the library; a connection after applying is the check."""
+        if self.phase is Phase.APPLYING:
+            self._enter(Phase.RESTARTING)
+        transport = await self.coordinator.link.connect()
+        if self.phase is Phase.RESTARTING:
+            self._enter(Phase.CHECKING)
+        elif self.phase is Phase.CONNECTING:
+            self._enter(Phase.TRANSFER)
+        return transport
 
     def _fire(self, step: str, record: TransferRecord) -> None:
         """Tell automations (no secrets: the record holds none)."""
@@ -255,7 +277,7 @@ class BoardInstaller:
         board = self.coordinator
         try:
             result = await install(
-                board.link.connect,
+                self._async_connect,
                 plan.contents,
                 plan.wire_version,
                 self._options(plan),

@@ -142,6 +142,7 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
             "firmware": info.firmware if info else None,
             "trial": info.trial is not None if info else None,
             "queued": installer.queued,
+            "install_phase": installer.phase,
             "connection": board.link.connection,
         }
 

@@ -56,14 +56,18 @@ NAME_PREFIX = "ESP32-OTA-"
 _GAP = const(1)  # queue flag: writes were lost before this one
 
 
-def advertising_payload(name):
-    """Flags + the board's name, shortened if it does not fit 31 bytes."""
+def advertising_payload(name, state=b""):
+    """Flags + the OTA state (ota_advert) + the board's name, in 31 bytes.
+
+    The name is shortened to what is left (16 bytes beside the state).
+    """
     raw = name.encode()
+    room = 26 - len(state)
     kind = 0x09  # complete local name
-    if len(raw) > 26:
-        raw = raw[:26]
+    if len(raw) > room:
+        raw = raw[:room]
         kind = 0x08  # shortened local name
-    return b"\x02\x01\x06" + bytes((len(raw) + 1, kind)) + raw
+    return b"\x02\x01\x06" + state + bytes((len(raw) + 1, kind)) + raw
 
 
 def scan_response_payload():
@@ -140,7 +144,9 @@ class NUSPeripheral:
         # Append mode: writes pile up (bounded) until the IRQ reads them.
         self.rxbuf = rxbuf or self.window * self.ota.LINE_MAX
         ble.gatts_set_buffer(self._rx, self.rxbuf, True)
-        self._adv = advertising_payload(self.name)
+        self._bundle = None  # hash of the installed files, taken once per boot
+        self._stale_adv = False  # the OTA state may have changed: re-advertise
+        self._adv = self._advertisement()
         self._resp = scan_response_payload()
         ble.irq(self._irq)
         self.advertise()
@@ -149,6 +155,12 @@ class NUSPeripheral:
 
     def advertise(self):
         self._ble.gap_advertise(_ADV_INTERVAL_US, self._adv, resp_data=self._resp)
+
+    def _advertisement(self):
+        import ota_advert  # let go again by state()
+
+        self._bundle, state = ota_advert.state(self.ota, self._bundle)
+        return advertising_payload(self.name, state)
 
     def is_connected(self):
         return self._conn is not None
@@ -225,14 +237,22 @@ class NUSPeripheral:
         """Handle at most one received line; True if a line was taken."""
         if self._guard is not None and not self._guard.poll():
             self._guard = None  # confirmed by staying up long enough
+            self._stale_adv = True
         if self._lost_link:
             self._lost_link = False
+            self._stale_adv = True  # the central may have staged or dropped data
             self._plen = 0
             self._skip = False
             self._pos = 0  # a half-read write is stale now: dropped below
             self.ota.abort()  # keeps v2 staged data for resuming
             if self._readvertise and self._conn is None:
                 self._readvertise = False
+                self.advertise()
+        if self._stale_adv and self._conn is None:
+            self._stale_adv = False
+            adv = self._advertisement()
+            if adv != self._adv:  # on trial, rolled back, staged: see ota_advert
+                self._adv = adv
                 self.advertise()
         if self._conn is not None:
             self._check_idle()

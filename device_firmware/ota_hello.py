@@ -57,7 +57,8 @@ def file_crc(name, limit=-1, sha=None):
     return n, crc & 0xFFFFFFFF
 
 
-def _installed(name, rec):
+def installed(name, rec):
+    """{"size", "crc", "ver"} of an installed file, or None when it is missing."""
     try:
         size, crc = file_crc(name)
     except OSError:
@@ -98,7 +99,7 @@ def caps(m):
     st = ota_state.load()
     files = {}
     for name in sorted(m.ALLOWED_FILES):
-        files[name] = _installed(name, st["files"].get(name))
+        files[name] = installed(name, st["files"].get(name))
     staged = {}
     for name, e in st["staged"].items():
         if isinstance(e, dict):

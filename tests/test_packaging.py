@@ -10,6 +10,8 @@ from awesomeversion import AwesomeVersion
 from homeassistant import loader
 from PIL import Image
 
+from custom_components.esp32_ota.nus_ota.advert import SERVICE_UUID
+
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
 
@@ -50,6 +52,23 @@ def test_bluetooth_matchers_claim_only_our_boards() -> None:
         name = matcher.get("local_name")
         if name is not None:
             assert "*" not in name[:3]
+
+
+def test_no_core_integration_claims_the_advertised_ota_state() -> None:
+    # The firmware's OTA state goes in service data under this UUID; an
+    # integration matching it (as kegtron matches manufacturer id 0xFFFF)
+    # would be offered every board.
+    import homeassistant.components
+
+    components = Path(homeassistant.components.__path__[0])
+    claimed = []
+    for path in components.glob("*/manifest.json"):
+        for matcher in json.loads(path.read_text()).get("bluetooth", []):
+            uuids = {matcher.get("service_data_uuid"), matcher.get("service_uuid")}
+            if SERVICE_UUID in uuids:
+                claimed.append(path.parent.name)
+    assert len(list(components.glob("*/manifest.json"))) > 1000
+    assert claimed == []
 
 
 async def test_home_assistant_loads_the_manifest(

@@ -75,7 +75,7 @@ def test_names_from_config_argument_and_shortened():
     board(name=long_name)
     adv = bluetooth.BLE().advertising
     assert len(adv) == 31
-    assert ad_structures(adv)[0x08] == [long_name.encode()[:26]]
+    assert ad_structures(adv)[0x08] == [long_name.encode()[:16]]
 
 
 def test_board_settings_from_config():

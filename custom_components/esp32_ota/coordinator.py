@@ -238,6 +238,15 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
             spoke_v2=self.data.spoke_v2 or info is not None,
             app_version=app_version if info is None else info.app_version,
         )
+        _LOGGER.debug(
+            "%s read: protocol %s, firmware %s, app %s, free flash %s, files %s",
+            self.name,
+            self.data.protocol,
+            info.firmware if info else None,
+            self.data.app_version,
+            info.free if info else None,
+            sorted(info.files) if info else None,
+        )
         repairs.async_track_protocol(self.hass, self.config_entry, self.data.protocol)
         await self.async_save()
         self.async_update_listeners()

@@ -19,6 +19,7 @@ One install at a time per board; the board's entity shows it throughout.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from .nus_ota.board_info import BoardInfo
     from .nus_ota.transport import Transport
     from .plan import InstallPlan
+
+_LOGGER = logging.getLogger(__name__)
 
 # Failures after which the board runs something else than we thought.
 _READ_AGAIN_AFTER = frozenset({"rolled_back", "not_installed", "trial_unconfirmed"})
@@ -226,8 +229,9 @@ class BoardInstaller:
         return transport
 
     def _fire(self, step: str, record: TransferRecord) -> None:
-        """Tell automations (no secrets: the record holds none)."""
+        """Tell automations and the log (no secrets: the record holds none)."""
         board = self.coordinator
+        _log(board.name, step, record)
         hass = board.hass
         device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, board.address)}
@@ -282,6 +286,19 @@ class BoardInstaller:
                 plan.wire_version,
                 self._options(plan),
                 progress=self._on_progress,
+            )
+            _LOGGER.debug(
+                "%s: sent %s, skipped %s; %d bytes on the link, %d retries, "
+                "%d connections, transfer %.2f s, trial %s; free flash after: %s",
+                board.name,
+                result.files_sent,
+                result.files_skipped,
+                result.wire_bytes,
+                result.retries,
+                result.connections,
+                result.transfer_seconds,
+                result.trial,
+                result.board.free if result.board else "unknown",
             )
             data = replace(
                 board.data,
@@ -345,3 +362,31 @@ class BoardInstaller:
                     version=plan.version,
                     seconds=str(int(TRIAL_TIMEOUT)),
                 )
+
+
+def _log(name: str, step: str, record: TransferRecord) -> None:
+    """One INFO line per install start, finish and failure."""
+    version = record.version or "(no version)"
+    if step == EVENT_STARTED:
+        _LOGGER.info(
+            "%s: installing %s (%s), asked by %s",
+            name,
+            version,
+            ", ".join(record.files),
+            record.trigger,
+        )
+        return
+    outcome = record.error if step == EVENT_FAILED else record.result
+    _LOGGER.info(
+        "%s: %s %s: %s; protocol %s, %d bytes in %.1f s (%.1f s waiting for a "
+        "slot) through %s",
+        name,
+        "failed to install" if step == EVENT_FAILED else "installed",
+        version,
+        outcome,
+        record.protocol or "unknown",
+        record.bytes,
+        record.seconds,
+        record.queued_seconds,
+        record.connection or "no connection",
+    )

@@ -6,18 +6,15 @@ from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.update import UpdateEntity, UpdateEntityFeature
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers import device_registry as dr
-from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from . import repairs
-from .const import DOMAIN
-from .coordinator import BoardCoordinator
+from .entity import BoardEntity, async_show_firmware
 from .source import is_content_hash
 
 if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+    from .coordinator import BoardCoordinator
     from .data import Esp32OtaConfigEntry
 
 # Installs are serialised per board by its installer; boards are independent.
@@ -42,23 +39,14 @@ async def async_setup_entry(
     async_add_entities([BoardScriptsUpdate(entry.runtime_data)])
 
 
-class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
+class BoardScriptsUpdate(BoardEntity, UpdateEntity):
     """The scripts of one board."""
 
-    _attr_has_entity_name = True
     _attr_translation_key = "scripts"
 
     def __init__(self, coordinator: BoardCoordinator) -> None:
-        """Describe the board as a device known by its Bluetooth address."""
-        super().__init__(coordinator)
-        self._attr_unique_id = coordinator.address
-        self._attr_device_info = DeviceInfo(
-            connections={(dr.CONNECTION_BLUETOOTH, coordinator.address)},
-            identifiers={(DOMAIN, coordinator.address)},
-            name=coordinator.name,
-            manufacturer="Espressif",
-            model="ESP32 (MicroPython)",
-        )
+        """Keep the unique id of the board's address (the first entity)."""
+        super().__init__(coordinator, None)
         self._update_attrs()
 
     @property
@@ -74,11 +62,13 @@ class BoardScriptsUpdate(CoordinatorEntity[BoardCoordinator], UpdateEntity):
         """Follow the coordinator; report a refused file from the start."""
         await super().async_added_to_hass()
         self._report_refused()
+        async_show_firmware(self.hass, self.coordinator)
 
     @callback
     def _handle_coordinator_update(self) -> None:
         self._update_attrs()
         self._report_refused()
+        async_show_firmware(self.hass, self.coordinator)
         super()._handle_coordinator_update()
 
     @property

@@ -130,11 +130,12 @@ async def test_five_boards_behind_three_slots_in_one_call(
         assert board.read("app.py") == app_source("2.0.0").encode()
     assert watch.peak == 3  # the proxy was used fully...
     assert watch.refused == 0  # ...and never asked for a fourth connection
-    # Two boards waited, and showed it; every board showed its progress.
+    # Two boards waited, and showed it; every board showed its progress
+    # through the phases.
     assert sum(True in seen for seen in queued.seen.values()) == 2
     assert sum(result["queued_seconds"] > 0 for result in results.values()) == 2
     for seen in progress.seen.values():
-        assert 100 in seen
+        assert {80, 92} <= set(seen)  # sent everything, then was checked
     assert [e.data["type"] for e in events].count("finished") == 5
     assert get_fleet(hass).as_dict()["scanners"][proxy.source]["peak"] == 3
 

@@ -191,6 +191,21 @@ async def test_user_with_nothing_in_range(
     assert result["reason"] == "no_devices_found"
 
 
+async def test_user_when_every_board_in_range_is_already_added(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    advertise(proxy, UNRELATED, "Thermometer")
+    for address in ("24:0A:C4:00:00:55", "24:0A:C4:00:00:56"):
+        known_entry(address).add_to_hass(hass)
+        advertise(proxy, address, "ESP32-OTA-" + address[-2:])
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "all_boards_added"
+    assert result["description_placeholders"] == {"count": "2"}
+
+
 async def test_user_picks_a_board_configured_meanwhile(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:

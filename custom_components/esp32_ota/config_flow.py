@@ -201,13 +201,19 @@ class Esp32OtaConfigFlow(ConfigFlow, domain=DOMAIN):
             return await self._async_create(info)
 
         configured = self._async_current_ids(include_ignore=False)
+        added = 0
         for info in async_discovered_service_info(self.hass, connectable=True):
-            if info.address in configured or info.address in self._discovered:
+            if not (is_our_board(info) or speaks_nus(info)):
                 continue
-            if is_our_board(info) or speaks_nus(info):
+            if info.address in configured:
+                added += 1
+            else:
                 self._discovered[info.address] = info
         if not self._discovered:
-            return self.async_abort(reason="no_devices_found")
+            return self.async_abort(
+                reason="all_boards_added" if added else "no_devices_found",
+                description_placeholders={"count": str(added)},
+            )
 
         ours = sorted(
             self._discovered.values(),

@@ -13,6 +13,8 @@ the OTA engine or to your application, outside the IRQ.
 
 A write may hold part of a line or several lines; lines end with "\\n".
 Lines that start with "OTA:" go to the OTA engine, all others to `app`.
+A write that starts with the byte 0xFF (never in UTF-8 text) holds binary
+data frames, one after another, and they go to the OTA engine only.
 
 The board has one connection, so a central that connects and falls silent
 would lock everyone out: poll() hangs up when no OTA line has come for
@@ -54,6 +56,8 @@ _NUS_ON_AIR = b"\x9e\xca\xdc\x24\x0e\xe5\xa9\xe0\x93\xf3\xa3\xb5\x01\x00\x40\x6e
 NAME_PREFIX = "ESP32-OTA-"
 
 _GAP = const(1)  # queue flag: writes were lost before this one
+_FRAME = const(0xFF)  # first byte of a binary data frame (ota_core.FRAME)
+_FRAME_HEAD = const(7)
 
 
 def advertising_payload(name, state=b""):
@@ -93,6 +97,11 @@ class NUSPeripheral:
         self._ble = ble or bluetooth.BLE()
         self._app = app
         self.ota = OTAManager(self.send, wdt) if ota is None else ota
+        # poll() hands binary frames to ota.frame(); an engine without one
+        # (a v1 OTAManager) never offers them, and stray ones are dropped.
+        self._to_engine = getattr(self.ota, "frame", None)
+        if self._to_engine is not None:
+            self.ota.frames = True
         # The queue holds as many writes as the engine lets a client have in
         # flight (HELLO `win`); a line may be as long as HELLO `line`, "\n"
         # included.
@@ -109,6 +118,8 @@ class NUSPeripheral:
         self._partv = memoryview(self._part)
         self._plen = 0
         self._skip = False  # dropping the rest of an overlong or broken line
+        self._framed = False  # the write at the head held frames: only frames follow
+        self._after_cut = False  # the next write may hold the rest of a cut frame
         self._gap = False  # IRQ: the next queued write follows a loss
         self._conn = None
         self._gen = 0  # counts connections, so stale writes are recognised
@@ -128,6 +139,7 @@ class NUSPeripheral:
         self.cut = 0  # writes cut short by the attribute buffer
         self.overlong = 0  # lines longer than line_max, dropped
         self.undecodable = 0  # lines that were not UTF-8, dropped
+        self.badframes = 0  # binary frames cut short or garbage after one, dropped
 
         ble = self._ble
         ble.active(True)
@@ -244,6 +256,7 @@ class NUSPeripheral:
             self._plen = 0
             self._skip = False
             self._pos = 0  # a half-read write is stale now: dropped below
+            self._after_cut = False
             self.ota.abort()  # keeps v2 staged data for resuming
             if self._readvertise and self._conn is None:
                 self._readvertise = False
@@ -263,10 +276,19 @@ class NUSPeripheral:
                 if self._qgen[slot] != self._gen:
                     self._next_write(slot)  # from a link that is gone
                     continue
-                if self._qflag[slot]:
-                    self._plen = 0  # the line was broken by a loss
+                if self._qflag[slot] or chunk[0] == _FRAME:
+                    self._plen = 0  # a loss, or a frame, broke the line
                     self._skip = False
             start = self._pos
+            if self._framed or (start == 0 and chunk[0] == _FRAME):
+                if self._frame(slot, chunk, start):
+                    return True
+                continue
+            if self._after_cut:
+                self._after_cut = False  # the rest of a cut frame: not a line
+                self.badframes += 1
+                self._next_write(slot)
+                continue
             end = chunk.find(b"\n", start)
             if end < 0:
                 self._keep(chunk, start, len(chunk))
@@ -293,6 +315,38 @@ class NUSPeripheral:
                 return True
         return False
 
+    def _frame(self, slot, chunk, start):
+        """Hand the binary frame at chunk[start:] to the engine; True if one went.
+
+        Frames fill a write from its start, one after another: bytes after
+        them that are not a whole frame are dropped with the rest of the
+        write, and so is a write that starts with what a cut frame left.
+        """
+        self._after_cut = False
+        n = len(chunk)
+        end = n + 1  # cut short, unless the header says otherwise
+        if chunk[start] != _FRAME:
+            end = n  # garbage after a frame
+        elif n - start >= _FRAME_HEAD:
+            end = start + _FRAME_HEAD + (chunk[start + 1] | chunk[start + 2] << 8)
+        if (
+            end > n
+            or end - start > self.line_max
+            or chunk[start] != _FRAME
+            or self._to_engine is None
+        ):
+            self.badframes += 1  # the client resends what it does not see acked
+            self._after_cut = end > n
+            self._next_write(slot)
+            return False
+        self._pos = end
+        self._framed = end < n
+        if end >= n:
+            self._next_write(slot)
+        self._last_ota = self.clock()
+        self._to_engine(memoryview(chunk)[start:end])
+        return True
+
     def _check_idle(self):
         """Hang up on a central that sent no OTA line for too long."""
         now = self.clock()
@@ -308,6 +362,7 @@ class NUSPeripheral:
 
     def _next_write(self, slot):
         self._q[slot] = None
+        self._framed = False
         self._pos = 0
         self._head = (self._head + 1) % self._wrap
 

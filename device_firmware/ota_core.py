@@ -35,6 +35,11 @@ JOURNAL = "ota_journal.json"
 # Written first and renamed into place: one left over was never used.
 TEMPS = (TMP, STATE + ".tmp", JOURNAL + ".tmp")
 
+# A binary data frame (docs/protocol.md): 0xFF, payload length (u16 LE),
+# offset (u32 LE), payload. No UTF-8 text holds the byte 0xFF.
+FRAME = const(0xFF)
+FRAME_HEAD = const(7)
+
 BIG = const(0x3FFFFFFF)  # what num() makes of a number too large to matter
 
 

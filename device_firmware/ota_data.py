@@ -1,6 +1,6 @@
-"""The data path: v1 DATA and v2 D lines, the code that runs for every chunk.
+"""The data path: v1 DATA, v2 D lines and binary frames, run for every chunk.
 
-Part of OTAManager (ota_manager.py), which calls data() or d() only while a
+Part of OTAManager (ota_manager.py), which calls data(), d() or frame() only while a
 transfer of that protocol runs; ota_setup.begin() loaded this module before
 READY, so streaming allocates nothing but the decoded chunk and the reply.
 `m` is the manager, `m.t` the transfer (ota_core.Transfer).
@@ -9,7 +9,7 @@ READY, so streaming allocates nothing but the decoded chunk and the reply.
 import binascii
 
 import ota_state
-from ota_core import BIG, IDLE, NONE, RECEIVING, num, reason, remove
+from ota_core import BIG, FRAME_HEAD, IDLE, NONE, RECEIVING, num, reason, remove
 
 
 def data(m, line):
@@ -63,15 +63,8 @@ def d(m, line):
     if off < 0:
         m._send("OTA:ERR:BAD_SEQ")
         return
-    have = t.have
-    if off != have:
-        if off < have:
-            m._send("OTA:A:%d" % have)
-        elif not t.nak:
-            t.nak = True  # one N per gap, then silence
-            m._send("OTA:N:%d" % have)
+    if not _at(m, t, off):
         return
-    t.nak = False
     n = len(line) - j - 1
     chunk = None
     if 0 < n and len(line) < m.LINE_MAX:
@@ -88,7 +81,38 @@ def d(m, line):
                 n = n // 2
         except Exception:
             chunk = None
-    if not chunk or len(chunk) != n or have + n > t.size:
+    if not chunk or len(chunk) != n:
+        n = -1
+    _store(m, t, off, chunk, n)
+
+
+def frame(m, f):
+    """v2 binary frame (memoryview): 0xFF, <len:u16le>, <offset:u32le>, <payload>."""
+    t = m.t
+    off = f[3] | f[4] << 8 | f[5] << 16 | f[6] << 24
+    if _at(m, t, off):
+        n = len(f) - FRAME_HEAD
+        _store(m, t, off, f[FRAME_HEAD:], n if n == f[1] | f[2] << 8 else -1)
+
+
+def _at(m, t, off):
+    """True when data at `off` is the next the transfer needs; else answer A or N."""
+    have = t.have
+    if off == have:
+        t.nak = False
+        return True
+    if off < have:
+        m._send("OTA:A:%d" % have)
+    elif not t.nak:
+        t.nak = True  # one N per gap, then silence
+        m._send("OTA:N:%d" % have)
+    return False
+
+
+def _store(m, t, off, chunk, n):
+    """Write the `n` decoded bytes at `off` (= t.have); n < 1 means undecodable."""
+    have = t.have
+    if n < 1 or have + n > t.size:
         m._send("OTA:ERR:BAD_DATA:%d" % off)
         return
     try:

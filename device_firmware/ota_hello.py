@@ -114,7 +114,7 @@ def caps(m):
         "app": app_version(),
         "win": m.WINDOW,
         "line": m.LINE_MAX,
-        "enc": ["hex", "b64"],
+        "enc": ["hex", "b64", "bin"] if m.frames else ["hex", "b64"],
         "auth": _auth_mode(m),
         "hash": "sha256",
         "nonce": m._nonce,

@@ -51,6 +51,9 @@ class OTAManager:
         self._wdt = wdt
         self.t = Transfer()  # the file being received (ota_core)
         self._nonce = None  # authorizes the next FILE or APPLY (v2 auth)
+        # Set by a NUS layer that hands binary data frames to frame(): only
+        # then does HELLO offer them (a v1 user's own layer knows no frames).
+        self.frames = False
         if leftovers():
             try:
                 import ota_commit
@@ -101,6 +104,32 @@ class OTAManager:
         t.drop()
         t.done = -1
         self._nonce = None  # a nonce does not outlive its connection
+
+    def frame(self, f):
+        """Process one binary data frame (a memoryview, docs/protocol.md).
+
+        nus_peripheral calls it for every whole frame; never raises.
+        """
+        try:
+            self._feed()
+            t = self.t
+            if t.mode == V2:
+                import ota_data
+
+                ota_data.frame(self, f)
+            elif t.done >= 0:
+                self._send("OTA:A:%d" % t.done)  # a late duplicate
+            else:
+                self._send("OTA:ERR:NOT_READY")
+        except Exception as e:
+            self._fail(e)
+
+    def _fail(self, e):
+        try:
+            self.t.drop()
+        except Exception:
+            pass
+        self._send("OTA:ERR:INTERNAL:" + reason(e))
 
     def handle(self, line):
         """Process one line; one that does not start with "OTA:" gets no reply.
@@ -153,8 +182,4 @@ class OTAManager:
             else:
                 self._send("OTA:ERR:UNKNOWN_CMD")
         except Exception as e:
-            try:
-                self.t.drop()
-            except Exception:
-                pass
-            self._send("OTA:ERR:INTERNAL:" + reason(e))
+            self._fail(e)

@@ -230,7 +230,7 @@ def file(m, line):
     if (
         size < 0
         or crc < 0
-        or p[6] not in ("hex", "b64")
+        or p[6] not in (("hex", "b64", "bin") if m.frames else ("hex", "b64"))
         or not flags
         or (flags != "-" and flags.strip("f"))
         or bad_version(p[5])

@@ -569,6 +569,13 @@ def test_encoding_and_chunk_choice() -> None:
     assert choose_encoding(hex_only) == "hex"
     assert choose_encoding(both) == "b64"
     assert choose_encoding(both, "hex") == "hex"
+    frames = parse_board_info(json.dumps({**HELLO, "enc": ["hex", "b64", "bin"]}))
+    assert choose_encoding(frames) == "bin"
+    assert choose_encoding(frames, "b64") == "b64"
+    assert v2_chunk(244, 123456, "bin") == 237  # 97 % of the write is data
+    assert v2_chunk(244, 10, "bin", max_chunk=16) == 16
+    with pytest.raises(LinkTooSmallError):
+        v2_chunk(7, 10, "bin")
     with pytest.raises(NotSupportedError):
         choose_encoding(hex_only, "b64")
     # each line fits min(max write, board line)

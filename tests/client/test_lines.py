@@ -12,6 +12,7 @@ from custom_components.esp32_ota.nus_ota.errors import ProtocolError
 from custom_components.esp32_ota.nus_ota.lines import (
     LineAssembler,
     command,
+    data_frame,
     data_line_v1,
     data_line_v2,
     encode_payload,
@@ -138,3 +139,9 @@ def test_payload_encodings() -> None:
         encode_payload(data, "uu")
     with pytest.raises(ValueError):
         encoded_len(1, "uu")
+
+
+def test_data_frame_layout() -> None:
+    frame = data_frame(0x01020304, b"abc")
+    assert frame == b"\xff\x03\x00\x04\x03\x02\x01abc"
+    assert data_frame(0, memoryview(b"")) == b"\xff\x00\x00\x00\x00\x00\x00"

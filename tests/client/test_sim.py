@@ -112,6 +112,18 @@ def test_v2_install_over_bleak(profile: str) -> None:
     assert board.state == "running"
 
 
+@pytest.mark.parametrize("encoding", ["hex", "b64", "bin"])
+def test_every_encoding_over_a_lossy_proxy(encoding: str) -> None:
+    """Lost writes and notifications, gaps and duplicates, in each encoding."""
+    board = make_board("lossy-proxy")
+    files = files_for(board)
+    result = run_install(board, files, options=InstallOptions(encoding=encoding))
+    assert board.read("app.py") == files["app.py"]
+    assert board.read("main.py") == files["main.py"]
+    assert result.retries > 0
+    assert board.state == "running"
+
+
 def test_second_install_sends_nothing() -> None:
     board = make_board("fast")
     files = files_for(board)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 AUTH_SCHEMES: Final = frozenset({"none", "token", "hmac"})
-KNOWN_ENCODINGS: Final = frozenset({"hex", "b64"})
+KNOWN_ENCODINGS: Final = frozenset({"hex", "b64", "bin"})
 
 # Bounds a real board stays well inside.
 MAX_WINDOW: Final = 256

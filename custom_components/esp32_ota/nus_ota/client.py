@@ -40,6 +40,8 @@ from .errors import (
 )
 from .lines import (
     DEFAULT_MAX_LINE,
+    FRAME_HEAD,
+    FRAME_MAX_PAYLOAD,
     LineAssembler,
     command,
     join_files,
@@ -137,12 +139,15 @@ class SessionStats:
 
 
 def choose_encoding(info: BoardInfo, wanted: str | None = None) -> str:
-    """Pick `b64` when offered (a third of overhead, not double), else `hex`."""
+    """Pick binary frames when offered (7 bytes a write), else `b64`, else `hex`."""
     if wanted is not None:
         if wanted not in info.encodings:
             raise NotSupportedError(f"the board does not accept {wanted} data")
         return wanted
-    return "b64" if "b64" in info.encodings else "hex"
+    for enc in ("bin", "b64"):
+        if enc in info.encodings:
+            return enc
+    return "hex"
 
 
 def signs_content(info: BoardInfo) -> bool:
@@ -155,9 +160,13 @@ def signs_content(info: BoardInfo) -> bool:
 
 
 def v2_chunk(limit: int, size: int, encoding: str, max_chunk: int | None = None) -> int:
-    """Bytes per `D` line so that every line of a `size`-byte file fits in `limit`."""
-    prefix = len("OTA:D::") + len(str(size))
-    chunk = largest_chunk(limit, prefix, encoding)
+    """Bytes per `D` line or frame so each one of a `size`-byte file fits `limit`."""
+    if encoding == "bin":
+        prefix = FRAME_HEAD
+        chunk = min(limit - FRAME_HEAD, FRAME_MAX_PAYLOAD)
+    else:
+        prefix = len("OTA:D::") + len(str(size))
+        chunk = largest_chunk(limit, prefix, encoding)
     if chunk < 1:
         raise LinkTooSmallError(prefix + 5, limit)
     return chunk if max_chunk is None else max(1, min(chunk, max_chunk))

@@ -81,7 +81,7 @@ class InstallOptions:
     protocol: int | None = None
     window: int | None = None  # v2 lines in flight, at most what the board allows
     v1_window: int = DEFAULT_V1_WINDOW  # 1 = classic stop-and-wait
-    encoding: str | None = None  # v2 "b64" or "hex"; None: b64 when offered
+    encoding: str | None = None  # v2 "bin", "b64" or "hex"; None: the best offered
     max_chunk: int | None = None  # cap on data bytes per line
     control_timeout: float = DEFAULT_CONTROL_TIMEOUT
     control_attempts: int = DEFAULT_CONTROL_ATTEMPTS

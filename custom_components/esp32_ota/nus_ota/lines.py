@@ -20,6 +20,10 @@ PREFIX: Final = "OTA:"
 # HELLO with a full inventory is the longest reply; a few KB is plenty, and a
 # board that sends more is broken or hostile.
 DEFAULT_MAX_LINE: Final = 8192
+# A binary data frame: 0xFF, payload length (u16 LE), offset (u32 LE), payload.
+FRAME_MARK: Final = 0xFF
+FRAME_HEAD: Final = 7
+FRAME_MAX_PAYLOAD: Final = 0xFFFF
 
 
 class LineAssembler:
@@ -144,6 +148,12 @@ def largest_chunk(limit: int, prefix_len: int, encoding: str) -> int:
 def data_line_v2(offset: int, payload: bytes) -> bytes:
     """`OTA:D:<offset>:<payload>`; payload as `encode_payload` made it."""
     return b"OTA:D:%d:%b\n" % (offset, payload)
+
+
+def data_frame(offset: int, chunk: bytes | memoryview) -> bytes:
+    """Build the binary data frame of `chunk` at `offset`: one whole BLE write."""
+    head = bytes((FRAME_MARK,)) + len(chunk).to_bytes(2, "little")
+    return head + offset.to_bytes(4, "little") + chunk
 
 
 def data_line_v1(seq: int, chunk: bytes | memoryview) -> bytes:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import CrcMismatchError, DeviceError, ProtocolError, TooManyRetriesError
-from .lines import data_line_v1, data_line_v2, encode_payload
+from .lines import data_frame, data_line_v1, data_line_v2, encode_payload
 from .replies import (
     Ack,
     BadData,
@@ -264,7 +264,10 @@ class _Sender:
 
 
 class WindowSender(_Sender):
-    """v2 data: `OTA:D:<offset>:<payload>` with cumulative ACK and go-back NAK."""
+    """v2 data: `OTA:D:<offset>:<payload>` lines or binary frames.
+
+    Cumulative ACK and go-back NAK, whatever the encoding.
+    """
 
     def __init__(
         self,
@@ -311,6 +314,8 @@ class WindowSender(_Sender):
 
     def _line(self, pos: int) -> bytes:
         chunk = self._view[pos : self._step(pos)]
+        if self.encoding == "bin":
+            return data_frame(pos, chunk)
         return data_line_v2(pos, encode_payload(chunk, self.encoding))
 
     def _on_progress(self) -> None:

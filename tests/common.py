@@ -27,6 +27,7 @@ from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.esp32_ota.const import CONF_NAME, CONF_SOURCE_DIR, DOMAIN
+from custom_components.esp32_ota.nus_ota.lines import FRAME_HEAD, FRAME_MARK
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -268,15 +269,15 @@ async def set_options(
 
 
 def corrupt_first_data_line(board: VirtualBoard) -> None:
-    """Flip one payload character of the first v2 data line on the air."""
+    """Flip one payload byte of the first v2 data line or frame on the air."""
     receive = board.receive
     done = False
 
     def corrupting(link: Any, data: bytes) -> None:
         nonlocal done
-        if not done and data.startswith(b"OTA:D:0:"):
+        if not done and data.startswith((b"OTA:D:0:", bytes((FRAME_MARK,)))):
             done = True
-            pos = len(b"OTA:D:0:") + 4
+            pos = len(b"OTA:D:0:") + 4 if data[:1] == b"O" else FRAME_HEAD + 4
             swapped = b"B" if data[pos : pos + 1] != b"B" else b"C"
             data = data[:pos] + swapped + data[pos + 1 :]
         receive(link, data)

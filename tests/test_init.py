@@ -289,7 +289,7 @@ async def test_diagnostics(
     assert data["options"][CONF_AUTH_KEY] == "**REDACTED**"
     assert data["board"]["nonce"] == "**REDACTED**"
     assert data["board"]["auth"] == "hmac"
-    assert data["board"]["encodings"] == ["b64", "hex"]
+    assert data["board"]["encodings"] == ["b64", "bin", "hex"]
     assert data["protocol"] == 2
     assert data["installed_version"] == "1.0.0"
     assert data["source"]["releases"]["1.1.0"]["declared"] is True

@@ -24,6 +24,7 @@ from custom_components.esp32_ota.nus_ota import (
     InstallResult,
     install,
 )
+from custom_components.esp32_ota.nus_ota.lines import FRAME_MARK
 from tests.client.test_sim import connector
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     type Hook = Callable[[SimLink, bytes, Callable[[], None]], None]
 
 BUNDLE = ("main.py", "app.py")
+DATA_FRAME = bytes((FRAME_MARK,))  # how every binary data frame starts
 _LINK_FAULTS = {
     "writes_lost": "lost write",
     "writes_dropped": "write dropped by a full proxy queue",
@@ -215,7 +217,12 @@ async def run_install(
 
 
 def install_through(
-    faults: FaultLedger, link: LinkProfile, *, protocol: int, size: int
+    faults: FaultLedger,
+    link: LinkProfile,
+    *,
+    protocol: int,
+    size: int,
+    **options: Any,
 ) -> InstallResult:
     """Install a release of about `size` bytes over `link` (v1: a field board).
 
@@ -226,7 +233,7 @@ def install_through(
     old = bundle(board)
     new = release(board, size=size)
     connect = Recorder(board)
-    result = run_virtual(run_install(connect, new))
+    result = run_virtual(run_install(connect, new, **options))
     injected = connect.count_faults(faults)
     assert isinstance(result, InstallResult), (link.name, result)
     assert result.protocol == protocol

@@ -17,6 +17,7 @@ from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import InstallResult, OTAError, probe
 from tests.faults.rig import (
+    DATA_FRAME,
     Recorder,
     bundle,
     drop_link,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # Lines that begin each phase, and how many of them an install sends at least.
 PHASES: dict[str, tuple[tuple[bytes, ...], int]] = {
     "handshake": ((b"OTA:HELLO", b"OTA:FILE:", b"OTA:START:"), 3),
-    "transfer": ((b"OTA:D:", b"OTA:DATA:"), 40),
+    "transfer": ((b"OTA:D:", b"OTA:DATA:", DATA_FRAME), 40),
     "commit": ((b"OTA:APPLY:", b"OTA:COMMIT"), 1),
 }
 SEEDS = range(6)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 HOSTILE = """
 
 _honest_handle = OTAManager.handle
+_honest_frame = OTAManager.frame
 _honest_send = OTAManager._send
 MODE = "@MODE@"
 IMPOSSIBLE = (
@@ -69,6 +70,14 @@ def _hostile_handle(self, line):
         _honest_handle(self, line)
 
 
+def _hostile_frame(self, frame):
+    if MODE == "flood":
+        for n in range(40):
+            self._send("noise " + str(n) + " that never ends")
+    else:
+        _honest_frame(self, frame)
+
+
 def _hostile_send(self, line):
     if MODE == "wrong_seq" and line.startswith("OTA:A:"):
         line = "OTA:A:" + str(int(line[6:]) + 99999)
@@ -76,6 +85,7 @@ def _hostile_send(self, line):
 
 
 OTAManager.handle = _hostile_handle
+OTAManager.frame = _hostile_frame
 OTAManager._send = _hostile_send
 """
 

@@ -21,7 +21,9 @@ import pytest
 from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import InstallResult, OTAError
+from custom_components.esp32_ota.nus_ota.lines import FRAME_HEAD
 from tests.faults.rig import (
+    DATA_FRAME,
     Recorder,
     bundle,
     fault_board,
@@ -138,16 +140,16 @@ def test_a_power_cut_mid_file_resumes_from_the_last_flush(faults: FaultLedger) -
     board = fault_board("fast")
     old = bundle(board)
     new = release(board, size=24_000)
-    data_lines = 0
+    sent = 0
 
     def cut_after_16_kb(
         _link: object, data: bytes, deliver: Callable[[], None]
     ) -> None:
-        nonlocal data_lines
+        nonlocal sent
         deliver()
-        if data.startswith(b"OTA:D:"):
-            data_lines += 1
-            if data_lines == 16_000 // 180:  # base64 lines carry 180 bytes
+        if data.startswith(DATA_FRAME) and sent < 16_000:
+            sent += len(data) - FRAME_HEAD
+            if sent >= 16_000:
                 faults.add("power loss")
                 board.power_loss_at(1)
 

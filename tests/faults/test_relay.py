@@ -5,10 +5,10 @@ can change every byte, and can answer in place of the board. Here a relay
 sits on the board's receiving side of the simulated link, with the real
 firmware on the board and the real integration in Home Assistant:
 
-- it swaps the code: every `OTA:D` payload is rewritten with a file of its
-  own of the same size whose CRC-32 is forged to match (4 chosen bytes). The
-  signed FILE and APPLY pass untouched. The board must refuse the data (its
-  SHA-256 is not the signed one), nothing may be staged or applied, and Home
+- it swaps the code: every `OTA:D` payload (or binary frame) is rewritten
+  with a file of its own of the same size whose CRC-32 is forged to match
+  (4 chosen bytes). The signed FILE and APPLY pass untouched. The board
+  must refuse the data (its SHA-256 is not the signed one), nothing may be staged or applied, and Home
   Assistant must say so in words.
 - it pretends the board is old v1 firmware (`OTA:ERR:UNKNOWN_CMD` to HELLO)
   to get the v1 token or to bypass the key. A board that spoke v2 before, or
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN
+from custom_components.esp32_ota.nus_ota.lines import FRAME_HEAD, data_frame
 from tests.common import (
     app_source,
     board_with_release,
@@ -35,6 +36,7 @@ from tests.common import (
     source_folder,
     write_release,
 )
+from tests.faults.rig import DATA_FRAME
 from tests.firmware.support.crc_forge import crc32, swap_for
 from tests.test_repairs import fix, issue, start_fix
 from tests.test_trial import ON_TRIAL, when_on_trial
@@ -86,6 +88,11 @@ class Relay:
             self._forged = swap_for(EVIL, size, crc)
             assert crc32(self._forged) == int(crc, 16)
             self._b64 = enc == "b64"
+        elif self.swap and self._forged and data.startswith(DATA_FRAME):
+            start = int.from_bytes(data[3:FRAME_HEAD], "little")
+            size = len(data) - FRAME_HEAD
+            self.swapped += 1
+            return data_frame(start, self._forged[start : start + size])
         elif self.swap and self._forged and data.startswith(b"OTA:D:"):
             _, _, offset, payload = data.rstrip(b"\n").split(b":", 3)
             start = int(offset)

@@ -8,8 +8,8 @@ firmware on the board and the real integration in Home Assistant:
 - it swaps the code: every `OTA:D` payload (or binary frame) is rewritten
   with a file of its own of the same size whose CRC-32 is forged to match
   (4 chosen bytes). The signed FILE and APPLY pass untouched. The board
-  must refuse the data (its SHA-256 is not the signed one), nothing may be staged or applied, and Home
-  Assistant must say so in words.
+  must refuse the data (its SHA-256 is not the signed one), nothing may be
+  staged or applied, and Home Assistant must say so in words.
 - it pretends the board is old v1 firmware (`OTA:ERR:UNKNOWN_CMD` to HELLO)
   to get the v1 token or to bypass the key. A board that spoke v2 before, or
   one with a key, must get nothing after HELLO, and a repair must explain.

@@ -20,6 +20,7 @@ from custom_components.esp32_ota.nus_ota import (
     DeviceError,
     DisconnectedError,
     FileImage,
+    InvalidBoardInfoError,
     InvalidTokenError,
     LineTooLongError,
     LinkTooSmallError,
@@ -935,3 +936,155 @@ def test_a_control_line_that_fits_exactly_goes_in_one_write() -> None:
         return transport.written
 
     assert run(go()) == [(b"OTA:HELLO\n", True), (b"OTA:ABORT\n", True)]
+
+
+# -- a proxy loses notifications ---------------------------------------------
+
+
+def in_turn(
+    replies: dict[bytes, list[list[bytes]]],
+) -> tuple[Callable[[bytes], list[bytes] | str], list[bytes]]:
+    """The n-th line with a prefix gets that prefix's n-th answer (the last
+    one repeats); also returns the list of lines written."""
+    seen: dict[bytes, int] = {}
+    written: list[bytes] = []
+
+    def answer(line: bytes) -> list[bytes] | str:
+        written.append(line)
+        for prefix, answers in replies.items():
+            if line.startswith(prefix):
+                n = seen.get(prefix, 0)
+                seen[prefix] = n + 1
+                return answers[min(n, len(answers) - 1)]
+        return []
+
+    return answer, written
+
+
+# HELLO_LINE in three notifications, as a board with a small MTU sends it.
+HELLO_PARTS = [HELLO_LINE[:60], HELLO_LINE[60:120], HELLO_LINE[120:]]
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        pytest.param(HELLO_PARTS[:2], id="last-part-lost"),
+        pytest.param([HELLO_PARTS[0], HELLO_PARTS[2]], id="middle-part-lost"),
+    ],
+)
+def test_a_hello_reply_that_lost_a_part_is_asked_again(damaged: list[bytes]) -> None:
+    """Was: the damaged reply glued onto the next, InvalidBoardInfoError."""
+    answer, written = in_turn({b"OTA:HELLO": [damaged, HELLO_PARTS]})
+
+    async def go() -> OTAClient:
+        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        await client.start()
+        info = await client.hello()
+        assert info is not None
+        assert info.nonce == HELLO["nonce"]
+        return client
+
+    client = run(go())
+    assert written == [b"OTA:HELLO\n"] * 2
+    assert client.stats.damaged == 1
+
+
+def test_a_hello_reply_damaged_every_time_still_fails() -> None:
+    """Bounded: a board whose HELLO never parses is an error, not a loop."""
+    answer, written = in_turn({b"OTA:HELLO": [HELLO_PARTS[::2]]})
+
+    async def go() -> None:
+        client = OTAClient(
+            CannedTransport(answer), control_timeout=1.0, control_attempts=3
+        )
+        await client.start()
+        with pytest.raises(InvalidBoardInfoError):
+            await client.hello()
+
+    run(go())
+    assert written == [b"OTA:HELLO\n"] * 3
+
+
+def test_a_late_damaged_hello_reply_is_skipped_while_waiting_for_ready() -> None:
+    """The first HELLO's reply comes after the timeout, and damaged: it is no
+    answer to FILE (was: a ProtocolError that ended the transfer)."""
+    late = [HELLO_PARTS[0] + HELLO_PARTS[2]]
+    answer, _ = in_turn(
+        {
+            b"OTA:HELLO": [[], HELLO_PARTS],
+            b"OTA:FILE": [[*late, b"OTA:READY:0:0123456789abcdef\n"]],
+            b"OTA:D:0:": [[b"OTA:A:3\n"]],
+        }
+    )
+
+    async def go() -> tuple[int, OTAClient]:
+        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        await client.start()
+        assert await client.hello() is not None
+        return await client.send_file(FileImage("app.py", b"abc")), client
+
+    offset, client = run(go())
+    assert offset == 0
+    assert client.stats.damaged == 1
+
+
+V1_FILE = FileImage("app.py", b"abc", "1.0.0")
+V1_REST: dict[bytes, list[list[bytes]]] = {
+    b"OTA:HELLO": [[b"OTA:ERR:UNKNOWN_CMD\n"]],
+    b"OTA:ABORT": [[b"OTA:ABORTED\n"]],
+    b"OTA:DATA:0:": [[b"OTA:ACK:0\n"]],
+    b"OTA:COMMIT": [[b"OTA:OK\n"]],
+}
+
+
+def test_v1_start_whose_ready_was_lost_is_aborted_and_sent_again() -> None:
+    """READY lost: the resent START finds the board armed by the first (BUSY);
+    ABORT disarms it and a fresh START goes on (was: RejectedError BUSY)."""
+    answer, written = in_turn(
+        {b"OTA:START": [[], [b"OTA:REJECT:BUSY\n"], [b"OTA:READY\n"]], **V1_REST}
+    )
+
+    async def go() -> bool:
+        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        await client.start()
+        assert await client.hello() is None
+        return await client.send_file_v1(V1_FILE)
+
+    assert run(go()) is True
+    controls = [line.split(b":")[1] for line in written if b":DATA:" not in line]
+    assert controls == [
+        b"HELLO\n",
+        b"START",
+        b"START",
+        b"ABORT\n",
+        b"START",
+        b"COMMIT\n",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("starts", "aborts"),
+    [
+        pytest.param([[b"OTA:REJECT:BUSY\n"]], 0, id="another-transfer"),
+        pytest.param([[], [b"OTA:REJECT:BUSY\n"]] * 3, 2, id="ready-lost-every-time"),
+    ],
+)
+def test_v1_busy_is_final_when_not_our_own_or_bounded(
+    starts: list[list[bytes]], aborts: int
+) -> None:
+    """BUSY to a START sent once is another transfer: no ABORT. After our own
+    resend, ABORT and START again, at most control_attempts STARTs in all."""
+    answer, written = in_turn({b"OTA:START": starts, **V1_REST})
+
+    async def go() -> None:
+        client = OTAClient(
+            CannedTransport(answer), control_timeout=1.0, control_attempts=3
+        )
+        await client.start()
+        assert await client.hello() is None
+        with pytest.raises(RejectedError) as err:
+            await client.send_file_v1(V1_FILE)
+        assert err.value.reason == "BUSY"
+
+    run(go())
+    assert written.count(b"OTA:ABORT\n") == aborts

@@ -507,3 +507,26 @@ def test_late_hello_reply_does_not_break_hmac(board_fs: Path) -> None:
     assert late
     assert on_board(board_fs)
     assert result.retries >= 1
+
+
+def test_a_connection_that_loses_every_hello_reply_is_replaced(
+    board_fs: Path,
+) -> None:
+    """Three HELLO replies lost in a row (seen at 5 % notification loss): HELLO
+    changes nothing on the board, so a new connection asks again (was:
+    NoReplyError, the install over before it began)."""
+    board = LoopbackBoard()
+    lost: list[str] = []
+
+    def drop_three_hellos(line: str) -> bool:
+        if line.startswith("OTA:HELLO") and len(lost) < 3:
+            lost.append(line)
+            return True
+        return False
+
+    connector = Connector(board, Link(drop_notify=drop_three_hellos))
+    result = go(connector, options=InstallOptions(control_attempts=3))
+    assert on_board(board_fs)
+    assert len(lost) == 3
+    assert result.connections == 3  # the silent one, the install, the check
+    assert connector.open_connections == 0

@@ -60,6 +60,27 @@ def test_reset_forgets_partial_line() -> None:
     assert asm.feed(b"2\n") == ["2"]
 
 
+def test_an_ota_line_that_lost_its_end_is_not_glued_onto_the_next() -> None:
+    """The proxy lost the last notification of a HELLO reply: the next reply
+    starts a notification of its own, so the open part is dropped."""
+    asm = LineAssembler()
+    assert asm.feed(b'OTA:HELLO:{"proto":2,"fw":"2.1.0"') == []
+    assert asm.feed(b'OTA:HELLO:{"a":1}\n') == ['OTA:HELLO:{"a":1}']
+    assert asm.damaged == 1
+    # a part that continues the line is still joined, even when it holds OTA:
+    assert asm.feed(b"OTA:ERR:X:") == []
+    assert asm.feed(b"y OTA:z\n") == ["OTA:ERR:X:y OTA:z"]
+    assert asm.damaged == 1
+
+
+def test_an_application_line_is_never_cut_at_ota() -> None:
+    asm = LineAssembler()
+    assert asm.feed(b"log: ") == []
+    assert asm.feed(b"OTA:A:1 seen\n") == ["log: OTA:A:1 seen"]
+    assert asm.feed(b"OTA:OK\n") == ["OTA:OK"]
+    assert asm.damaged == 0
+
+
 def test_binary_garbage_decodes_without_raising() -> None:
     asm = LineAssembler()
     (line,) = asm.feed(bytes(range(256)).replace(b"\n", b"") + b"\n")

@@ -108,7 +108,10 @@ def make_hostile(board: VirtualBoard, mode: str) -> bytes:
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_client_against_a_hostile_board(faults: FaultLedger, mode: str) -> None:
-    board = fault_board("proxy")
+    # The huge line goes through a local adapter: a proxy's bounded queue
+    # drops most of it, and the client then sees a reply that lost its end
+    # (asked again, then NoReplyError), not a line too long.
+    board = fault_board("local" if mode == "huge" else "proxy")
     honest = make_hostile(board, mode)
     old = bundle(board)
     new = release(board, size=8000)

@@ -27,6 +27,7 @@ from .errors import (
     CrcMismatchError,
     DeviceError,
     DisconnectedError,
+    InvalidBoardInfoError,
     InvalidTokenError,
     LineTooLongError,
     LinkTooSmallError,
@@ -125,6 +126,7 @@ class SessionStats:
     rewinds: int = 0
     timeouts: int = 0
     control_retries: int = 0
+    damaged: int = 0  # replies that lost a part on the link, dropped
 
     @property
     def retries(self) -> int:
@@ -215,6 +217,7 @@ class OTAClient:
         # to a first copy may have desynchronised the nonce or armed the board.
         self._resent = False
         self._late_hellos = 0  # answers to resent HELLOs that may still come
+        self._copies = 0  # copies of the last control line sent before its answer
         self._version_reply: asyncio.Future[str] | None = None
 
     # -- link plumbing
@@ -254,8 +257,10 @@ class OTAClient:
         return asyncio.get_running_loop().time()
 
     def _on_data(self, data: bytes) -> None:
-        overflows = self._assembler.overflows
-        lines = self._assembler.feed(data)
+        assembler = self._assembler
+        overflows, damaged = assembler.overflows, assembler.damaged
+        lines = assembler.feed(data)
+        self.stats.damaged += assembler.damaged - damaged
         for line in lines:
             try:
                 reply = parse_reply(line)
@@ -268,10 +273,10 @@ class OTAClient:
                     self._on_app_line(line)
             else:
                 self._queue.put_nowait(reply)
-        if self._assembler.overflows != overflows:
+        if assembler.overflows != overflows:
             self._queue.put_nowait(
                 LineTooLongError(
-                    f"board sent a line longer than {self._assembler.max_line} bytes"
+                    f"board sent a line longer than {assembler.max_line} bytes"
                 )
             )
 
@@ -288,30 +293,48 @@ class OTAClient:
         if waiter is not None and not waiter.done():
             waiter.set_exception(DisconnectedError("the board disconnected"))
 
-    async def _next_reply(self, wait: float) -> Reply | None:
-        """Return the next reply, None after `wait` s; raise what the link reported."""
-        if self._queue.empty():
-            if self._lost or not self.transport.is_connected:
-                raise DisconnectedError("the link is down")
-            try:
-                async with asyncio.timeout(max(0.0, wait)):
-                    item = await self._queue.get()
-            except TimeoutError:
-                return None
-        else:
-            item = self._queue.get_nowait()
+    async def _next_reply(self, wait: float, *, hello: bool = False) -> Reply | None:
+        """Return the next reply, None after `wait` s; raise what the link reported.
+
+        A HELLO reply that lost a part (InvalidBoardInfoError) is raised only
+        while a HELLO is awaited (`hello`); otherwise it is the late answer
+        to an earlier HELLO, skipped like a whole one (`_stale`).
+        """
+        until = self._now() + wait
+        while True:
+            if self._queue.empty():
+                if self._lost or not self.transport.is_connected:
+                    raise DisconnectedError("the link is down")
+                try:
+                    async with asyncio.timeout(max(0.0, until - self._now())):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    return None
+            else:
+                item = self._queue.get_nowait()
+            if not self._skipped(item, hello=hello):
+                break
         if isinstance(item, OTAError):
             raise item
         return item
 
     def _take_nowait(self) -> Reply | None:
         """Return a reply already queued, without waiting."""
-        if self._queue.empty():
-            return None
-        item = self._queue.get_nowait()
-        if isinstance(item, OTAError):
-            raise item
-        return item
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if self._skipped(item, hello=False):
+                continue
+            if isinstance(item, OTAError):
+                raise item
+            return item
+        return None
+
+    def _skipped(self, item: Reply | OTAError, *, hello: bool) -> bool:
+        """Tell a damaged HELLO reply that nobody awaits (counted in `damaged`)."""
+        if hello or not isinstance(item, InvalidBoardInfoError):
+            return False
+        self.stats.damaged += 1
+        return True
 
     async def _write(self, line: bytes, *, response: bool) -> None:
         if self._lost or not self.transport.is_connected:
@@ -372,12 +395,26 @@ class OTAClient:
             await self._write(line, response=True)
             # No RTT sample here: HELLO and FILE do flash work on the board
             # and would inflate the data path's estimate.
-            while (reply := await self._next_reply(deadline - self._now())) is not None:
-                if not self._stale(reply, name):
-                    if name == "HELLO":
-                        # Each HELLO sent before this one may still be answered.
-                        self._late_hellos = attempt
-                    return reply
+            try:
+                while (
+                    reply := await self._next_reply(
+                        deadline - self._now(), hello=name == "HELLO"
+                    )
+                ) is not None:
+                    if not self._stale(reply, name):
+                        self._copies = attempt + 1
+                        if name == "HELLO":
+                            # Each HELLO sent before this one may still be answered.
+                            self._late_hellos = attempt
+                        return reply
+            except ProtocolError as err:
+                # A proxy lost part of the reply (or of a late one): HELLO
+                # changes nothing on the board, so ask again at once. A loss
+                # makes a line shorter, never too long.
+                damaged = name == "HELLO" and not isinstance(err, LineTooLongError)
+                if not damaged or attempt + 1 >= self.control_attempts:
+                    raise
+                self.stats.damaged += 1
         raise NoReplyError(name, self.control_timeout, self.control_attempts)
 
     def _stale(self, reply: Reply, name: str) -> bool:
@@ -602,7 +639,7 @@ class OTAClient:
                 if not valid_token(token):
                     raise InvalidTokenError
                 fields.append(token)
-        reply = await self._simple(*fields)
+        reply = await self._start_v1(fields)
         if not isinstance(reply, Ready) or reply.offset is not None:
             raise self._failure(reply, "START", image.name)
         sender = SeqSender(
@@ -623,6 +660,25 @@ class OTAClient:
         if isinstance(reply, Ok):
             return True
         raise self._failure(reply, "COMMIT", image.name)
+
+    async def _start_v1(self, fields: list[str]) -> Reply:
+        """START; when our own resent copy draws BUSY, disarm the board and retry.
+
+        A lost READY makes the client send START again on the same
+        connection; the board, armed by the first copy, answers BUSY. As
+        v1 keeps one connection and aborts on a disconnect, that transfer
+        is ours: ABORT disarms it (ABORTED, temp file deleted) and a fresh
+        START follows, at most `control_attempts` times. A BUSY to a START
+        sent once is another transfer's and is returned.
+        """
+        for attempt in range(self.control_attempts):
+            if attempt:
+                await self.abort()
+            reply = await self._simple(*fields)
+            busy = isinstance(reply, Reject) and reply.reason == "BUSY"
+            if not busy or self._copies < 2:
+                break
+        return reply
 
     async def abort(self, credentials: Credentials | None = None) -> None:
         """Discard every transfer and staged file on the board.

@@ -181,6 +181,30 @@ class _Run:
             return client
         raise ConnectFailedError(options.connect_attempts, last)
 
+    async def greet(
+        self, *, after_reset: bool = False
+    ) -> tuple[OTAClient, BoardInfo | None]:
+        """Connect and ask HELLO (None for a v1 board); return the open client.
+
+        HELLO changes nothing on the board, so when a connection loses every
+        answer (NoReplyError) or drops, another one asks again, up to
+        `session_attempts` connections.
+        """
+        attempts = self.options.session_attempts
+        for attempt in range(attempts):
+            client = await self.open(after_reset=after_reset and attempt == 0)
+            try:
+                return client, await client.hello()
+            except _RETRYABLE:
+                await self.close(client)
+                if attempt + 1 >= attempts:
+                    raise
+                self.reconnects += 1
+            except BaseException:
+                await self.close(client)
+                raise
+        raise ValueError("session_attempts must be at least 1")
+
     async def close(self, client: OTAClient) -> None:
         """Release the connection and keep its figures (once)."""
         if client.closed:
@@ -193,6 +217,7 @@ class _Run:
         self.totals.rewinds += stats.rewinds
         self.totals.timeouts += stats.timeouts
         self.totals.control_retries += stats.control_retries
+        self.totals.damaged += stats.damaged
         client.stats = SessionStats()
 
     def file_progress(self, name: str) -> Callable[[int], None]:
@@ -248,11 +273,9 @@ async def probe(
 ) -> BoardInfo | None:
     """Connect, read the board's HELLO (None for a v1 board) and disconnect."""
     run = _Run(connect, options or InstallOptions(), None, None)
-    client = await run.open()
-    try:
-        return await client.hello()
-    finally:
-        await run.close(client)
+    client, info = await run.greet()
+    await run.close(client)
+    return info
 
 
 async def install(
@@ -279,12 +302,7 @@ async def install(
         raise InvalidTokenError  # before connecting; the token is never quoted
     images = [FileImage(name, bytes(data), version) for name, data in files.items()]
     run = _Run(connect, options, progress, on_app_line)
-    client = await run.open()
-    try:
-        info = await client.hello()
-    except BaseException:
-        await run.close(client)
-        raise
+    client, info = await run.greet()
     if info is None and _pinned_to_v2(options):
         await run.close(client)
         raise AnsweredLikeV1Error
@@ -405,13 +423,10 @@ async def _verify(
     V2: the update went over v2, so the board must still answer HELLO.
     """
     try:
-        client = await run.open(after_reset=True)
+        client, info = await run.greet(after_reset=True)
     except ConnectFailedError as err:
         raise ConnectFailedError(err.attempts, err.cause, applied=True) from err
-    try:
-        info = await client.hello()
-    finally:
-        await run.close(client)
+    await run.close(client)
     if info is None:
         if v2 or _pinned_to_v2(run.options):
             raise AnsweredLikeV1Error(applied=True)

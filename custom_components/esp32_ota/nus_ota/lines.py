@@ -1,7 +1,7 @@
 r"""Lines on the wire: reassembling notifications and formatting commands.
 
 The board sends ASCII lines ending in `\\n`; a long line (HELLO) may span
-several notifications and one notification never holds more than it must.
+several notifications, and every line starts a notification of its own.
 The client sends exactly one line per write. Fields are separated by `:`
 and may not contain `:` or `\\n`.
 """
@@ -32,18 +32,30 @@ class LineAssembler:
     A line longer than `max_line` is dropped up to its newline and counted in
     `overflows`, so a hostile board can neither grow memory nor be mistaken
     for a shorter line; the assembler stays usable.
+
+    A proxy may lose a notification. Every board line starts a notification
+    of its own, so a notification that starts with `OTA:` while an `OTA:`
+    line is still open means that line lost its end: the open part is
+    dropped and counted in `damaged`, never glued onto the next reply. (A
+    lost middle part cannot be seen here; the reply's parser refuses what
+    is left, see `OTAClient`.) An application line is never cut this way:
+    its text is the application's and may hold `OTA:` anywhere.
     """
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         """Max_line counts bytes without the newline."""
         self.max_line = max_line
         self.overflows = 0
+        self.damaged = 0
         self._buf = bytearray()
         self._discarding = False
 
     def feed(self, data: bytes | bytearray) -> list[str]:
         """Add one notification; return the lines it completed (no newline)."""
         lines: list[str] = []
+        if self._buf.startswith(b"OTA:") and data.startswith(b"OTA:"):
+            self.damaged += 1
+            self._buf.clear()
         start = 0
         while True:
             end = data.find(b"\n", start)

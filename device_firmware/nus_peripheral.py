@@ -169,8 +169,10 @@ class NUSPeripheral:
         self._ble.gap_advertise(_ADV_INTERVAL_US, self._adv, resp_data=self._resp)
 
     def _advertisement(self):
-        import ota_advert  # let go again by state()
-
+        try:
+            import ota_advert  # let go again by state()
+        except ImportError:  # not installed: no OTA state advertised
+            return advertising_payload(self.name)
         self._bundle, state = ota_advert.state(self.ota, self._bundle)
         return advertising_payload(self.name, state)
 

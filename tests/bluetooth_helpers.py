@@ -31,6 +31,7 @@ Usage (with the `enable_bluetooth` fixture):
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 from unittest.mock import patch
@@ -136,6 +137,7 @@ class SimProxyScanner(BaseHaRemoteScanner):
         set_connection_slots(source, slots)
         self.report_delay = report_delay
         self.reported = self._current()
+        self.cancels: list[Callable[[], None]] = []  # advertise_every timers
 
     def _current(self) -> Allocations:
         free, limit, allocated = connection_slots(self.source)
@@ -162,6 +164,13 @@ class SimProxyScanner(BaseHaRemoteScanner):
         if payload is None:
             raise RuntimeError(f"{board.address} is not advertising")
         register_board(board, profile)
+        self.relay(board, rssi)
+
+    def relay(self, board: VirtualBoard, rssi: int = -60) -> bool:
+        """Report what `board` advertises now; False while it does not advertise."""
+        payload = board.advertising_payload
+        if payload is None:
+            return False
         self._async_on_raw_advertisement(
             board.address,
             rssi,
@@ -169,6 +178,33 @@ class SimProxyScanner(BaseHaRemoteScanner):
             {"address_type": 0},
             monotonic_time_coarse(),
         )
+        return True
+
+    def advertise_every(
+        self, board: VirtualBoard, interval: float, *, rssi: int = -60
+    ) -> Callable[[], None]:
+        """Relay the board's advertisement every `interval` s of loop time.
+
+        As a proxy hears a board that advertises at that interval: after a
+        reset or a confirmation Home Assistant sees the new payload at the
+        next tick (a board that is not advertising is skipped). Returns the
+        cancel; the proxy's cleanup cancels it too.
+        """
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal handle
+            self.relay(board, rssi)
+            handle = loop.call_later(interval, tick)
+
+        def cancel() -> None:
+            if handle is not None:
+                handle.cancel()
+
+        handle = loop.call_later(interval, tick)
+        self.cancels.append(cancel)
+        return cancel
 
 
 class SimLocalScanner(BaseHaScanner):
@@ -292,6 +328,8 @@ def async_register_sim_proxy(
     remove_listener = add_slot_listener(on_slots)
 
     def cleanup() -> None:
+        for cancel in scanner.cancels:
+            cancel()
         remove_listener()
         unregister()
         unsetup()

@@ -11,7 +11,7 @@ import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.fleet import board_address
 from esp32_ota_sim.memfs import MemFS
-from esp32_ota_sim.v1_board import V1_OTA_MANAGER
+from esp32_ota_sim.v1_board import V1_OTA_MANAGER, V1OnlyBoard
 from homeassistant.components.update import (
     ATTR_IN_PROGRESS,
     ATTR_UPDATE_PERCENTAGE,
@@ -84,7 +84,7 @@ def make_board(
             fs.write_file(path.name, path.read_bytes())
     files: dict[str, bytes | str] = {"config.py": config}
     if v1:
-        files["ota_manager.py"] = V1_MANAGER
+        return V1OnlyBoard(address, files=files, fs=fs)
     return VirtualBoard(address, files=files, fs=fs)
 
 

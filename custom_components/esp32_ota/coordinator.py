@@ -37,6 +37,7 @@ from .fleet import BoardOutOfReachError, QueueTimeoutError
 from .installer import BoardInstaller
 from .inventory import BoardData
 from .link import BoardLink
+from .nus_ota.advert import AdvertisedState, parse_advertised_state
 from .nus_ota.errors import OTAError
 from .source import SourceFolder, SourceState
 
@@ -73,6 +74,8 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         self.installer = BoardInstaller(self)
         self._store = board_store(hass, entry.entry_id)
         self._issue_id = f"source_problem_{entry.entry_id}"
+        self.advertised: AdvertisedState | None = None  # the last OTA state heard
+        self._read_bundle: int | None = None  # the advertised bundle last read
 
     # -- life cycle
 
@@ -136,13 +139,52 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         service_info: bluetooth.BluetoothServiceInfoBleak,
         change: bluetooth.BluetoothChange,
     ) -> None:
-        """Mark the board available; read it again if it was away."""
-        if not service_info.connectable or self.available:
-            return
-        self.available = True
-        _LOGGER.info("%s is back in range of a connectable scanner", self.name)
-        self.async_update_listeners()
-        self.async_schedule_read()
+        """Follow the advertised OTA state; mark the board available."""
+        state = parse_advertised_state(service_info.service_data)
+        came_back = service_info.connectable and not self.available
+        if came_back:
+            self.available = True
+            _LOGGER.info("%s is back in range of a connectable scanner", self.name)
+        if state is not None and state != self.advertised:
+            self._async_follow(state)
+        elif came_back and state is None:
+            self.async_schedule_read()  # firmware that advertises no state
+        if came_back or state is not None:
+            self.async_update_listeners()
+
+    @callback
+    def _async_follow(self, state: AdvertisedState) -> None:
+        """Take a new advertised state in, without connecting when we can.
+
+        A bundle we can explain (the last HELLO, or it with a release of the
+        folder installed) moves the installed version; another one is read
+        over one connection. A rollback raises its repair at once, or with a
+        key configured once a connection confirmed it. Nothing is installed:
+        anyone can advertise anything.
+        """
+        was_rolled_back = self.advertised is not None and self.advertised.rolled_back
+        self.advertised = state
+        known = None
+        if state.bundle != self._read_bundle:
+            known = self.data.with_bundle(state.bundle, self.source)
+            if known is None:
+                self.async_schedule_read()
+            else:
+                self.data = known
+        if state.rolled_back and not was_rolled_back:
+            if self.settings.auth_key is None:
+                self._async_report_rollback()
+            elif known is not None or state.bundle == self._read_bundle:
+                self.async_schedule_read()  # the read confirms it (or not)
+
+    @callback
+    def _async_report_rollback(self) -> None:
+        repairs.async_report_failure(
+            self.hass,
+            self.config_entry,
+            "rolled_back",
+            "the board went back to its previous version",
+        )
 
     @callback
     def _async_unavailable(
@@ -203,8 +245,12 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         )
 
     async def _async_update_data(self) -> BoardData:
-        """Look at the board every hour (only while it is in range)."""
-        if self.available:
+        """Look at a board that does not advertise its state every hour.
+
+        (Only while it is in range.) A board that advertises its OTA state
+        is read only when the state says something we cannot explain.
+        """
+        if self.available and self.advertised is None:
             await self.async_refresh_board()
         return self.data
 
@@ -248,6 +294,11 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
             sorted(info.files) if info else None,
         )
         repairs.async_track_protocol(self.hass, self.config_entry, self.data.protocol)
+        if self.advertised is not None:
+            # What we just read is what the board advertises.
+            self._read_bundle = self.advertised.bundle
+            if self.advertised.rolled_back and info is not None and info.rollback:
+                self._async_report_rollback()
         await self.async_save()
         self.async_update_listeners()
         return True

@@ -9,9 +9,11 @@ board would refuse, which files an install sends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from .nus_ota.advert import bundle_hash
+from .nus_ota.board_info import InstalledFile
 from .nus_ota.client import FileImage
 
 if TYPE_CHECKING:
@@ -105,15 +107,35 @@ class BoardData:
         allowed = self.board_info.allowed_files
         return sorted(name for name in set(names) if name not in allowed)
 
+    def with_bundle(self, bundle: int, source: SourceState) -> BoardData | None:
+        """Return what the board holds when it advertises `bundle`, if we can tell.
+
+        Its last HELLO, or its last HELLO with a release of the folder
+        installed over it (the files the release replaces, with the version
+        an install sends); None for a bundle neither explains: an
+        out-of-band change, which only a connection can tell.
+        """
+        info = self.board_info
+        if info is None:
+            return None
+        if bundle_hash(info.files) == bundle:
+            return self
+        for release in _candidates(source):
+            version = release.version if release.declared else None
+            files = dict(info.files)
+            for file in release.files:
+                if file.name in files:
+                    files[file.name] = InstalledFile(file.size, file.crc, version)
+            if bundle_hash(files) == bundle:
+                return replace(self, board_info=replace(info, files=files))
+        return None
+
     def matching_release(self, source: SourceState) -> Release | None:
         """Return the release of the folder the board holds exactly, if any."""
         crcs = self.crcs()
         if crcs is None:
             return None
-        candidates = list(source.releases.values())
-        if source.latest is not None:
-            candidates.insert(0, source.latest)
-        for release in candidates:
+        for release in _candidates(source):
             if all(crcs.get(file.name) == file.crc for file in release.files):
                 return release
         return None
@@ -151,3 +173,11 @@ class BoardData:
             and self.matching_release(source) is None
             and self._reported_version(latest) == latest.version
         )
+
+
+def _candidates(source: SourceState) -> list[Release]:
+    """Return the folder's releases, the latest first."""
+    candidates = list(source.releases.values())
+    if source.latest is not None:
+        candidates.insert(0, source.latest)
+    return candidates

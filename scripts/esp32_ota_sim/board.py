@@ -399,6 +399,7 @@ class VirtualBoard:
         self._spent_ms = 0.0
         self._links: dict[int, SimLink] = {}
         self._next_conn = 1
+        self.connections = 0  # centrals accepted, over every boot
         self._busy = False
         self._process_handle: asyncio.Handle | None = None
         self._capture: list[tuple[float, int, bytes]] | None = None
@@ -667,6 +668,7 @@ class VirtualBoard:
             raise RuntimeError(f"{self.address} is not running")
         conn = self._next_conn
         self._next_conn += 1
+        self.connections += 1
         self._links[conn] = link
         profile = getattr(link, "profile", None)
         if profile is not None:  # the connection's profile sets the device cost

@@ -6,8 +6,9 @@
 HELLO and every v2 command get `OTA:ERR:UNKNOWN_CMD`). The rest of the
 board (boot guard, NUS peripheral, main.py) is device_firmware's, which
 already hands every `OTA:` line to `OTAManager.handle` and calls `abort()`
-on a disconnect, as the v1 wiring does. Tests that need the engine alone
-load `V1_OTA_MANAGER`.
+on a disconnect, as the v1 wiring does; without ota_advert.py, which v1
+firmware never had, so it advertises its name and no OTA state. Tests that
+need the engine alone load `V1_OTA_MANAGER`.
 """
 
 from __future__ import annotations
@@ -41,4 +42,9 @@ class V1OnlyBoard(VirtualBoard):
         **options: Any,
     ) -> None:
         """Like VirtualBoard; `ota_manager.py` is always the v1 engine."""
-        super().__init__(address, files=v1_files(files), **options)
+        boot = options.pop("boot", True)
+        super().__init__(address, files=v1_files(files), boot=False, **options)
+        if self.fs.exists("ota_advert.py"):
+            self.fs.remove("ota_advert.py")
+        if boot:
+            self.boot()

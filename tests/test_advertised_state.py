@@ -1,0 +1,170 @@
+"""Home Assistant follows the OTA state boards advertise, without connecting.
+
+The boards run the real firmware in the simulator and advertise every
+ADVERTISING_INTERVAL through the proxy (SimProxyScanner.advertise_every);
+connections are counted by the boards (`VirtualBoard.connections`). All on
+the virtual clock: a simulated day takes only the CPU time its events need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import TYPE_CHECKING
+
+import pytest
+from homeassistant.helpers import issue_registry as ir
+
+from custom_components.esp32_ota.const import CONF_AUTH_KEY, DOMAIN
+from custom_components.esp32_ota.repairs import ISSUE_ROLLED_BACK, issue_id
+from tests.common import (
+    ENTITY_ID,
+    app_source,
+    board_with_release,
+    make_board,
+    setup_board,
+    setup_fleet,
+)
+
+if TYPE_CHECKING:
+    from esp32_ota_sim.board import VirtualBoard
+    from homeassistant.core import HomeAssistant
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+    from custom_components.esp32_ota.coordinator import BoardCoordinator
+    from tests.bluetooth_helpers import SimProxyScanner
+
+pytestmark = pytest.mark.virtual_clock
+
+ADVERTISING_INTERVAL = 10.0  # s, the simulated boards'
+DAY = 24 * 3600.0
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+async def wait(hass: HomeAssistant, seconds: float) -> None:
+    """Let `seconds` of virtual time pass, and the work they bring finish."""
+    await asyncio.sleep(seconds)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+def coordinator_of(entry: MockConfigEntry) -> BoardCoordinator:
+    coordinator: BoardCoordinator = entry.runtime_data
+    return coordinator
+
+
+def installed(hass: HomeAssistant) -> str | None:
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    version: str | None = state.attributes["installed_version"]
+    return version
+
+
+def rollback_issue(hass: HomeAssistant, entry: MockConfigEntry) -> ir.IssueEntry | None:
+    return ir.async_get(hass).async_get_issue(
+        DOMAIN, issue_id(ISSUE_ROLLED_BACK, entry.entry_id)
+    )
+
+
+def reflash(board: VirtualBoard, files: dict[str, str]) -> None:
+    """Someone changes the board's files over USB and resets it."""
+    for name, text in files.items():
+        board.write(name, text)
+    board.reboot()
+
+
+async def test_a_quiet_day_costs_our_boards_no_connection(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    boards = await setup_fleet(hass, proxy, 30)
+    assert [board.connections for board in boards] == [1] * 30  # the first read
+    for board in boards:
+        proxy.advertise_every(board, 60.0)  # fewer callbacks; none changes anything
+    await wait(hass, DAY)
+    assert [board.connections for board in boards] == [1] * 30
+
+
+async def test_a_v1_board_is_still_probed_every_hour(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board = make_board(v1=True)
+    await setup_board(hass, proxy, board)
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    before = board.connections
+    await wait(hass, DAY + 60)  # the hourly timer runs a little behind
+    assert board.connections - before == 24
+
+
+async def test_an_out_of_band_update_is_read_once(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board, _ = await board_with_release(hass, proxy, "1.1.0")
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    assert installed(hass) == "1.0.0"
+    before = board.connections
+    reflash(board, {"app.py": app_source("1.0.5"), "config.py": 'VERSION = "1.0.5"\n'})
+    await wait(hass, ADVERTISING_INTERVAL + 30)  # one interval + one connection
+    assert board.connections == before + 1
+    assert installed(hass) == "1.0.5"
+    await wait(hass, 2 * 3600)
+    assert board.connections == before + 1
+
+
+async def test_a_release_installed_elsewhere_needs_no_connection(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    # The folder's release, installed by another client: its bundle is the
+    # last HELLO with the release's files and version.
+    board, _ = await board_with_release(hass, proxy, "1.1.0")
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    before = board.connections
+    commit_on_board(board, {"app.py": app_source("1.1.0")}, "1.1.0")
+    await wait(hass, ADVERTISING_INTERVAL)
+    assert installed(hass) == "1.1.0"
+    assert board.connections == before
+
+
+async def test_a_rollback_raises_its_repair_without_a_connection(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board, entry = await board_with_release(hass, proxy, "1.1.0")
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    before = board.connections
+    commit_on_board(board, {"app.py": app_source("1.1.0", crash=True)}, "1.1.0")
+    assert rollback_issue(hass, entry) is None
+    await wait(hass, ADVERTISING_INTERVAL)
+    assert rollback_issue(hass, entry) is not None
+    assert board.connections == before
+    assert installed(hass) == "1.0.0"
+
+
+async def test_a_forged_rollback_needs_a_confirming_connection_with_a_key(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    board = make_board()
+    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: KEY})
+    before = board.connections
+    version = installed(hass)
+    # Someone else advertises the board's address with the rolled-back flag
+    # on the bundle the board really runs.
+    forged = bytearray(board.advertising_payload or b"")
+    at = forged.index(b"\x55\xfb") + 3
+    forged[at] |= 2
+    proxy._async_on_raw_advertisement(  # a forged payload
+        board.address, -60, bytes(forged), {"address_type": 0}, 0.0
+    )
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert board.connections == before + 1  # the read that did not confirm it
+    assert rollback_issue(hass, entry) is None
+    assert installed(hass) == version
+
+
+def commit_on_board(board: VirtualBoard, files: dict[str, str], version: str) -> None:
+    """Another client's update: staged files committed by the firmware, a reset."""
+    items = []
+    for name, text in files.items():
+        board.write(name + ".new", text)
+        crc = f"{zlib.crc32(text.encode()):08x}"
+        items.append((name, name + ".new", version, len(text), crc))
+    assert board.runtime is not None
+    board.runtime.load("ota_commit").apply(items)
+    board.reboot()  # a crashing version boots again until the guard rolls back

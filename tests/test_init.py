@@ -187,14 +187,19 @@ async def test_damaged_storage_is_ignored(
     await hass.async_block_till_done(wait_background_tasks=True)
 
 
-async def test_hourly_look_at_the_board(
+async def test_another_clients_update_is_seen_in_the_advertisement(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
+    # (Boards that advertise no OTA state are read every hour instead:
+    # test_advertised_state.py.)
     board, _ = await board_with_release(hass, proxy)
     assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.0.0"
     board.write("app.py", app_source("1.1.0"))  # another client updated it
     board.reboot()
     async_fire_time_changed(hass, dt_util.utcnow() + timedelta(hours=1, seconds=1))
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.0.0"
+    proxy.relay(board)  # its next advertisement
     await hass.async_block_till_done(wait_background_tasks=True)
     assert hass.states.get(ENTITY_ID).attributes["installed_version"] == "1.1.0"
 

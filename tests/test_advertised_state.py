@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING
 import pytest
 from homeassistant.helpers import issue_registry as ir
 
-from custom_components.esp32_ota.const import CONF_AUTH_KEY, DOMAIN
+from custom_components.esp32_ota.const import (
+    CONF_AUTH_KEY,
+    CONF_PROBE_MINUTES,
+    DOMAIN,
+)
 from custom_components.esp32_ota.repairs import ISSUE_ROLLED_BACK, issue_id
 from tests.common import (
     ENTITY_ID,
@@ -83,15 +87,17 @@ async def test_a_quiet_day_costs_our_boards_no_connection(
     assert [board.connections for board in boards] == [1] * 30
 
 
-async def test_a_v1_board_is_still_probed_every_hour(
-    hass: HomeAssistant, proxy: SimProxyScanner
+@pytest.mark.parametrize(("minutes", "reads"), [(None, 24), (30, 48)])
+async def test_a_v1_board_is_still_probed(
+    hass: HomeAssistant, proxy: SimProxyScanner, minutes: int | None, reads: int
 ) -> None:
     board = make_board(v1=True)
-    await setup_board(hass, proxy, board)
+    options = {} if minutes is None else {CONF_PROBE_MINUTES: minutes}
+    await setup_board(hass, proxy, board, options=options)
     proxy.advertise_every(board, ADVERTISING_INTERVAL)
     before = board.connections
-    await wait(hass, DAY + 60)  # the hourly timer runs a little behind
-    assert board.connections - before == 24
+    await wait(hass, DAY + 60)  # the timer runs a little behind
+    assert board.connections - before == reads
 
 
 async def test_an_out_of_band_update_is_read_once(

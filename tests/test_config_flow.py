@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from custom_components.esp32_ota.const import (
     CONF_CONFIRM_TRIAL,
     CONF_ENCODING,
     CONF_NAME,
+    CONF_PROBE_MINUTES,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
     CONF_WINDOW,
@@ -339,6 +341,7 @@ async def test_options_transfer_settings(
             CONF_CONFIRM_TRIAL: False,
             CONF_WINDOW: 4,
             CONF_ENCODING: "hex",
+            CONF_PROBE_MINUTES: 30,
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -347,11 +350,14 @@ async def test_options_transfer_settings(
         CONF_CONFIRM_TRIAL: False,
         CONF_WINDOW: 4,
         CONF_ENCODING: "hex",
+        CONF_PROBE_MINUTES: 30,
     }
     await hass.async_block_till_done()
     settings = entry.runtime_data.settings
     assert (settings.window, settings.encoding) == (4, "hex")
     assert settings.confirm_trial is False
+    assert settings.probe_interval == timedelta(minutes=30)
+    assert entry.runtime_data.update_interval == timedelta(minutes=30)
 
     # Back to what the board prefers: the overrides go.
     result = await hass.config_entries.options.async_init(entry.entry_id)
@@ -359,6 +365,7 @@ async def test_options_transfer_settings(
     defaults = {str(key): key.default() for key in schema if callable(key.default)}
     assert defaults[CONF_ENCODING] == "hex"
     assert defaults[CONF_CONFIRM_TRIAL] is False
+    assert defaults[CONF_PROBE_MINUTES] == 30
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
@@ -366,6 +373,7 @@ async def test_options_transfer_settings(
             CONF_CONFIRM_TRIAL: True,
             CONF_WINDOW: 0,
             CONF_ENCODING: "auto",
+            CONF_PROBE_MINUTES: 60,
         },
     )
     assert entry.options == {

@@ -36,10 +36,12 @@ from .const import (
     CONF_CONFIRM_TRIAL,
     CONF_ENCODING,
     CONF_NAME,
+    CONF_PROBE_MINUTES,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
     CONF_WINDOW,
     DEFAULT_CONFIRM_TRIAL,
+    DEFAULT_PROBE_MINUTES,
     DEFAULT_SOURCE_ROOT,
     DOMAIN,
     ENCODING_AUTO,
@@ -47,6 +49,7 @@ from .const import (
     LOCAL_NAME_PREFIX,
     MAX_WINDOW,
     NUS_SERVICE_UUID,
+    PROBE_MINUTES_RANGE,
 )
 from .nus_ota import valid_token
 
@@ -291,6 +294,17 @@ _WINDOW = NumberSelector(
 )
 
 
+_PROBE_MINUTES = NumberSelector(
+    NumberSelectorConfig(
+        min=PROBE_MINUTES_RANGE[0],
+        max=PROBE_MINUTES_RANGE[1],
+        step=1,
+        mode=NumberSelectorMode.BOX,
+        unit_of_measurement="min",
+    )
+)
+
+
 class Esp32OtaOptionsFlow(OptionsFlowWithReload):
     """Source folder, credentials and transfer settings of one board."""
 
@@ -312,6 +326,9 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
                     **credentials_options(user_input),
                     CONF_CONFIRM_TRIAL: user_input[CONF_CONFIRM_TRIAL],
                 }
+                minutes = int(user_input[CONF_PROBE_MINUTES])
+                if minutes != DEFAULT_PROBE_MINUTES:
+                    data[CONF_PROBE_MINUTES] = minutes
                 if window := int(user_input.get(CONF_WINDOW) or 0):
                     data[CONF_WINDOW] = window
                 if (encoding := user_input[CONF_ENCODING]) != ENCODING_AUTO:
@@ -331,6 +348,10 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
                         CONF_CONFIRM_TRIAL,
                         default=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
                     ): BooleanSelector(),
+                    vol.Required(
+                        CONF_PROBE_MINUTES,
+                        default=options.get(CONF_PROBE_MINUTES, DEFAULT_PROBE_MINUTES),
+                    ): _PROBE_MINUTES,
                     vol.Optional(
                         CONF_WINDOW,
                         description={"suggested_value": options.get(CONF_WINDOW)},

@@ -17,6 +17,7 @@ CONF_TOKEN: Final = "token"  # noqa: S105 (an option key, not a secret)
 CONF_WINDOW: Final = "window"
 CONF_ENCODING: Final = "encoding"
 CONF_CONFIRM_TRIAL: Final = "confirm_trial"
+CONF_PROBE_MINUTES: Final = "probe_minutes"
 
 # Encoding choices of the options flow ("auto": what the board prefers).
 ENCODING_AUTO: Final = "auto"
@@ -38,9 +39,12 @@ LOCAL_NAME_PREFIX: Final = "ESP32-OTA"
 CONNECT_ATTEMPTS: Final = 2
 # How often the source folder is checked for changes (a stat walk, cheap).
 SOURCE_SCAN_INTERVAL: Final = timedelta(seconds=30)
-# How often we connect briefly to see what the board runs (another client
-# may have updated it).
-BOARD_REFRESH_INTERVAL: Final = timedelta(hours=1)
+# How often we connect briefly to see what a board runs (another client may
+# have updated it), in minutes, for boards that do not advertise their OTA
+# state (v1 firmware); the others are read when their advertisement says
+# something we cannot explain. Set per board in the options.
+DEFAULT_PROBE_MINUTES: Final = 60
+PROBE_MINUTES_RANGE: Final = (5, 1440)
 
 # After an update a board runs the new version on trial until its program
 # confirms it (the firmware's boot_guard confirms after 60 s up at the

@@ -30,7 +30,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from . import repairs
-from .const import BOARD_REFRESH_INTERVAL, DOMAIN, SOURCE_SCAN_INTERVAL
+from .const import DOMAIN, SOURCE_SCAN_INTERVAL
 from .data import BoardSettings, StoredBoard, board_store
 from .errors import LINK_ERRORS
 from .fleet import BoardOutOfReachError, QueueTimeoutError
@@ -57,15 +57,16 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
 
     def __init__(self, hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
         """Read the entry; nothing runs before async_start()."""
+        settings = BoardSettings.from_entry(hass, entry)
         super().__init__(
             hass,
             _LOGGER,
             config_entry=entry,
             name=entry.title,
-            update_interval=BOARD_REFRESH_INTERVAL,
+            update_interval=settings.probe_interval,
         )
         self.address: str = entry.data[CONF_ADDRESS]
-        self.settings = BoardSettings.from_entry(hass, entry)
+        self.settings = settings
         self.folder = SourceFolder(self.settings.source_dir)
         self.source = SourceState()
         self.available = False  # a connectable adapter or proxy hears it
@@ -245,10 +246,11 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         )
 
     async def _async_update_data(self) -> BoardData:
-        """Look at a board that does not advertise its state every hour.
+        """Look at a board that does not advertise its state now and then.
 
-        (Only while it is in range.) A board that advertises its OTA state
-        is read only when the state says something we cannot explain.
+        Every `probe_interval`, only while it is in range. A board that
+        advertises its OTA state is read only when the state says something
+        we cannot explain.
         """
         if self.available and self.advertised is None:
             await self.async_refresh_board()

@@ -14,6 +14,7 @@ damaged parts are dropped on load, never fatal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +25,12 @@ from .const import (
     CONF_AUTH_KEY,
     CONF_CONFIRM_TRIAL,
     CONF_ENCODING,
+    CONF_PROBE_MINUTES,
     CONF_SOURCE_DIR,
     CONF_TOKEN,
     CONF_WINDOW,
     DEFAULT_CONFIRM_TRIAL,
+    DEFAULT_PROBE_MINUTES,
     DOMAIN,
     STORAGE_VERSION,
 )
@@ -54,6 +57,8 @@ class BoardSettings:
     window: int | None = None
     encoding: str | None = None
     confirm_trial: bool = DEFAULT_CONFIRM_TRIAL
+    # How often a board that advertises no OTA state (v1 firmware) is read.
+    probe_interval: timedelta = timedelta(minutes=DEFAULT_PROBE_MINUTES)
 
     @classmethod
     def from_entry(cls, hass: HomeAssistant, entry: ConfigEntry) -> BoardSettings:
@@ -66,6 +71,9 @@ class BoardSettings:
             window=options.get(CONF_WINDOW) or None,
             encoding=options.get(CONF_ENCODING) or None,
             confirm_trial=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
+            probe_interval=timedelta(
+                minutes=options.get(CONF_PROBE_MINUTES, DEFAULT_PROBE_MINUTES)
+            ),
         )
 
 

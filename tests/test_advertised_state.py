@@ -69,6 +69,15 @@ def rollback_issue(hass: HomeAssistant, entry: MockConfigEntry) -> ir.IssueEntry
     )
 
 
+async def advertising_board(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> tuple[VirtualBoard, MockConfigEntry, int]:
+    """A board on 1.0.0 advertising, 1.1.0 in its folder; its connections so far."""
+    board, entry = await board_with_release(hass, proxy, "1.1.0")
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    return board, entry, board.connections
+
+
 def reflash(board: VirtualBoard, files: dict[str, str]) -> None:
     """Someone changes the board's files over USB and resets it."""
     for name, text in files.items():
@@ -103,10 +112,8 @@ async def test_a_v1_board_is_still_probed(
 async def test_an_out_of_band_update_is_read_once(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    board, _ = await board_with_release(hass, proxy, "1.1.0")
-    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    board, _, before = await advertising_board(hass, proxy)
     assert installed(hass) == "1.0.0"
-    before = board.connections
     reflash(board, {"app.py": app_source("1.0.5"), "config.py": 'VERSION = "1.0.5"\n'})
     await wait(hass, ADVERTISING_INTERVAL + 30)  # one interval + one connection
     assert board.connections == before + 1
@@ -120,9 +127,7 @@ async def test_a_release_installed_elsewhere_needs_no_connection(
 ) -> None:
     # The folder's release, installed by another client: its bundle is the
     # last HELLO with the release's files and version.
-    board, _ = await board_with_release(hass, proxy, "1.1.0")
-    proxy.advertise_every(board, ADVERTISING_INTERVAL)
-    before = board.connections
+    board, _, before = await advertising_board(hass, proxy)
     commit_on_board(board, {"app.py": app_source("1.1.0")}, "1.1.0")
     await wait(hass, ADVERTISING_INTERVAL)
     assert installed(hass) == "1.1.0"
@@ -132,9 +137,7 @@ async def test_a_release_installed_elsewhere_needs_no_connection(
 async def test_a_rollback_raises_its_repair_without_a_connection(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    board, entry = await board_with_release(hass, proxy, "1.1.0")
-    proxy.advertise_every(board, ADVERTISING_INTERVAL)
-    before = board.connections
+    board, entry, before = await advertising_board(hass, proxy)
     commit_on_board(board, {"app.py": app_source("1.1.0", crash=True)}, "1.1.0")
     assert rollback_issue(hass, entry) is None
     await wait(hass, ADVERTISING_INTERVAL)

@@ -41,14 +41,6 @@ def advertised(p):
     return data[2], data[3], int.from_bytes(data[4:8], "big")
 
 
-def hello(p):
-    c = Central(p)
-    caps = nus_central.hello(c)
-    c.disconnect()
-    p.poll()
-    return caps
-
-
 def update(p, text, ver="2.0.0", apply=True):
     from ota_manager import OTAManager
 
@@ -89,7 +81,7 @@ def test_state_beside_the_name_and_the_bundle_of_hello():
         assert (proto, flags) == (2, 0)
         import ota_advert
 
-        assert bundle == ota_advert.bundle_hash(hello(p)["files"])
+        assert bundle == ota_advert.bundle_hash(nus_central.hello_and_leave(p)["files"])
         assert advertised(p) == (2, 0, bundle)  # a HELLO changes nothing
         return {"adv_bytes": len(adv)}
 

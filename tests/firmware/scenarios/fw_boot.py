@@ -40,14 +40,6 @@ def ping(p):
     return lines
 
 
-def hello(p):
-    c = Central(p)
-    caps = nus_central.hello(c)
-    c.disconnect()
-    p.poll()
-    return caps
-
-
 def state():
     import ota_state
 
@@ -70,7 +62,7 @@ def test_good_update_is_confirmed():
         assert st["rollback"] is None
         assert st["files"]["app.py"]["ver"] == "2.0.0"
         assert ping(p) == ["PONG v2"]
-        caps = hello(p)
+        caps = nus_central.hello_and_leave(p)
         assert caps["trial"] is None
         assert caps["rollback"] is None
         assert caps["files"]["app.py"]["ver"] == "2.0.0"
@@ -111,13 +103,13 @@ def test_crash_loop_rolled_back():
         st = state()
         assert st["trial"] is None
         assert st["rollback"] == {"ver": "2.0.0", "restored": "1.0.0"}
-        caps = hello(p)
+        caps = nus_central.hello_and_leave(p)
         assert caps["rollback"] == {"ver": "2.0.0", "restored": "1.0.0"}
         assert caps["trial"] is None
         # the next boot is an ordinary one; HELLO keeps reporting the rollback
         status, p = boots.power_on()
         assert status == "normal"
-        assert hello(p)["rollback"]["ver"] == "2.0.0"
+        assert nus_central.hello_and_leave(p)["rollback"]["ver"] == "2.0.0"
     finally:
         undo()
 

@@ -75,6 +75,15 @@ def hello(central):
     return json.loads(lines[0][len("OTA:HELLO:") :])
 
 
+def hello_and_leave(peripheral):
+    """Connect, say HELLO, disconnect: the board's capabilities as a dict."""
+    c = Central(peripheral)
+    caps = hello(c)
+    c.disconnect()
+    peripheral.poll()
+    return caps
+
+
 def crc_hex(data):
     return f"{binascii.crc32(data) & 0xFFFFFFFF:08x}"
 

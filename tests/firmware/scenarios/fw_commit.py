@@ -57,6 +57,31 @@ def _cut(at, oserror=False):
     return cut
 
 
+def _cut_while(at, action, *args):
+    """Run `action(*args)` with the power cut at step `at`; True if it ran through."""
+    _cut(at)
+    try:
+        action(*args)
+    except PowerCut:
+        return False
+    return True
+
+
+def _every_step():
+    """0, 1, 2, ...: the step the power is cut at, until a run goes through."""
+    k = 0
+    while True:
+        yield k
+        k += 1
+
+
+def _powered_board(snap):
+    """The files of `snap`, power on, a new board."""
+    _restore(snap)
+    power_on()
+    return _board()
+
+
 def _prepare_bundle():
     """Version 1.0.0 installed by a bundle, version 2.0.0 staged; a snapshot."""
     b = _board()
@@ -141,17 +166,9 @@ def _reboot(at=-1):
 def test_bundle_power_cut_at_every_step():
     snap = _prepare_bundle()
     outcomes = {"old": 0, "new": 0}
-    k = 0
-    while True:
-        _restore(snap)
-        power_on()
-        b = _board()
-        _cut(k)
-        try:
-            b.send(BUNDLE)
-            done = True
-        except PowerCut:
-            done = False
+    for k in _every_step():
+        b = _powered_board(snap)
+        done = _cut_while(k, b.send, BUNDLE)
         assert _reboot()
         _no_leftovers()
         if _all_new():
@@ -167,7 +184,6 @@ def test_bundle_power_cut_at_every_step():
             assert _all_new()
         if done:
             break
-        k += 1
     assert outcomes["old"] > 0
     assert outcomes["new"] > 0
     return {"steps": k, "all_old": outcomes["old"], "all_new": outcomes["new"]}
@@ -175,18 +191,10 @@ def test_bundle_power_cut_at_every_step():
 
 def test_bundle_power_cut_during_recovery_too():
     snap = _prepare_bundle()
-    k = 0
     cases = 0
-    while True:
-        _restore(snap)
-        power_on()
-        b = _board()
-        _cut(k)
-        try:
-            b.send(BUNDLE)
-            done = True
-        except PowerCut:
-            done = False
+    for k in _every_step():
+        b = _powered_board(snap)
+        done = _cut_while(k, b.send, BUNDLE)
         for j in (0, 1, 2, 4, 8, 16):
             mid = _snapshot()
             if not _reboot(j):
@@ -197,7 +205,6 @@ def test_bundle_power_cut_during_recovery_too():
             _restore(mid)
         if done:
             break
-        k += 1
     assert cases > 0
     return {"double_cuts": cases}
 
@@ -205,8 +212,7 @@ def test_bundle_power_cut_during_recovery_too():
 def test_v1_commit_power_cut_at_every_step():
     write("main.py", OLD["main.py"])
     data = NEW["main.py"]
-    k = 0
-    while True:
+    for k in _every_step():
         clear_dir()
         write("main.py", OLD["main.py"])
         power_on()
@@ -219,12 +225,7 @@ def test_v1_commit_power_cut_at_every_step():
 
         assert b.one("OTA:DATA:0:" + hexs(data[:450])) == "OTA:ACK:0"
         assert b.one("OTA:DATA:1:" + hexs(data[450:])) == "OTA:ACK:1"
-        _cut(k)
-        try:
-            b.send("OTA:COMMIT")
-            done = True
-        except PowerCut:
-            done = False
+        done = _cut_while(k, b.send, "OTA:COMMIT")
         assert _reboot()
         _no_leftovers()
         if read("main.py") == data:
@@ -235,7 +236,6 @@ def test_v1_commit_power_cut_at_every_step():
             assert not exists("ota_state.json")
         if done:
             break
-        k += 1
     return {"steps": k}
 
 
@@ -256,9 +256,7 @@ def test_failed_step_puts_everything_back():
         )
         if what.startswith("stat") or reading:
             continue  # a read error reads as a missing file: not this test
-        _restore(snap)
-        power_on()
-        b = _board()
+        b = _powered_board(snap)
         _cut(k, oserror=True)
         r = b.send(BUNDLE)
         if r == ["OTA:OK"]:
@@ -306,9 +304,7 @@ def _check_rolled_back():
 
 def test_rollback_restores_previous_version():
     snap = _prepare_bundle()
-    _restore(snap)
-    power_on()
-    b = _board()
+    b = _powered_board(snap)
     assert b.send(BUNDLE) == ["OTA:OK"]
     power_on()
     import ota_commit
@@ -327,23 +323,15 @@ def test_rollback_restores_previous_version():
 
 def test_rollback_power_cut_at_every_step():
     snap = _prepare_bundle()
-    _restore(snap)
-    power_on()
-    b = _board()
+    b = _powered_board(snap)
     assert b.send(BUNDLE) == ["OTA:OK"]
     applied = _snapshot()
-    k = 0
-    while True:
+    for k in _every_step():
         _restore(applied)
         power_on()
         import ota_commit
 
-        _cut(k)
-        try:
-            ota_commit.rollback()
-            done = True
-        except PowerCut:
-            done = False
+        done = _cut_while(k, ota_commit.rollback)
         mid = _snapshot()
         for j in (-1, 0, 1, 3, 6):
             _restore(mid)
@@ -360,22 +348,17 @@ def test_rollback_power_cut_at_every_step():
             _check_rolled_back()
         if done:
             break
-        k += 1
     return {"steps": k}
 
 
 def test_manager_start_rolls_journal_forward():
     snap = _prepare_bundle()
-    _restore(snap)
-    power_on()
-    b = _board()
+    b = _powered_board(snap)
     cut = _cut(-1)
     b.send(BUNDLE)
     renames = [i for i, w in enumerate(cut.log) if w.startswith("rename")]
     # cut right after the journal landed and the first file moved
-    _restore(snap)
-    power_on()
-    b = _board()
+    b = _powered_board(snap)
     _cut(renames[2])
     try:  # noqa: SIM105 - MicroPython has no contextlib
         b.send(BUNDLE)

@@ -21,27 +21,10 @@ from custom_components.esp32_ota.nus_ota.board_info import (
 )
 from custom_components.esp32_ota.nus_ota.errors import InvalidBoardInfoError
 
+from .samples import GOOD_HELLO as GOOD
+
 if TYPE_CHECKING:
     from pathlib import Path
-
-GOOD: dict[str, Any] = {
-    "proto": 2,
-    "fw": "2.0.0",
-    "app": "1.0.0",
-    "win": 8,
-    "line": 512,
-    "enc": ["hex", "b64"],
-    "auth": "hmac",
-    "nonce": "0123456789abcdef",
-    "free": 1_000_000,
-    "files": {
-        "main.py": {"size": 900, "crc": "0badf00d", "ver": "1.0.0"},
-        "app.py": None,
-    },
-    "staged": {"app.py": {"size": 100, "crc": "deadbeef", "ver": "1.1.0", "have": 40}},
-    "trial": {"ver": "1.1.0", "boots": 1},
-    "rollback": {"ver": "1.2.0", "restored": "1.1.0"},
-}
 
 
 def parse(obj: Any) -> Any:

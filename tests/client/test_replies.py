@@ -9,69 +9,44 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from custom_components.esp32_ota.nus_ota import replies
 from custom_components.esp32_ota.nus_ota.board_info import BoardInfo
 from custom_components.esp32_ota.nus_ota.errors import (
     InvalidBoardInfoError,
     ProtocolError,
 )
-from custom_components.esp32_ota.nus_ota.replies import (
-    Aborted,
-    Ack,
-    BadData,
-    CrcError,
-    Error,
-    Hello,
-    Nak,
-    Ok,
-    Ready,
-    Reject,
-    SeqAck,
-    SeqError,
-    SizeError,
-    parse_reply,
-)
+from custom_components.esp32_ota.nus_ota.replies import parse_reply
 
-HELLO = {
-    "proto": 2,
-    "fw": "2.0.0",
-    "app": "1.0.0",
-    "win": 8,
-    "line": 512,
-    "enc": ["hex", "b64"],
-    "auth": "none",
-    "nonce": "0123456789abcdef",
-    "free": 100000,
-    "files": {"app.py": None},
-    "staged": {},
-    "trial": None,
-    "rollback": None,
-}
+from .samples import GOOD_HELLO
 
 
 @pytest.mark.parametrize(
     ("line", "reply"),
     [
-        ("OTA:READY", Ready()),
-        ("OTA:READY:0:0123456789abcdef", Ready(0, "0123456789abcdef")),
-        ("OTA:READY:4096:fedcba9876543210", Ready(4096, "fedcba9876543210")),
-        ("OTA:REJECT:BUSY", Reject("BUSY")),
-        ("OTA:REJECT:NOSPACE", Reject("NOSPACE")),
-        ("OTA:A:0", Ack(0)),
-        ("OTA:A:123456", Ack(123456)),
-        ("OTA:N:40", Nak(40)),
-        ("OTA:ACK:3", SeqAck(3)),
-        ("OTA:ERR:17", SeqError(17)),
-        ("OTA:ERR:CRC:got=deadbeef,exp=0BADF00D", CrcError("deadbeef", "0badf00d")),
-        ("OTA:ERR:CRC:got=1,exp=2", CrcError("00000001", "00000002")),
-        ("OTA:ERR:SIZE:got=10,exp=12", SizeError(10, 12)),
-        ("OTA:ERR:BAD_DATA:96", BadData(96)),
-        ("OTA:ERR:NOT_READY", Error("NOT_READY")),
-        ("OTA:ERR:UNKNOWN_CMD", Error("UNKNOWN_CMD")),
-        ("OTA:ERR:INCOMPLETE:app.py", Error("INCOMPLETE", "app.py")),
-        ("OTA:ERR:WRITE:ENOSPC no space", Error("WRITE", "ENOSPC no space")),
-        ("OTA:ERR:RENAME:a:b", Error("RENAME", "a:b")),
-        ("OTA:OK", Ok()),
-        ("OTA:ABORTED", Aborted()),
+        ("OTA:READY", replies.Ready()),
+        ("OTA:READY:0:0123456789abcdef", replies.Ready(0, "0123456789abcdef")),
+        ("OTA:READY:4096:fedcba9876543210", replies.Ready(4096, "fedcba9876543210")),
+        ("OTA:REJECT:BUSY", replies.Reject("BUSY")),
+        ("OTA:REJECT:NOSPACE", replies.Reject("NOSPACE")),
+        ("OTA:A:0", replies.Ack(0)),
+        ("OTA:A:123456", replies.Ack(123456)),
+        ("OTA:N:40", replies.Nak(40)),
+        ("OTA:ACK:3", replies.SeqAck(3)),
+        ("OTA:ERR:17", replies.SeqError(17)),
+        (
+            "OTA:ERR:CRC:got=deadbeef,exp=0BADF00D",
+            replies.CrcError("deadbeef", "0badf00d"),
+        ),
+        ("OTA:ERR:CRC:got=1,exp=2", replies.CrcError("00000001", "00000002")),
+        ("OTA:ERR:SIZE:got=10,exp=12", replies.SizeError(10, 12)),
+        ("OTA:ERR:BAD_DATA:96", replies.BadData(96)),
+        ("OTA:ERR:NOT_READY", replies.Error("NOT_READY")),
+        ("OTA:ERR:UNKNOWN_CMD", replies.Error("UNKNOWN_CMD")),
+        ("OTA:ERR:INCOMPLETE:app.py", replies.Error("INCOMPLETE", "app.py")),
+        ("OTA:ERR:WRITE:ENOSPC no space", replies.Error("WRITE", "ENOSPC no space")),
+        ("OTA:ERR:RENAME:a:b", replies.Error("RENAME", "a:b")),
+        ("OTA:OK", replies.Ok()),
+        ("OTA:ABORTED", replies.Aborted()),
     ],
 )
 def test_every_reply(line: str, reply: object) -> None:
@@ -79,8 +54,8 @@ def test_every_reply(line: str, reply: object) -> None:
 
 
 def test_hello_reply_carries_board_info() -> None:
-    reply = parse_reply("OTA:HELLO:" + json.dumps(HELLO, separators=(",", ":")))
-    assert isinstance(reply, Hello)
+    reply = parse_reply("OTA:HELLO:" + json.dumps(GOOD_HELLO, separators=(",", ":")))
+    assert isinstance(reply, replies.Hello)
     assert isinstance(reply.info, BoardInfo)
     assert reply.info.window == 8
 

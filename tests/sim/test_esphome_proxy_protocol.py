@@ -111,6 +111,12 @@ async def _enable_notify(client: APIClient, board: VirtualBoard) -> Recorder:
     return lines
 
 
+async def _connect_listening(client: APIClient, board: VirtualBoard) -> Recorder:
+    """Connect to `board` and subscribe to its TX; the lines it notifies."""
+    await _connect(client, board)
+    return await _enable_notify(client, board)
+
+
 async def test_device_info(client: APIClient) -> None:
     info = await client.device_info()
     assert info.name == "virtual-proxy"
@@ -233,8 +239,7 @@ async def test_tx_read_and_gatt_errors(
         await client.bluetooth_gatt_get_services(address)
     assert not_connected.value.error.error == NOT_CONNECTED
 
-    await _connect(client, board)
-    lines = await _enable_notify(client, board)
+    lines = await _connect_listening(client, board)
     await client.bluetooth_gatt_write(address, RX_HANDLE, b"PING\n", True)
     await lines.wait_for(lambda items: items == [b"PONG\n"])
     # Notifications carry their own data; a read returns TX's stored value.
@@ -263,8 +268,7 @@ async def test_writes_without_response_can_be_lost_silently(
         client = await _client(proxy)
         board = boards[0]
         address = mac_to_int(board.address)
-        await _connect(client, board)
-        lines = await _enable_notify(client, board)
+        lines = await _connect_listening(client, board)
         # Lost on the way: no error, no reply.
         await client.bluetooth_gatt_write(address, RX_HANDLE, b"PING\n", False)
         # A write with response is acknowledged, so it is never lost silently.
@@ -334,8 +338,7 @@ async def test_v1_only_board_refuses_v2(
 ) -> None:
     board = boards[1]
     address = mac_to_int(board.address)
-    await _connect(client, board)
-    lines = await _enable_notify(client, board)
+    lines = await _connect_listening(client, board)
     for line in (b"OTA:HELLO\n", b"OTA:FILE:app.py:10:0\n", b"PING\n"):
         await client.bluetooth_gatt_write(address, RX_HANDLE, line, True)
     await lines.wait_for(lambda items: len(items) == 3)
@@ -346,8 +349,7 @@ async def test_v1_only_board_refuses_v2(
     ]
     await client.bluetooth_device_disconnect(address)
     board.reboot()  # still v1 only after a reset
-    await _connect(client, board)
-    lines = await _enable_notify(client, board)
+    lines = await _connect_listening(client, board)
     await client.bluetooth_gatt_write(address, RX_HANDLE, b"OTA:HELLO\n", True)
     await lines.wait_for(lambda items: items == [b"OTA:ERR:UNKNOWN_CMD\n"])
     await client.bluetooth_device_disconnect(address)

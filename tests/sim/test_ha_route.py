@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import bleak_retry_connector
@@ -27,7 +28,46 @@ from tests.bluetooth_helpers import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from bleak.backends.device import BLEDevice
     from homeassistant.core import HomeAssistant
+
+    from tests.bluetooth_helpers import SimLocalScanner, SimProxyScanner
+
+
+@dataclass
+class Heard:
+    """A virtual board that Home Assistant hears through a simulated scanner."""
+
+    board: VirtualBoard
+    scanner: SimProxyScanner | SimLocalScanner
+    device: BLEDevice
+    cleanup: Callable[[], None]
+
+
+def _heard(
+    hass: HomeAssistant,
+    register: Callable[
+        [HomeAssistant],
+        tuple[SimProxyScanner | SimLocalScanner, Callable[[], None]],
+    ],
+) -> Heard:
+    board = VirtualBoard()
+    scanner, cleanup = register(hass)
+    scanner.inject(board)
+    device = bluetooth.async_ble_device_from_address(
+        hass, board.address, connectable=True
+    )
+    assert device is not None
+    return Heard(board, scanner, device, cleanup)
+
+
+@pytest.fixture
+async def proxied(hass: HomeAssistant, enable_bluetooth: None) -> AsyncIterator[Heard]:
+    heard = _heard(hass, async_register_sim_proxy)
+    yield heard
+    heard.cleanup()
 
 
 async def _connect(device: object, **kwargs: object) -> object:
@@ -52,15 +92,8 @@ async def _ping(client: object) -> list[bytes]:
     return lines
 
 
-async def test_proxy_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
-    board = VirtualBoard()
-    scanner, cleanup = async_register_sim_proxy(hass)
-    scanner.inject(board)
-
-    device = bluetooth.async_ble_device_from_address(
-        hass, board.address, connectable=True
-    )
-    assert device is not None
+async def test_proxy_route(hass: HomeAssistant, proxied: Heard) -> None:
+    board, scanner, device = proxied.board, proxied.scanner, proxied.device
     assert device.name == board.name
     assert device.details["source"] == scanner.source
     info = bluetooth.async_last_service_info(hass, board.address, connectable=True)
@@ -74,18 +107,11 @@ async def test_proxy_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
     assert scanner.get_allocations().free == 2  # type: ignore[union-attr]
     await client.disconnect()  # type: ignore[attr-defined]
     assert scanner.get_allocations().free == 3  # type: ignore[union-attr]
-    cleanup()
 
 
 async def test_local_adapter_route(hass: HomeAssistant, enable_bluetooth: None) -> None:
-    board = VirtualBoard()
-    scanner, cleanup = async_register_sim_local_adapter(hass)
-    scanner.inject(board)
-
-    device = bluetooth.async_ble_device_from_address(
-        hass, board.address, connectable=True
-    )
-    assert device is not None
+    heard = _heard(hass, async_register_sim_local_adapter)
+    device = heard.device
     assert "source" not in device.details  # HA takes its local-adapter branch
 
     with use_sim_for_local_adapters():
@@ -95,7 +121,7 @@ async def test_local_adapter_route(hass: HomeAssistant, enable_bluetooth: None) 
     assert backend.source == LOCAL_SOURCE
     assert await _ping(client) == [b"PONG\n"]
     await client.disconnect()  # type: ignore[attr-defined]
-    cleanup()
+    heard.cleanup()
 
 
 async def test_full_proxy_raises_out_of_slots(
@@ -123,30 +149,16 @@ async def test_full_proxy_raises_out_of_slots(
     cleanup()
 
 
-async def test_a_board_that_is_gone_is_not_found(
-    hass: HomeAssistant, enable_bluetooth: None
-) -> None:
-    board = VirtualBoard()
-    scanner, cleanup = async_register_sim_proxy(hass)
-    scanner.inject(board)
-    device = bluetooth.async_ble_device_from_address(hass, board.address, True)
-    board.stop()  # out of range: HA still has its last advertisement
+async def test_a_board_that_is_gone_is_not_found(proxied: Heard) -> None:
+    proxied.board.stop()  # out of range: HA still has its last advertisement
     with no_retry_backoff(), pytest.raises(bleak_retry_connector.BleakNotFoundError):
-        await _connect(device)
-    cleanup()
+        await _connect(proxied.device)
 
 
-async def test_board_reboot_reaches_the_disconnect_callback(
-    hass: HomeAssistant, enable_bluetooth: None
-) -> None:
-    board = VirtualBoard()
-    scanner, cleanup = async_register_sim_proxy(hass)
-    scanner.inject(board)
-    device = bluetooth.async_ble_device_from_address(hass, board.address, True)
+async def test_board_reboot_reaches_the_disconnect_callback(proxied: Heard) -> None:
     gone = asyncio.Event()
-    client = await _connect(device, disconnected_callback=lambda _c: gone.set())
-    board.reboot()
+    client = await _connect(proxied.device, disconnected_callback=lambda _c: gone.set())
+    proxied.board.reboot()
     await asyncio.wait_for(gone.wait(), 5)
     assert not client.is_connected  # type: ignore[attr-defined]
-    assert scanner.get_allocations().free == 3  # type: ignore[union-attr]
-    cleanup()
+    assert proxied.scanner.get_allocations().free == 3  # type: ignore[union-attr]

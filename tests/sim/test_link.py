@@ -43,31 +43,21 @@ def _times(events: list[tuple[float, bytes]], start: float) -> list[float]:
     return [round((t - start) * 1000, 6) for t, _ in events]
 
 
+def _pace(profile: LinkProfile) -> tuple[int, float, int, float]:
+    """MTU, connection interval, packets per event, latency."""
+    return (
+        profile.mtu,
+        profile.interval_ms,
+        profile.packets_per_event,
+        profile.latency_ms,
+    )
+
+
 def test_profiles() -> None:
     proxy = PROFILES["proxy"]
-    assert (
-        proxy.mtu,
-        proxy.interval_ms,
-        proxy.packets_per_event,
-        proxy.latency_ms,
-    ) == (
-        247,
-        30.0,
-        4,
-        10.0,
-    )
+    assert _pace(proxy) == (247, 30.0, 4, 10.0)
     local = PROFILES["local"]
-    assert (
-        local.mtu,
-        local.interval_ms,
-        local.packets_per_event,
-        local.latency_ms,
-    ) == (
-        256,
-        15.0,
-        6,
-        0.0,
-    )
+    assert _pace(local) == (256, 15.0, 6, 0.0)
     lossy = PROFILES["lossy-proxy"]
     assert (lossy.latency_ms, lossy.write_loss, lossy.mtu) == (15.0, 0.02, 247)
     wifi = PROFILES["wifi-proxy"]

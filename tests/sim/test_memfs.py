@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 import pytest
 from esp32_ota_sim.memfs import MemFS, PowerLoss
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def test_binary_and_text_round_trip() -> None:
@@ -47,23 +51,21 @@ def test_seek_readinto_append() -> None:
     assert fs.read_file("f") == b"0x23456789AB"
 
 
+def _errno(call: Callable[..., object], *args: object) -> int:
+    """The errno of the OSError that `call(*args)` must raise."""
+    with pytest.raises(OSError) as err:
+        call(*args)
+    code: int = err.value.args[0]
+    return code
+
+
 def test_errors_match_micropython() -> None:
     fs = MemFS()
-    with pytest.raises(OSError) as err:
-        fs.open("missing", "rb")
-    assert err.value.args[0] == errno.ENOENT
-    with pytest.raises(OSError) as err:
-        fs.stat("missing")
-    assert err.value.args[0] == errno.ENOENT
-    with pytest.raises(OSError) as err:
-        fs.remove("missing")
-    assert err.value.args[0] == errno.ENOENT
-    with pytest.raises(OSError) as err:
-        fs.rename("missing", "x")
-    assert err.value.args[0] == errno.ENOENT
-    with pytest.raises(OSError) as err:
-        fs.open("nodir/file", "wb")
-    assert err.value.args[0] == errno.ENOENT
+    assert _errno(fs.open, "missing", "rb") == errno.ENOENT
+    assert _errno(fs.stat, "missing") == errno.ENOENT
+    assert _errno(fs.remove, "missing") == errno.ENOENT
+    assert _errno(fs.rename, "missing", "x") == errno.ENOENT
+    assert _errno(fs.open, "nodir/file", "wb") == errno.ENOENT
     f = fs.open("f", "wb")
     f.close()
     f.close()  # twice is fine
@@ -86,12 +88,8 @@ def test_stat_listdir_dirs_and_cwd() -> None:
         ("lib", 0x4000, 0),
         ("main.py", 0x8000, 123),
     ]
-    with pytest.raises(OSError) as err:
-        fs.mkdir("lib")
-    assert err.value.args[0] == errno.EEXIST
-    with pytest.raises(OSError) as err:
-        fs.rmdir("lib")
-    assert err.value.args[0] == errno.ENOTEMPTY
+    assert _errno(fs.mkdir, "lib") == errno.EEXIST
+    assert _errno(fs.rmdir, "lib") == errno.ENOTEMPTY
     fs.chdir("lib")
     assert fs.getcwd() == "/lib"
     assert fs.listdir() == ["mod.py"]

@@ -106,3 +106,31 @@ def test_license_file_for_hacs() -> None:
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License\n")
     assert "Permission is hereby granted, free of charge" in text
+
+
+def test_action_content_example_uses_files_the_default_allowlist_accepts() -> None:
+    import ast
+
+    import yaml
+
+    services = yaml.safe_load((INTEGRATION / "services.yaml").read_text())
+    example = services["install_files"]["fields"]["content"]["example"]
+    firmware = (ROOT / "device_firmware" / "ota_manager.py").read_text()
+    line = next(x for x in firmware.splitlines() if "ALLOWED_FILES = " in x)
+    allowed = ast.literal_eval(line.split("=", 1)[1].strip())
+    assert set(json.loads(example)) <= allowed
+
+
+def test_demo_sources_offer_a_newer_and_an_older_version(tmp_path: Path) -> None:
+    from esp32_ota_sim.esphome_proxy.develop import write_demo_sources
+
+    from custom_components.esp32_ota.source import SourceFolder
+
+    folders = write_demo_sources(tmp_path, "v2,v1")
+    assert len(folders) == 2
+    for folder in folders:
+        state = SourceFolder(folder).scan()
+        assert state.latest is not None
+        assert state.latest.version == "1.1.0"
+        assert sorted(state.releases) == ["1.0.1", "1.1.0"]
+    assert write_demo_sources(tmp_path, "v2,v1") == []  # kept as they are

@@ -11,7 +11,8 @@ Run it while Home Assistant is stopped. It
   `ConfigEntry` so the stored form is exactly what HA writes; an entry for
   the same host and port is left alone;
 - gives every virtual board a source folder at the integration's default
-  place (`esp32_ota/<board>/`) holding a newer demo app (1.1.0), unless the
+  place (`esp32_ota/<board>/`) holding a newer demo app (1.1.0), and an
+  older one in `versions/1.0.1/` (a specific version to pick), unless the
   folder already has scripts.
 
 The boards then show up as discovered in Home Assistant, and once added,
@@ -43,14 +44,19 @@ from .server import ProxyInfo
 __all__ = ["add_esphome_entry", "write_demo_sources"]
 
 DEMO_VERSION = "1.1.0"
+# An older release in versions/, to try installing a specific version.
+OLDER_VERSION = "1.0.1"
 
-DEMO_APP = f'''"""The demo application, version {DEMO_VERSION}, installed over the air.
+
+def demo_app(version: str) -> str:
+    """The demo application of one version."""
+    return f'''"""The demo application, version {version}, installed over the air.
 
 handle(line) gets every received line that is not OTA traffic and may return
 a reply line.
 """
 
-VERSION = "{DEMO_VERSION}"
+VERSION = "{version}"
 
 
 def handle(line):
@@ -62,6 +68,7 @@ def handle(line):
         return "Hello from the demo app " + VERSION
     return None
 '''
+
 
 DEMO_CHANGELOG = f"""# {DEMO_VERSION}
 
@@ -131,7 +138,10 @@ def write_demo_sources(config_dir: Path, boards_spec: str) -> list[Path]:
         if folder.exists() and any(folder.glob("*.py")):
             continue
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "app.py").write_text(DEMO_APP)
+        (folder / "app.py").write_text(demo_app(DEMO_VERSION))
+        older = folder / "versions" / OLDER_VERSION
+        older.mkdir(parents=True)
+        (older / "app.py").write_text(demo_app(OLDER_VERSION))
         (folder / "CHANGELOG.md").write_text(DEMO_CHANGELOG)
         (folder / "esp32_ota.json").write_text(
             json.dumps(

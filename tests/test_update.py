@@ -265,7 +265,7 @@ async def test_a_file_the_board_would_refuse_is_shown_and_not_offered(
         '<ha-alert alert-type="warning">ESP32-OTA-0001 would refuse secrets.py: '
         "it accepts only app.py, main.py."
     )
-    assert "- secrets.py (8 bytes) (changed) (refused by the board)" in notes
+    assert "- secrets.py (8 bytes) (to send) (refused by the board)" in notes
     found = ir.async_get(hass).async_get_issue(
         DOMAIN, f"files_refused_{entry.entry_id}"
     )
@@ -470,7 +470,25 @@ async def test_release_notes(
     notes = result["result"]
     assert notes.startswith("# 1.1.0\n\n- Faster blinking\n")
     size = len(app_source("1.1.0"))
-    assert f"- app.py ({size} bytes) (changed)" in notes
+    assert (
+        "Files in version 1.1.0, compared with 1.0.0 on the board when this "
+        f"dialog opened:\n- app.py ({size} bytes) (to send)"
+    ) in notes
+
+    # After the install the next opening says so (the frontend fetches the
+    # notes once per opening, and the entity's state changed).
+    await install(hass)
+    state = hass.states.get(ENTITY_ID)
+    assert state is not None
+    assert state.state == STATE_OFF
+    await client.send_json_auto_id(
+        {"type": "update/release_notes", "entity_id": ENTITY_ID}
+    )
+    notes = (await client.receive_json())["result"]
+    assert (
+        f"compared with 1.1.0 on the board when this dialog opened:\n"
+        f"- app.py ({size} bytes) (on the board)"
+    ) in notes
 
 
 async def test_rollback_of_a_release_named_by_its_hash(

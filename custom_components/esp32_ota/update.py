@@ -157,11 +157,17 @@ class BoardScriptsUpdate(BoardEntity, UpdateEntity):
             lines += [f'<ha-alert alert-type="warning">{warning}</ha-alert>', ""]
         if latest.changelog:
             lines += [latest.changelog.rstrip(), ""]
+        # The frontend fetches the notes once per opening of the dialog:
+        # they say what they compare with, so they stay true after an install.
         changed = board.data.files_to_send(latest)
-        lines.append(f"Files in version {latest.version}:")
+        installed = board.installed_version or "unknown"
+        lines.append(
+            f"Files in version {latest.version}, compared with {installed} on "
+            "the board when this dialog opened:"
+        )
         lines.extend(
             f"- {file.name} ({file.size} bytes)"
-            + (" (changed)" if file.name in changed else "")
+            + (" (to send)" if file.name in changed else " (on the board)")
             + (" (refused by the board)" if file.name in refused else "")
             for file in latest.files
         )

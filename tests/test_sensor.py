@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 FREE = "sensor.esp32_ota_0001_free_flash"
 RESULT = "sensor.esp32_ota_0001_last_update_result"
 ENDED = "sensor.esp32_ota_0001_last_update"
-PATH = "sensor.esp32_ota_0001_last_update_connection"
+PATH = "sensor.esp32_ota_0001_update_path"
 RSSI = "sensor.esp32_ota_0001_signal_strength"
 
 

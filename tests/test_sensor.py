@@ -100,6 +100,16 @@ async def test_signal_strength_once_enabled(
     assert state_of(hass, RSSI) == "-60"
 
 
+def _installer_info(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The INFO lines the installer logged since the last clear."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "custom_components.esp32_ota.installer"
+        and r.levelno == logging.INFO
+    ]
+
+
 async def test_one_info_line_per_install_start_finish_and_failure(
     hass: HomeAssistant, proxy: SimProxyScanner, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -107,12 +117,7 @@ async def test_one_info_line_per_install_start_finish_and_failure(
     caplog.set_level(logging.INFO, logger="custom_components.esp32_ota")
     caplog.clear()
     await install(hass)
-    lines = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "custom_components.esp32_ota.installer"
-        and r.levelno == logging.INFO
-    ]
+    lines = _installer_info(caplog)
     assert len(lines) == 2
     assert (
         lines[0] == "ESP32-OTA-0001: installing 1.1.0 (app.py), asked by update_entity"
@@ -128,12 +133,7 @@ async def test_one_info_line_per_install_start_finish_and_failure(
     )
     caplog.clear()
     await install_fails(hass, "rolled_back")
-    failed = [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "custom_components.esp32_ota.installer"
-        and r.levelno == logging.INFO
-    ]
+    failed = _installer_info(caplog)
     assert len(failed) == 2
     assert failed[1].startswith("ESP32-OTA-0001: failed to install 1.2.0: ")
     assert "rejected version 1.2.0" in failed[1]

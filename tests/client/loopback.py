@@ -87,6 +87,38 @@ def lossy(rate: float, seed: int = 1) -> Callable[[bytes], bool]:
     return drop
 
 
+def drop_first(
+    prefix: str, dropped: list[str], count: int = 1
+) -> Callable[[str], bool]:
+    """Drop the first `count` notifications that start with `prefix`.
+
+    The dropped lines are appended to `dropped`.
+    """
+
+    def drop(line: str) -> bool:
+        if line.startswith(prefix) and len(dropped) < count:
+            dropped.append(line)
+            return True
+        return False
+
+    return drop
+
+
+def disconnect_after(prefix: str, nth: int) -> Callable[[str], str | None]:
+    """Drop the link once, right after the board handled the `nth` line
+    that starts with `prefix` (an `after_line`)."""
+    seen = 0
+
+    def after_line(line: str) -> str | None:
+        nonlocal seen
+        if not line.startswith(prefix):
+            return None
+        seen += 1
+        return "disconnect" if seen == nth else None
+
+    return after_line
+
+
 class LoopbackBoard:
     """The firmware engine on a filesystem that survives resets."""
 

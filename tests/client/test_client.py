@@ -32,7 +32,10 @@ from custom_components.esp32_ota.nus_ota import (
     TooManyRetriesError,
     TransportError,
 )
-from custom_components.esp32_ota.nus_ota.board_info import parse_board_info
+from custom_components.esp32_ota.nus_ota.board_info import (
+    StagedFile,
+    parse_board_info,
+)
 from custom_components.esp32_ota.nus_ota.client import (
     choose_encoding,
     v1_chunk,
@@ -43,7 +46,13 @@ from custom_components.esp32_ota.nus_ota.errors import (
     SizeMismatchError,
 )
 
-from .loopback import Link, LoopbackBoard, LoopbackTransport
+from .loopback import (
+    Link,
+    LoopbackBoard,
+    LoopbackTransport,
+    disconnect_after,
+    drop_first,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -64,6 +73,13 @@ async def started(
     client = OTAClient(LoopbackTransport(board, link), **kw)
     await client.start()
     return client
+
+
+async def staged_now(client: OTAClient) -> dict[str, StagedFile]:
+    """What the board holds staged, by a new HELLO."""
+    info = await client.hello()
+    assert info is not None
+    return info.staged
 
 
 # -- against the real engine ----------------------------------------------
@@ -118,12 +134,7 @@ def test_app_lines_pass_through(board_fs: Path) -> None:
 def test_lost_control_reply_is_retried(board_fs: Path) -> None:
     board = LoopbackBoard()
     dropped: list[str] = []
-
-    def drop_first_hello(line: str) -> bool:
-        if line.startswith("OTA:HELLO") and not dropped:
-            dropped.append(line)
-            return True
-        return False
+    drop_first_hello = drop_first("OTA:HELLO", dropped)
 
     async def go() -> OTAClient:
         client = await started(
@@ -252,13 +263,9 @@ def test_keyed_board_signs_content_and_abort(board_fs: Path) -> None:
 
     async def abort() -> None:
         client = await started(board)
-        info = await client.hello()
-        assert info is not None
-        assert "app.py" in info.staged  # the unsigned ABORT wiped nothing
+        assert "app.py" in await staged_now(client)  # the unsigned ABORT wiped nothing
         await client.abort(creds)
-        info = await client.hello()
-        assert info is not None
-        assert info.staged == {}
+        assert await staged_now(client) == {}
         await client.close()
 
     run(abort())
@@ -289,9 +296,7 @@ def test_rejections_are_typed(board_fs: Path) -> None:
             await client.apply([FileImage("main.py", b"")])
         assert dev.value.code == "INCOMPLETE"
         await client.abort()
-        info = await client.hello()
-        assert info is not None
-        assert info.staged == {}
+        assert await staged_now(client) == {}
         await client.close()
 
     run(go())
@@ -299,12 +304,7 @@ def test_rejections_are_typed(board_fs: Path) -> None:
 
 def test_disconnect_during_transfer(board_fs: Path) -> None:
     board = LoopbackBoard()
-    lines = 0
-
-    def cut(line: str) -> str | None:
-        nonlocal lines
-        lines += line.startswith("OTA:D:")
-        return "disconnect" if lines == 5 else None
+    cut = disconnect_after("OTA:D:", 5)
 
     async def go() -> None:
         client = await started(board, Link(after_line=cut))

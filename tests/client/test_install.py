@@ -30,7 +30,14 @@ from custom_components.esp32_ota.nus_ota import (
     valid_token,
 )
 
-from .loopback import Connector, Link, LoopbackBoard, lossy
+from .loopback import (
+    Connector,
+    Link,
+    LoopbackBoard,
+    disconnect_after,
+    drop_first,
+    lossy,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -123,17 +130,7 @@ def test_v2_lossy_link(board_fs: Path, seed: int) -> None:
 
 def test_v2_resumes_after_a_dropped_link(board_fs: Path) -> None:
     board = LoopbackBoard()
-    cut = {"done": False, "count": 0}
-
-    def after_line(line: str) -> str | None:
-        if line.startswith("OTA:D:") and not cut["done"]:
-            cut["count"] += 1
-            if cut["count"] == 30:
-                cut["done"] = True
-                return "disconnect"
-        return None
-
-    connector = Connector(board, Link(after_line=after_line))
+    connector = Connector(board, Link(after_line=disconnect_after("OTA:D:", 30)))
     result = go(connector)
     assert on_board(board_fs)
     assert result.bytes_sent == result.bytes_total
@@ -395,16 +392,7 @@ def test_bad_arguments(board_fs: Path, files: dict[str, bytes], version: str) ->
 
 def test_a_failed_install_is_resumed_by_the_next(board_fs: Path) -> None:
     board = LoopbackBoard()
-    count = 0
-
-    def after_line(line: str) -> str | None:
-        nonlocal count
-        if not line.startswith("OTA:D:"):
-            return None
-        count += 1
-        return "disconnect" if count == 40 else None
-
-    connector = Connector(board, Link(after_line=after_line))
+    connector = Connector(board, Link(after_line=disconnect_after("OTA:D:", 40)))
     with pytest.raises(DisconnectedError):
         go(connector, options=InstallOptions(session_attempts=1))
     assert connector.open_connections == 0
@@ -416,16 +404,7 @@ def test_a_failed_install_is_resumed_by_the_next(board_fs: Path) -> None:
 
 def test_v1_retries_a_file_after_a_dropped_link(board_fs: Path) -> None:
     board = LoopbackBoard(v1_only=True)
-    count = 0
-
-    def after_line(line: str) -> str | None:
-        nonlocal count
-        if not line.startswith("OTA:DATA:"):
-            return None
-        count += 1
-        return "disconnect" if count == 10 else None
-
-    connector = Connector(board, Link(after_line=after_line))
+    connector = Connector(board, Link(after_line=disconnect_after("OTA:DATA:", 10)))
     result = go(connector)
     assert on_board(board_fs)
     assert result.connections == 4  # the dropped one, two files, the check
@@ -437,14 +416,7 @@ def test_lost_ready_leaves_the_board_busy_then_a_new_connection_resumes(
 ) -> None:
     board = LoopbackBoard()
     lost: list[str] = []
-
-    def drop_first_ready(line: str) -> bool:
-        if line.startswith("OTA:READY") and not lost:
-            lost.append(line)
-            return True
-        return False
-
-    connector = Connector(board, Link(drop_notify=drop_first_ready))
+    connector = Connector(board, Link(drop_notify=drop_first("OTA:READY", lost)))
     result = go(connector)
     assert on_board(board_fs)
     assert lost
@@ -517,14 +489,9 @@ def test_a_connection_that_loses_every_hello_reply_is_replaced(
     NoReplyError, the install over before it began)."""
     board = LoopbackBoard()
     lost: list[str] = []
-
-    def drop_three_hellos(line: str) -> bool:
-        if line.startswith("OTA:HELLO") and len(lost) < 3:
-            lost.append(line)
-            return True
-        return False
-
-    connector = Connector(board, Link(drop_notify=drop_three_hellos))
+    connector = Connector(
+        board, Link(drop_notify=drop_first("OTA:HELLO", lost, count=3))
+    )
     result = go(connector, options=InstallOptions(control_attempts=3))
     assert on_board(board_fs)
     assert len(lost) == 3

@@ -18,6 +18,7 @@ from mutation.runner import (
     Status,
     classify,
     copy_tree,
+    group_key,
     load_plan,
     render,
     run_mutation,
@@ -224,3 +225,16 @@ def test_copy_tree_copies_what_git_sees_and_links_the_venv(tmp_path: Path) -> No
     assert (target / "new.py").read_text() == "not committed yet"
     assert not (target / "build").exists()
     assert (target / ".venv").is_symlink()
+
+
+def test_groups_that_run_the_same_tests_have_one_key() -> None:
+    assert group_key(["tests/client/test_a.py", "tests/client", "tests/faults"]) == (
+        group_key(["tests/faults", "tests/client"])
+    )
+    fw = ["tests/firmware/test_scenarios.py", "-k", "not micropython"]
+    assert group_key(fw) == (frozenset({fw[0]}), ("-k", "not micropython"))
+    assert group_key(fw) != group_key(fw[:1])
+    assert group_key(["tests/client_extra", "tests/client"]) == (
+        frozenset({"tests/client_extra", "tests/client"}),
+        (),
+    )

@@ -47,6 +47,7 @@ LINKED = (".venv", "node_modules")
 DEFAULT_RUN_TIMEOUT = 300.0
 # How pytest-timeout words a test it stopped.
 _PYTEST_TIMEOUT = re.compile(r"Timeout \(>[0-9.]+s\) from pytest-timeout")
+_OPTIONS_WITH_VALUE = frozenset({"-k", "-m", "-p"})
 _FAILURE_LINE = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
@@ -358,13 +359,40 @@ def _short(text: str, limit: int = 60) -> str:
     return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."
 
 
+def group_key(args: Sequence[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """What a group runs, whatever the order: its paths and its options.
+
+    A path inside another path of the group adds nothing (pytest runs a test
+    file once), so ["a/x.py", "a"] and ["a"] are the same set.
+    """
+    paths: list[str] = []
+    options: list[str] = []
+    values = iter(args)
+    for arg in values:
+        if arg in _OPTIONS_WITH_VALUE:
+            options += [arg, next(values, "")]
+        elif arg.startswith("-"):
+            options.append(arg)
+        else:
+            paths.append(arg)
+    covered = {
+        p for p in paths for q in paths if p != q and p.startswith(q.rstrip("/") + "/")
+    }
+    return frozenset(paths) - covered, tuple(options)
+
+
 def _baseline(
     root: Path, plan: Plan, mutations: Sequence[Mutation], run: TestRun, log_dir: Path
 ) -> list[str]:
     """Run every group the mutations need, unmutated; return the failing ones."""
     needed = dict.fromkeys(g for m in mutations for g in plan.groups_for(m))
+    # Groups that differ only in order run the same tests: run those once.
+    once = {group_key(plan.groups[g]): g for g in reversed(needed)}
     failing = []
     for group in needed:
+        if (same := once[group_key(plan.groups[group])]) != group:
+            print(f"baseline {group}: the tests of {same}", flush=True)
+            continue
         started = time.monotonic()
         status, detail = run(
             root, plan.groups[group], log_dir / f"baseline.{group}.log"

@@ -98,12 +98,16 @@ def async_clear_after_success(hass: HomeAssistant, entry: ConfigEntry) -> None:
         ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry.entry_id))
 
 
-def async_track_protocol(
-    hass: HomeAssistant, entry: ConfigEntry, protocol: int | None
+def _async_warn_while(
+    hass: HomeAssistant,
+    entry: ConfigEntry,
+    kind: str,
+    placeholders: dict[str, str] | None,
+    learn_more_url: str | None = None,
 ) -> None:
-    """Raise the v1 firmware issue while the board speaks only protocol v1."""
-    kind_id = issue_id(ISSUE_V1, entry.entry_id)
-    if protocol != 1:
+    """Keep a warning of a board raised while it has placeholders (None: gone)."""
+    kind_id = issue_id(kind, entry.entry_id)
+    if placeholders is None:
         ir.async_delete_issue(hass, DOMAIN, kind_id)
         return
     ir.async_create_issue(
@@ -112,9 +116,18 @@ def async_track_protocol(
         kind_id,
         is_fixable=False,
         severity=ir.IssueSeverity.WARNING,
-        translation_key=ISSUE_V1,
-        translation_placeholders={"name": entry.title},
-        learn_more_url=INSTALL_FIRMWARE_DOC,
+        translation_key=kind,
+        translation_placeholders={"name": entry.title, **placeholders},
+        learn_more_url=learn_more_url,
+    )
+
+
+def async_track_protocol(
+    hass: HomeAssistant, entry: ConfigEntry, protocol: int | None
+) -> None:
+    """Raise the v1 firmware issue while the board speaks only protocol v1."""
+    _async_warn_while(
+        hass, entry, ISSUE_V1, {} if protocol == 1 else None, INSTALL_FIRMWARE_DOC
     )
 
 
@@ -126,23 +139,13 @@ def async_track_refused(
     folder: str,
 ) -> None:
     """Raise the refused-files issue while the latest release has some."""
-    kind_id = issue_id(ISSUE_FILES_REFUSED, entry.entry_id)
-    if not refused:
-        ir.async_delete_issue(hass, DOMAIN, kind_id)
-        return
-    ir.async_create_issue(
+    _async_warn_while(
         hass,
-        DOMAIN,
-        kind_id,
-        is_fixable=False,
-        severity=ir.IssueSeverity.WARNING,
-        translation_key=ISSUE_FILES_REFUSED,
-        translation_placeholders={
-            "name": entry.title,
-            "files": ", ".join(refused),
-            "allowed": ", ".join(allowed),
-            "folder": folder,
-        },
+        entry,
+        ISSUE_FILES_REFUSED,
+        {"files": ", ".join(refused), "allowed": ", ".join(allowed), "folder": folder}
+        if refused
+        else None,
     )
 
 

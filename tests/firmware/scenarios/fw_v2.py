@@ -37,6 +37,18 @@ def _ready(b, line):
     return int(off), nonce
 
 
+def _part_then_link_lost(b, name, data, stop):
+    """FILE, the data up to `stop`, then the link drops (the board aborts)."""
+    _ready(b, file_line(name, data))
+    push(b, data, stop=stop)
+    b.m.abort()
+
+
+def _each_answered(b, reply, lines):
+    for line in lines:
+        assert b.one(line) == reply, line
+
+
 def test_hello_capabilities():
     write("main.py", OLD_MAIN)
     b = Board()
@@ -234,15 +246,18 @@ def test_bad_offsets_and_not_ready():
     assert b.one("OTA:D:0:AAAA") == "OTA:ERR:NOT_READY"
     data = blob(100)
     _ready(b, file_line("main.py", data))
-    for line in (
-        "OTA:D:",
-        "OTA:D:x:AAAA",
-        "OTA:D:-1:AAAA",
-        "OTA:D::AAAA",
-        "OTA:D:0",
-        "OTA:D:1e3:AAAA",
-    ):
-        assert b.one(line) == "OTA:ERR:BAD_SEQ", line
+    _each_answered(
+        b,
+        "OTA:ERR:BAD_SEQ",
+        (
+            "OTA:D:",
+            "OTA:D:x:AAAA",
+            "OTA:D:-1:AAAA",
+            "OTA:D::AAAA",
+            "OTA:D:0",
+            "OTA:D:1e3:AAAA",
+        ),
+    )
     assert b.one("OTA:D:99999999999999999999:AAAA") == "OTA:N:0"
     assert b.one("OTA:DATA:0:00") == "OTA:ERR:NOT_READY"  # v1 data in a v2 transfer
     assert b.one("OTA:COMMIT") == "OTA:ERR:NOT_RECEIVING"
@@ -268,9 +283,7 @@ def test_crc_mismatch_discards_staged_file():
 def test_resume_after_disconnect():
     b = Board()
     data = blob(3000, 8)
-    _ready(b, file_line("main.py", data))
-    push(b, data, stop=1800)
-    b.m.abort()  # the link dropped: no reply, staged data kept
+    _part_then_link_lost(b, "main.py", data, 1800)  # no reply, staged data kept
     assert b.replies.take() == []
     assert b.m.state == b.m.IDLE
     assert b.one(d_line(data, 1800)) == "OTA:ERR:NOT_READY"
@@ -315,9 +328,7 @@ def test_resume_of_corrupted_staged_data_fails_crc():
 def test_resume_refused_for_other_content():
     b = Board()
     data = blob(1000, 1)
-    _ready(b, file_line("main.py", data))
-    push(b, data, stop=360)
-    b.m.abort()
+    _part_then_link_lost(b, "main.py", data, 360)
     other = blob(1000, 2)
     assert _ready(b, file_line("main.py", other))[0] == 0
     assert push(b, other)[-1] == "OTA:A:1000"
@@ -375,27 +386,30 @@ def test_file_checks_in_order():
     assert b.one("OTA:FILE:x") == "OTA:REJECT:BUSY"
     assert b.one("OTA:ABORT") == "OTA:ABORTED"
     crc = crc32_hex(data)
-    for line in (
-        "OTA:FILE",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:-",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:-::",
-        f"OTA:FILE:main.py:x:{crc}:1.1.0:b64:-:",
-        f"OTA:FILE:main.py:-5:{crc}:1.1.0:b64:-:",
-        f"OTA:FILE:main.py:100:{crc[:7]}:1.1.0:b64:-:",
-        f"OTA:FILE:main.py:100:{crc[:7]}g:1.1.0:b64:-:",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b32:-:",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b64::",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:x:",
-        f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:f-:",
-        f"OTA:FILE:../x:x:{crc}:1.1.0:b64:-:",
-        # versions HELLO could not report back
-        f"OTA:FILE:main.py:100:{crc}:1,1:b64:-:",
-        f"OTA:FILE:main.py:100:{crc}:1|1:b64:-:",
-        f"OTA:FILE:main.py:100:{crc}:1.1\u00e9:b64:-:",
-        f"OTA:FILE:main.py:100:{crc}:1.1\t:b64:-:",
-        f"OTA:FILE:main.py:100:{crc}:{'1' * 65}:b64:-:",
-    ):
-        assert b.one(line) == "OTA:REJECT:BAD_ARGS", line
+    _each_answered(
+        b,
+        "OTA:REJECT:BAD_ARGS",
+        (
+            "OTA:FILE",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:-",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:-::",
+            f"OTA:FILE:main.py:x:{crc}:1.1.0:b64:-:",
+            f"OTA:FILE:main.py:-5:{crc}:1.1.0:b64:-:",
+            f"OTA:FILE:main.py:100:{crc[:7]}:1.1.0:b64:-:",
+            f"OTA:FILE:main.py:100:{crc[:7]}g:1.1.0:b64:-:",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b32:-:",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b64::",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:x:",
+            f"OTA:FILE:main.py:100:{crc}:1.1.0:b64:f-:",
+            f"OTA:FILE:../x:x:{crc}:1.1.0:b64:-:",
+            # versions HELLO could not report back
+            f"OTA:FILE:main.py:100:{crc}:1,1:b64:-:",
+            f"OTA:FILE:main.py:100:{crc}:1|1:b64:-:",
+            f"OTA:FILE:main.py:100:{crc}:1.1\u00e9:b64:-:",
+            f"OTA:FILE:main.py:100:{crc}:1.1\t:b64:-:",
+            f"OTA:FILE:main.py:100:{crc}:{'1' * 65}:b64:-:",
+        ),
+    )
     fake.statvfs_calls = 0
     assert b.one(file_line("boot.py", data)) == "OTA:REJECT:FORBIDDEN"
     assert b.one(file_line("../main.py", blob(40000))) == "OTA:REJECT:FORBIDDEN"
@@ -414,9 +428,7 @@ def test_nospace_counts_staged_bytes_as_free():
     import ota_hello
 
     data = blob(40000, 5)
-    _ready(b, file_line("main.py", data))
-    push(b, data, stop=36000)
-    b.m.abort()
+    _part_then_link_lost(b, "main.py", data, 36000)
     ota_hello.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
     assert b.one(file_line("main.py", data)) == "OTA:REJECT:NOSPACE"
     ota_hello.os = FakeOs(16384)  # 80 % of 52384 is 41907
@@ -503,15 +515,18 @@ def test_apply_errors():
     assert b.one("OTA:APPLY:main.py:") == "OTA:REJECT:BUSY"
     push(b, data, stop=180)
     b.m.abort()
-    for line in (
-        "OTA:APPLY",
-        "OTA:APPLY:main.py",
-        "OTA:APPLY::",
-        "OTA:APPLY:main.py,:",
-        "OTA:APPLY:main.py,main.py:",
-        "OTA:APPLY:a:b:c",
-    ):
-        assert b.one(line) == "OTA:REJECT:BAD_ARGS", line
+    _each_answered(
+        b,
+        "OTA:REJECT:BAD_ARGS",
+        (
+            "OTA:APPLY",
+            "OTA:APPLY:main.py",
+            "OTA:APPLY::",
+            "OTA:APPLY:main.py,:",
+            "OTA:APPLY:main.py,main.py:",
+            "OTA:APPLY:a:b:c",
+        ),
+    )
     assert b.one("OTA:APPLY:main.py,boot.py:") == "OTA:REJECT:FORBIDDEN"
     assert b.one("OTA:APPLY:main.py,app.py:") == "OTA:ERR:INCOMPLETE:app.py"
     b.cls.ALLOWED_FILES = {"main.py", "app.py", "lib.py"}

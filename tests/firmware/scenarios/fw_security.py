@@ -136,6 +136,11 @@ def _plain_file(name, data, sha=""):
     return head + (sha + ":" if sha else "")
 
 
+def _plain_ready(b, name, data, sha=""):
+    reply = b.one(_plain_file(name, data, sha))
+    assert reply.startswith("OTA:READY:0:"), reply
+
+
 def _nonce(reply):
     assert reply.startswith("OTA:READY:"), reply
     return reply.split(":")[3]
@@ -143,6 +148,13 @@ def _nonce(reply):
 
 def _staged(b):
     return b.hello()["staged"]
+
+
+def _nothing_staged(b, *names):
+    """No staged data left: neither the `.new` files of `names` nor in HELLO."""
+    for name in names:
+        assert not exists(name + ".new"), name
+    assert _staged(b) == {}
 
 
 def test_hello_offers_sha256():
@@ -161,8 +173,7 @@ def test_swapped_data_with_forged_crc_is_refused_and_not_staged():
     nonce = _nonce(b.one(_file(b.hello()["nonce"], "main.py", data)))
     replies = push(b, evil)  # the relay rewrote every D payload
     assert replies[-1] == "OTA:ERR:HASH:main.py", replies[-3:]
-    assert not exists("main.py.new")
-    assert _staged(b) == {}
+    _nothing_staged(b, "main.py")
     assert b.one(_apply(nonce, ["main.py"], [_sha(data)])) == "OTA:REJECT:AUTH"
     # nothing staged: the board signs "-" for main.py, so the MAC cannot match
     n = b.hello()["nonce"]
@@ -246,17 +257,16 @@ def test_resume_on_tampered_staged_bytes_is_refused_at_the_end():
     assert reply.startswith("OTA:READY:1800:"), reply
     replies = push(b, data, start=1800)
     assert replies[-1] == "OTA:ERR:HASH:app.py", replies[-2:]
-    assert not exists("app.py.new")
-    assert _staged(b) == {}
+    _nothing_staged(b, "app.py")
 
 
 def test_keyless_sessions_keep_the_crc_and_may_send_a_hash():
     b = Board()
     data = blob(400)
-    assert b.one(_plain_file("main.py", data)).startswith("OTA:READY:0:")
+    _plain_ready(b, "main.py", data)
     assert push(b, data)[-1] == "OTA:A:400"
     evil = swap_for(b"x = 1", 400, crc32_hex(data))
-    assert b.one(_plain_file("app.py", data, _sha(data))).startswith("OTA:READY:0:")
+    _plain_ready(b, "app.py", data, _sha(data))
     assert push(b, evil)[-1] == "OTA:ERR:HASH:app.py"
     assert not exists("app.py.new")
 
@@ -283,15 +293,13 @@ def test_abort_of_staged_data_needs_the_mac():
     assert exists("main.py.new")
     nonce = b.hello()["nonce"]
     assert b.one("OTA:ABORT:" + _mac(nonce + "|ABORT")) == "OTA:ABORTED"
-    assert not exists("main.py.new")
-    assert not exists("app.py.new")
-    assert _staged(b) == {}
+    _nothing_staged(b, "main.py", "app.py")
 
 
 def test_abort_without_a_key_is_unchanged():
     b = Board()
     data = blob(600)
-    assert b.one(_plain_file("main.py", data)).startswith("OTA:READY:0:")
+    _plain_ready(b, "main.py", data)
     push(b, data)
     assert b.one("OTA:ABORT") == "OTA:ABORTED"
     assert not exists("main.py.new")

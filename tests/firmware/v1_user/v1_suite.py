@@ -24,6 +24,9 @@ def crc(data):
     return "%08x" % (binascii.crc32(data) & 0xFFFFFFFF)
 
 
+START_ABC = "OTA:START:main.py:3:" + crc(b"abc")  # the 3 bytes b"abc"
+
+
 def board(token=None, wdt=None):
     replies = []
     OTAManager.AUTH_TOKEN = token
@@ -60,7 +63,7 @@ def quick_reset(monkeypatch):
 def test_ready_arms_the_manager():
     m, out = board()
     assert m._state == OTAManager.IDLE
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
+    m.handle(START_ABC)
     assert out == ["OTA:READY"]
     assert m._state == OTAManager.ARMED
 
@@ -81,7 +84,7 @@ def test_start_needs_size_and_crc():
 
 def test_second_start_is_busy():
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
+    m.handle(START_ABC)
     m.handle("OTA:START:app.py:3:{}".format(crc(b"abc")))
     assert out == ["OTA:READY", "OTA:REJECT:BUSY"]
 
@@ -94,20 +97,20 @@ def test_start_refuses_what_does_not_fit(tight_flash):
 
 def test_token_in_the_documented_seven_field_form():
     m, out = board(token="s3cret")
-    m.handle("OTA:START:main.py:3:{}:1.0.1:64:s3cret".format(crc(b"abc")))
+    m.handle(START_ABC + ":1.0.1:64:s3cret")
     assert out == ["OTA:READY"]
 
 
 def test_token_as_the_v1_clients_send_it():
     """The desktop CLI and the Android app put the token in the 6th field."""
     m, out = board(token="s3cret")
-    m.handle("OTA:START:main.py:3:{}:1.0.1:s3cret".format(crc(b"abc")))
+    m.handle(START_ABC + ":1.0.1:s3cret")
     assert out == ["OTA:READY"]
 
 
 def test_wrong_token_is_refused():
     m, out = board(token="s3cret")
-    m.handle("OTA:START:main.py:3:{}:1.0.1:64:guess".format(crc(b"abc")))
+    m.handle(START_ABC + ":1.0.1:64:guess")
     assert out == ["OTA:REJECT:AUTH"]
     assert m._state == OTAManager.IDLE
 
@@ -115,21 +118,21 @@ def test_wrong_token_is_refused():
 def test_older_version_is_refused(board_dir):
     (board_dir / "config.py").write_text('VERSION = "1.4.0"\n')
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}:1.3.9".format(crc(b"abc")))
+    m.handle(START_ABC + ":1.3.9")
     assert out == ["OTA:REJECT:VERSION"]
 
 
 def test_newer_version_with_a_v_prefix_is_taken(board_dir):
     (board_dir / "config.py").write_text('VERSION = "1.4.0"\n')
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}:v2.0".format(crc(b"abc")))
+    m.handle(START_ABC + ":v2.0")
     assert out == ["OTA:READY"]
 
 
 def test_float_config_version_is_compared_as_text(board_dir):
     (board_dir / "config.py").write_text("VERSION = 2.0\n")
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}:2.1".format(crc(b"abc")))
+    m.handle(START_ABC + ":2.1")
     assert out == ["OTA:READY"]
 
 
@@ -138,7 +141,7 @@ def test_float_config_version_is_compared_as_text(board_dir):
 
 def test_first_chunk_is_acked_and_receiving():
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
+    m.handle(START_ABC)
     m.handle("OTA:DATA:0:" + b"abc".hex())
     assert out[-1] == "OTA:ACK:0"
     assert m._state == OTAManager.RECEIVING
@@ -157,24 +160,27 @@ def test_repeated_chunk_is_acked_again_and_written_once(board_dir):
     assert (board_dir / "main.py").read_bytes() == b"abcdef"
 
 
-def test_chunk_out_of_order_is_refused():
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        pytest.param(
+            "OTA:DATA:2:" + b"abc".hex(), "OTA:ERR:2", id="chunk_out_of_order"
+        ),
+        pytest.param("OTA:DATA:zero:00", "OTA:ERR:BAD_SEQ", id="bad_seq"),
+        pytest.param("OTA:COMMIT", "OTA:ERR:NOT_RECEIVING", id="commit_without_data"),
+    ],
+)
+def test_after_start_a_line_out_of_turn_is_an_error(line, error):
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
-    m.handle("OTA:DATA:2:" + b"abc".hex())
-    assert out[-1] == "OTA:ERR:2"
+    m.handle(START_ABC)
+    m.handle(line)
+    assert out[-1] == error
 
 
 def test_data_before_start_is_not_ready():
     m, out = board()
     m.handle("OTA:DATA:0:00")
     assert out == ["OTA:ERR:NOT_READY"]
-
-
-def test_data_with_a_bad_seq():
-    m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
-    m.handle("OTA:DATA:zero:00")
-    assert out[-1] == "OTA:ERR:BAD_SEQ"
 
 
 # -- COMMIT --------------------------------------------------------------------
@@ -220,13 +226,6 @@ def test_short_file_is_a_size_error():
     m.handle("OTA:COMMIT")
     assert out[-1] == "OTA:ERR:SIZE:got=3,exp=99"
     assert m._state == OTAManager.IDLE
-
-
-def test_commit_without_data():
-    m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
-    m.handle("OTA:COMMIT")
-    assert out[-1] == "OTA:ERR:NOT_RECEIVING"
 
 
 def test_reset_waits_reset_delay_ms(monkeypatch):
@@ -286,7 +285,7 @@ def test_abort_command_drops_the_transfer(board_dir):
 
 def test_disconnect_abort_sends_nothing():
     m, out = board()
-    m.handle("OTA:START:main.py:3:{}".format(crc(b"abc")))
+    m.handle(START_ABC)
     m.abort()
     assert out == ["OTA:READY"]
     assert m._state == OTAManager.IDLE

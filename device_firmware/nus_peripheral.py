@@ -100,12 +100,15 @@ class NUSPeripheral:
         # poll() hands binary frames to ota.frame(); an engine without one
         # (a v1 OTAManager) never offers them, and stray ones are dropped.
         self._to_engine = getattr(self.ota, "frame", None)
+        self.frame_max = 0
+        # The queue holds as many writes as the engine lets a client have in
+        # flight (HELLO `win` lines or `fwin` frames); a line may be as long
+        # as HELLO `line`, "\n" included, a frame as long as `fmax`.
+        self.window = self.ota.WINDOW
         if self._to_engine is not None:
             self.ota.frames = True
-        # The queue holds as many writes as the engine lets a client have in
-        # flight (HELLO `win`); a line may be as long as HELLO `line`, "\n"
-        # included.
-        self.window = self.ota.WINDOW
+            self.frame_max = self.ota.FRAME_MAX
+            self.window = max(self.window, self.ota.FRAME_WINDOW)
         self.line_max = self.ota.LINE_MAX - 1
         self._q = [None] * self.window
         self._qgen = bytearray(self.window)
@@ -153,8 +156,9 @@ class NUSPeripheral:
         except (OSError, ValueError):
             pass
         ((self._tx, self._rx),) = ble.gatts_register_services(((_NUS, (_TX, _RX)),))
-        # Append mode: writes pile up (bounded) until the IRQ reads them.
-        self.rxbuf = rxbuf or self.window * self.ota.LINE_MAX
+        # Append mode: writes pile up (bounded) until the IRQ reads them,
+        # which it does at every write: room for a line window is plenty.
+        self.rxbuf = rxbuf or self.ota.WINDOW * self.ota.LINE_MAX
         ble.gatts_set_buffer(self._rx, self.rxbuf, True)
         self._bundle = None  # hash of the installed files, taken once per boot
         self._stale_adv = False  # the OTA state may have changed: re-advertise
@@ -331,12 +335,7 @@ class NUSPeripheral:
             end = n  # garbage after a frame
         elif n - start >= _FRAME_HEAD:
             end = start + _FRAME_HEAD + (chunk[start + 1] | chunk[start + 2] << 8)
-        if (
-            end > n
-            or end - start > self.line_max
-            or chunk[start] != _FRAME
-            or self._to_engine is None
-        ):
+        if end > n or end - start > self.frame_max or chunk[start] != _FRAME:
             self.badframes += 1  # the client resends what it does not see acked
             self._after_cut = end > n
             self._next_write(slot)

@@ -124,4 +124,7 @@ def caps(m):
         "trial": trial,
         "rollback": st["rollback"],
     }
+    if m.frames:
+        d["fwin"] = m.FRAME_WINDOW
+        d["fmax"] = m.FRAME_MAX
     return json.dumps(d, separators=(",", ":"))

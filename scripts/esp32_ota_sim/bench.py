@@ -8,7 +8,8 @@ one file of random bytes in one protocol mode:
 - `v1-saw`: v1 START/DATA(hex)/COMMIT, one chunk per round trip: what boards
   in the field get from the existing clients (the baseline);
 - `v1-best`: the same v1 board, with the client's pipelined v1 window;
-- `v2`: v2 FILE and base64 `D` lines with the board's window.
+- `v2`: v2 FILE and base64 `D` lines with the board's window;
+- `v2-bin`: v2 FILE and binary data frames with the board's window.
 
 v1 cases run against `V1OnlyBoard` (esp32_ota_sim.v1_board).
 
@@ -94,12 +95,14 @@ class Mode:
     label: str
     protocol: int
     v1_window: int = 1
+    encoding: str | None = None  # v2: the data encoding (None: the client's pick)
 
 
 MODES: dict[str, Mode] = {
     "v1-saw": Mode("v1-saw", "v1 stop-and-wait hex", 1, 1),
     "v1-best": Mode("v1-best", "v1 best", 1, DEFAULT_V1_WINDOW),
-    "v2": Mode("v2", "v2", 2),
+    "v2": Mode("v2", "v2 base64 lines", 2, encoding="b64"),
+    "v2-bin": Mode("v2-bin", "v2 binary frames", 2, encoding="bin"),
 }
 DEFAULT_PROFILES = ("proxy", "wifi-proxy", "local", "lossy-proxy")
 DEFAULT_SIZES_KIB = (4, 16, 64)
@@ -418,7 +421,7 @@ async def _run_case_async(
     loop = asyncio.get_running_loop()
     started = loop.time()
     if mode.protocol == 2:
-        send = client.send_file(image, progress=progress)
+        send = client.send_file(image, encoding=mode.encoding, progress=progress)
     else:
         send = client.send_file_v1(image, window=mode.v1_window, progress=progress)
     meter.start()

@@ -37,6 +37,9 @@ def test_full_hello() -> None:
     assert info.firmware == "2.0.0"
     assert info.app_version == "1.0.0"
     assert info.window == 8
+    assert info.frame_window is None  # no fwin: no window of its own for frames
+    assert parse({**GOOD, "fwin": 12, "fmax": 256}).frame_window == 12
+    assert parse({**GOOD, "fwin": 12, "fmax": 256}).frame_max == 256
     assert info.max_line == 512
     assert info.encodings == {"hex", "b64"}
     assert info.auth == "hmac"
@@ -108,6 +111,8 @@ def mutate(path: tuple[str, ...], value: Any) -> dict[str, Any]:
         (("proto",), True),
         (("proto",), KeyError),
         (("win",), 0),
+        (("fwin",), 0),
+        (("fmax",), 8),
         (("win",), 1_000_000),
         (("win",), 8.0),
         (("line",), 10),

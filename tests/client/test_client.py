@@ -921,6 +921,31 @@ def test_a_requested_window_never_exceeds_the_boards() -> None:
     assert len(data) == HELLO["win"]
 
 
+def test_binary_frames_use_the_boards_frame_window_and_length() -> None:
+    """HELLO `fwin` 6, `fmax` 64: six frames of at most 64 bytes go out."""
+    hello = {**HELLO, "enc": ["hex", "bin"], "fwin": 6, "fmax": 64}
+    replies: dict[bytes, list[bytes] | str] = {
+        b"OTA:HELLO": [b"OTA:HELLO:" + json.dumps(hello).encode() + b"\n"],
+        b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
+    }  # the frames go unanswered: only the first window goes out
+
+    async def go() -> list[tuple[bytes, bool]]:
+        transport = CannedTransport(canned(replies))
+        client = OTAClient(transport)
+        await client.start()
+        await client.hello()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):  # before the first retransmit
+                await client.send_file(FileImage("app.py", b"x" * 2000))
+        return transport.written
+
+    frames = [data for data, response in run(go()) if not response]
+    assert [len(f) for f in frames] == [64] * 6
+    assert [int.from_bytes(f[3:7], "little") for f in frames] == [
+        57 * i for i in range(6)
+    ]
+
+
 def test_a_control_line_that_fits_exactly_goes_in_one_write() -> None:
     replies: dict[bytes, list[bytes] | str] = {
         b"OTA:HELLO": [HELLO_LINE],

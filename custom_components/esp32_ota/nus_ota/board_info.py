@@ -101,6 +101,10 @@ class BoardInfo:
     staged: Mapping[str, StagedFile] = field(default_factory=dict)
     trial: Trial | None = None
     rollback: Rollback | None = None
+    # Binary frames (HELLO `fwin`, `fmax`): how many may be in flight and the
+    # longest one, when the board offers `bin` with its own window.
+    frame_window: int | None = None
+    frame_max: int | None = None
 
     @property
     def allowed_files(self) -> frozenset[str]:
@@ -174,6 +178,10 @@ def parse_board_info(text: str) -> BoardInfo:
         rollback = Rollback(
             usable_version(rb_obj.get("ver")), usable_version(rb_obj.get("restored"))
         )
+    frame_window = frame_max = None
+    if "fwin" in obj or "fmax" in obj:  # both, or neither
+        frame_window = _int(obj, "fwin", 1, MAX_WINDOW)
+        frame_max = _int(obj, "fmax", MIN_LINE, MAX_LINE)
     return BoardInfo(
         proto=proto,
         firmware=firmware,
@@ -189,6 +197,8 @@ def parse_board_info(text: str) -> BoardInfo:
         staged=staged,
         trial=trial,
         rollback=rollback,
+        frame_window=frame_window,
+        frame_max=frame_max,
     )
 
 

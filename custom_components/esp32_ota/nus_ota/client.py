@@ -563,12 +563,16 @@ class OTAClient:
                 f"board resumes {image.name} at {reply.offset} of {image.size}"
             )
         limit = min(self.transport.max_write, info.max_line)
+        board_window = info.window
+        if enc == "bin" and info.frame_window and info.frame_max:
+            limit = min(limit, info.frame_max)
+            board_window = info.frame_window
         sender = WindowSender(
             image.name,
             image.data,
             chunk=v2_chunk(limit, image.size, enc, max_chunk),
             encoding=enc,
-            window=min(info.window, window or info.window),
+            window=min(board_window, window or board_window),
             start=reply.offset,
             rtt=self.rtt,
             max_retries=self.max_retries,

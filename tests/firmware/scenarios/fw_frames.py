@@ -1,7 +1,7 @@
 """Binary data frames through the NUS peripheral: routing, faults, resume."""
 
 import nus_central
-from nus_central import Central
+from nus_central import Central, frame
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
 
@@ -15,12 +15,6 @@ class App:
 
     def __call__(self, line):
         self.lines.append(line)
-
-
-def frame(off, payload):
-    n = len(payload)
-    head = bytes([0xFF, n & 255, n >> 8, off & 255, off >> 8 & 255])
-    return head + bytes([off >> 16 & 255, off >> 24 & 255]) + payload
 
 
 def at(off):
@@ -169,3 +163,17 @@ def test_frames_resume_after_disconnect():
     assert lines[0].startswith(f"OTA:READY:{4 * CHUNK}:"), lines
     assert send_rest(p, c, 4 * CHUNK) == len(DATA)
     assert staged() == DATA
+
+
+def test_hello_offers_a_frame_window_and_longer_frames_are_dropped():
+    p, c, _app = ready(mtu=517)
+    caps = nus_central.hello(c)
+    assert caps["fwin"] == OTAManager.FRAME_WINDOW
+    assert caps["fmax"] == OTAManager.FRAME_MAX
+    assert p.window >= caps["fwin"]  # the queue holds a whole frame window
+    longest = OTAManager.FRAME_MAX - 7
+    c.write(frame(0, DATA[: longest + 1]))  # one byte too long
+    c.write(frame(0, DATA[:longest]))
+    c.pump()
+    assert c.take() == [f"OTA:A:{longest}"]
+    assert p.badframes == 1

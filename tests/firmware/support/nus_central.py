@@ -137,8 +137,16 @@ class StreamHeap:
         self.most_queued = 0  # most writes waiting in the peripheral's queue
 
 
-def stream_measured(central, data, win, heap, figures):
-    """Generator: stream `data` (fwtest.Chunks) in windows of `win` D lines.
+def frame(off, payload):
+    """A binary data frame (docs/protocol.md): 0xFF, length, offset, payload."""
+    n = len(payload)
+    head = bytes([0xFF, n & 255, n >> 8, off & 255, off >> 8 & 255])
+    return head + bytes([off >> 16 & 255, off >> 24 & 255]) + payload
+
+
+def stream_measured(central, data, win, heap, figures, frames=False):  # noqa: PLR0917
+    """Generator: stream `data` (fwtest.Chunks) in windows of `win` D lines
+    (or binary frames, with `frames`).
 
     As on a board: the central writes a whole window, then the peripheral's
     poll() takes the writes one at a time. `heap()` reads the live heap; the
@@ -156,7 +164,10 @@ def stream_measured(central, data, win, heap, figures):
         for _ in range(win):
             if sent >= size:
                 break
-            central.write(f"OTA:D:{sent}:{b64(data.read())}\n")
+            if frames:
+                central.write(frame(sent, data.read()))
+            else:
+                central.write(f"OTA:D:{sent}:{b64(data.read())}\n")
             sent += data.chunk
         figures.most_queued = max(figures.most_queued, p.pending())
         while True:

@@ -548,8 +548,7 @@ class _ApiConnection(asyncio.Protocol):
 
     def _get_services(self, message: Any) -> None:
         address = int(message.address)
-        if self.proxy.connection_for(self, address) is None:
-            self.send_gatt_error(address, 0, NOT_CONNECTED)
+        if self._connected(address, 0) is None:
             return
         self.send(services_message(address))
         self.send(pb.BluetoothGATTGetServicesDoneResponse(address=address))
@@ -559,6 +558,13 @@ class _ApiConnection(asyncio.Protocol):
 
     def _gatt_read_descriptor(self, message: Any) -> None:
         self.spawn(self._read(int(message.address), int(message.handle), True))
+
+    def _connected(self, address: int, handle: int) -> _BleConnection | None:
+        """This client's connection to `address`, or None (NOT_CONNECTED sent)."""
+        connection = self.proxy.connection_for(self, address)
+        if connection is None:
+            self.send_gatt_error(address, handle, NOT_CONNECTED)
+        return connection
 
     async def _after_round_trip(
         self, address: int, handle: int
@@ -598,9 +604,8 @@ class _ApiConnection(asyncio.Protocol):
         address = int(message.address)
         handle = int(message.handle)
         data = bytes(message.data)
-        connection = self.proxy.connection_for(self, address)
+        connection = self._connected(address, handle)
         if connection is None:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
             return
         if handle != RX_HANDLE:
             code = GATT_WRITE_NOT_PERMIT if handle == TX_HANDLE else GATT_INVALID_HANDLE
@@ -650,9 +655,8 @@ class _ApiConnection(asyncio.Protocol):
     def _gatt_notify(self, message: Any) -> None:
         address = int(message.address)
         handle = int(message.handle)
-        connection = self.proxy.connection_for(self, address)
+        connection = self._connected(address, handle)
         if connection is None:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
             return
         if handle != TX_HANDLE:
             self.send_gatt_error(address, handle, GATT_INVALID_HANDLE)

@@ -900,12 +900,12 @@ def test_ask_v1_version_on_a_dropped_link() -> None:
     run(go())
 
 
-def test_a_requested_window_never_exceeds_the_boards() -> None:
-    """The board advertises `win` 4: asking for 10 still keeps 4 in flight."""
+def first_window(hello: dict[str, Any], **send: Any) -> list[bytes]:
+    """The data writes of a 2000-byte file to a board that never acknowledges."""
     replies: dict[bytes, list[bytes] | str] = {
-        b"OTA:HELLO": [HELLO_LINE],
+        b"OTA:HELLO": [b"OTA:HELLO:" + json.dumps(hello).encode() + b"\n"],
         b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
-    }  # the D lines go unanswered: only the first window goes out
+    }  # the data goes unanswered: only the first window goes out
 
     async def go() -> list[tuple[bytes, bool]]:
         transport = CannedTransport(canned(replies))
@@ -914,32 +914,20 @@ def test_a_requested_window_never_exceeds_the_boards() -> None:
         await client.hello()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):  # before the first retransmit
-                await client.send_file(FileImage("app.py", b"x" * 2000), window=10)
+                await client.send_file(FileImage("app.py", b"x" * 2000), **send)
         return transport.written
 
-    data = [line for line, response in run(go()) if not response]
-    assert len(data) == HELLO["win"]
+    return [data for data, response in run(go()) if not response]
+
+
+def test_a_requested_window_never_exceeds_the_boards() -> None:
+    """The board advertises `win` 4: asking for 10 still keeps 4 in flight."""
+    assert len(first_window(HELLO, window=10)) == HELLO["win"]
 
 
 def test_binary_frames_use_the_boards_frame_window_and_length() -> None:
     """HELLO `fwin` 6, `fmax` 64: six frames of at most 64 bytes go out."""
-    hello = {**HELLO, "enc": ["hex", "bin"], "fwin": 6, "fmax": 64}
-    replies: dict[bytes, list[bytes] | str] = {
-        b"OTA:HELLO": [b"OTA:HELLO:" + json.dumps(hello).encode() + b"\n"],
-        b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
-    }  # the frames go unanswered: only the first window goes out
-
-    async def go() -> list[tuple[bytes, bool]]:
-        transport = CannedTransport(canned(replies))
-        client = OTAClient(transport)
-        await client.start()
-        await client.hello()
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3):  # before the first retransmit
-                await client.send_file(FileImage("app.py", b"x" * 2000))
-        return transport.written
-
-    frames = [data for data, response in run(go()) if not response]
+    frames = first_window({**HELLO, "enc": ["hex", "bin"], "fwin": 6, "fmax": 64})
     assert [len(f) for f in frames] == [64] * 6
     assert [int.from_bytes(f[3:7], "little") for f in frames] == [
         57 * i for i in range(6)

@@ -76,10 +76,20 @@ def test_start_refuses_files_outside_the_allowlist(name):
     assert m._state == OTAManager.IDLE
 
 
-def test_start_needs_size_and_crc():
+@pytest.mark.parametrize(
+    ("line", "reply"),
+    [
+        pytest.param(
+            "OTA:START:main.py:3", "OTA:REJECT:BAD_ARGS", id="start_needs_crc"
+        ),
+        pytest.param("OTA:DATA:0:00", "OTA:ERR:NOT_READY", id="data_before_start"),
+        pytest.param("OTA:FLY", "OTA:ERR:UNKNOWN_CMD", id="unknown_ota_command"),
+    ],
+)
+def test_a_fresh_board_answers_one_line(line, reply):
     m, out = board()
-    m.handle("OTA:START:main.py:3")
-    assert out == ["OTA:REJECT:BAD_ARGS"]
+    m.handle(line)
+    assert out == [reply]
 
 
 def test_second_start_is_busy():
@@ -175,12 +185,6 @@ def test_after_start_a_line_out_of_turn_is_an_error(line, error):
     m.handle(START_ABC)
     m.handle(line)
     assert out[-1] == error
-
-
-def test_data_before_start_is_not_ready():
-    m, out = board()
-    m.handle("OTA:DATA:0:00")
-    assert out == ["OTA:ERR:NOT_READY"]
 
 
 # -- COMMIT --------------------------------------------------------------------
@@ -289,12 +293,6 @@ def test_disconnect_abort_sends_nothing():
     m.abort()
     assert out == ["OTA:READY"]
     assert m._state == OTAManager.IDLE
-
-
-def test_unknown_ota_command():
-    m, out = board()
-    m.handle("OTA:FLY")
-    assert out == ["OTA:ERR:UNKNOWN_CMD"]
 
 
 @pytest.mark.parametrize("line", ["PING", "VERSION", "say:OTA:START", ""])

@@ -128,7 +128,7 @@ class NUSPeripheral:
         self._gen = 0  # counts connections, so stale writes are recognised
         self._mtu = _DEFAULT_MTU
         self._lost_link = False  # IRQ: a central disconnected
-        self._readvertise = False  # IRQ: restarting advertising failed
+        self._readvertise = False  # advertise from poll(): IRQ failed, or new state
         self._guard = _trial_guard()  # boot_guard while a new version is on trial
         self.idle_ms = int(getattr(cfg, "IDLE_TIMEOUT_S", self.IDLE_TIMEOUT_S) * 1000)
         self.transfer_idle_ms = int(
@@ -160,8 +160,7 @@ class NUSPeripheral:
         # which it does at every write: room for a line window is plenty.
         self.rxbuf = rxbuf or self.ota.WINDOW * self.ota.LINE_MAX
         ble.gatts_set_buffer(self._rx, self.rxbuf, True)
-        self._bundle = None  # hash of the installed files, taken once per boot
-        self._stale_adv = False  # the OTA state may have changed: re-advertise
+        self._adv = None
         self._adv = self._advertisement()
         self._resp = scan_response_payload()
         ble.irq(self._irq)
@@ -177,8 +176,7 @@ class NUSPeripheral:
             import ota_advert  # let go again by state()
         except ImportError:  # not installed: no OTA state advertised
             return advertising_payload(self.name)
-        self._bundle, state = ota_advert.state(self.ota, self._bundle)
-        return advertising_payload(self.name, state)
+        return advertising_payload(self.name, ota_advert.state(self.ota, self._adv))
 
     def is_connected(self):
         return self._conn is not None
@@ -255,24 +253,19 @@ class NUSPeripheral:
         """Handle at most one received line; True if a line was taken."""
         if self._guard is not None and not self._guard.poll():
             self._guard = None  # confirmed by staying up long enough
-            self._stale_adv = True
+            self._readvertise = True  # with the trial flag cleared
         if self._lost_link:
             self._lost_link = False
-            self._stale_adv = True  # the central may have staged or dropped data
+            self._readvertise = True  # the central may have staged or dropped data
             self._plen = 0
             self._skip = False
             self._pos = 0  # a half-read write is stale now: dropped below
             self._after_cut = False
             self.ota.abort()  # keeps v2 staged data for resuming
-            if self._readvertise and self._conn is None:
-                self._readvertise = False
-                self.advertise()
-        if self._stale_adv and self._conn is None:
-            self._stale_adv = False
-            adv = self._advertisement()
-            if adv != self._adv:  # on trial, rolled back, staged: see ota_advert
-                self._adv = adv
-                self.advertise()
+        if self._readvertise and self._conn is None:
+            self._readvertise = False
+            self._adv = self._advertisement()  # on trial, rolled back, staged
+            self.advertise()
         if self._conn is not None:
             self._check_idle()
         while self._head != self._tail:

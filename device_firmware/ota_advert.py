@@ -43,15 +43,19 @@ def bundle_hash(files):
     return h & 0xFFFFFFFF
 
 
-def state(ota, bundle=None):
-    """(bundle hash, AD structure) of the board's OTA state; OTAManager `ota`.
+def state(ota, adv=None):
+    """The AD structure of the board's OTA state; OTAManager `ota`.
 
-    The bundle hash reads every allowed file, so the peripheral takes it once
-    per boot (`bundle` None) and passes it back: files change only through a
-    commit or a rollback, and both reset the board. Never raises: without
-    a readable state the board advertises no OTA state (b"").
+    The bundle hash reads every allowed file, so it is taken once per boot
+    and then kept from `adv`, the advertising payload built before (files
+    change only through a commit or a rollback, and both reset the board).
+    Never raises: without a readable state the board advertises no OTA
+    state (b"").
     """
     hello_loaded = "ota_hello" in sys.modules  # by ota_setup: it stays
+    bundle = None
+    if adv and adv[4:7] == b"\x16\x55\xfb":
+        bundle = int.from_bytes(adv[9:13], "big")
     try:
         st = ota_state.load()
         if bundle is None:
@@ -62,10 +66,10 @@ def state(ota, bundle=None):
             bundle = bundle_hash(
                 {n: ota_hello.installed(n, recs.get(n)) for n in files}
             )
-        return bundle, service_data(bundle, flags(st))
+        return service_data(bundle, flags(st))
     except Exception as e:
         print("ota_advert:", repr(e))
-        return bundle, b""
+        return b""
     finally:
         sys.modules.pop("ota_advert", None)
         if not hello_loaded:

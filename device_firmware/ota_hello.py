@@ -94,8 +94,14 @@ def _auth_mode(m):
     return "none"
 
 
-def caps(m):
-    """The compact JSON object of the HELLO reply for manager `m`."""
+def caps(m, challenge=""):
+    """The compact JSON object of the HELLO reply for manager `m`.
+
+    With a key and a client's challenge (`OTA:HELLO:<challenge>`, 16 to 64
+    lower-case hex digits) it ends with "sig": the HMAC of
+    "<challenge>|HELLO|<the JSON without sig>", so a client can trust what
+    the board says (a rollback, say) even through a relay.
+    """
     st = ota_state.load()
     files = {}
     for name in sorted(m.ALLOWED_FILES):
@@ -127,4 +133,19 @@ def caps(m):
     if m.frames:
         d["fwin"] = m.FRAME_WINDOW
         d["fmax"] = m.FRAME_MAX
-    return json.dumps(d, separators=(",", ":"))
+    s = json.dumps(d, separators=(",", ":"))
+    if m.AUTH_KEY is not None and _challenge_ok(challenge):
+        import ota_auth
+
+        mac = ota_auth.hmac_sha256(m.AUTH_KEY, challenge + "|HELLO|" + s)
+        s = s[:-1] + ',"sig":"' + binascii.hexlify(mac).decode() + '"}'
+    return s
+
+
+def _challenge_ok(c):
+    if not 16 <= len(c) <= 64:
+        return False
+    for ch in c:
+        if ch not in "0123456789abcdef":
+            return False
+    return True

@@ -179,7 +179,7 @@ class OTAManager:
                 import ota_hello
 
                 self._nonce = ota_auth.nonce()
-                self._send("OTA:HELLO:" + ota_hello.caps(self))
+                self._send("OTA:HELLO:" + ota_hello.caps(self, line[10:]))
             elif cmd in ("START", "FILE", "COMMIT", "APPLY", "ABORT"):
                 import ota_setup
 

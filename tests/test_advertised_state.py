@@ -167,6 +167,22 @@ async def test_a_forged_rollback_needs_a_confirming_connection_with_a_key(
     assert installed(hass) == version
 
 
+@pytest.mark.parametrize(("board_key", "shown"), [(KEY, True), ("another key", False)])
+async def test_with_a_key_a_rollback_is_shown_once_a_signed_hello_confirms_it(
+    hass: HomeAssistant, proxy: SimProxyScanner, board_key: str, shown: bool
+) -> None:
+    # A board with another key stands for a relay: it can answer HELLO with a
+    # rollback record, but it cannot sign it with our key.
+    board = make_board(config=f'VERSION = "1.0.0"\nAUTH_KEY = "{board_key}"\n')
+    entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: KEY})
+    proxy.advertise_every(board, ADVERTISING_INTERVAL)
+    before = board.connections
+    commit_on_board(board, {"app.py": app_source("1.1.0", crash=True)}, "1.1.0")
+    await wait(hass, ADVERTISING_INTERVAL + 30)  # one interval + one connection
+    assert board.connections == before + 1
+    assert (rollback_issue(hass, entry) is not None) is shown
+
+
 def commit_on_board(board: VirtualBoard, files: dict[str, str], version: str) -> None:
     """Another client's update: staged files committed by the firmware, a reset."""
     items = []

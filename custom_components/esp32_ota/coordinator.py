@@ -160,8 +160,8 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         A bundle we can explain (the last HELLO, or it with a release of the
         folder installed) moves the installed version; another one is read
         over one connection. A rollback raises its repair at once, or with a
-        key configured once a connection confirmed it. Nothing is installed:
-        anyone can advertise anything.
+        key configured once a HELLO signed with the key confirmed it.
+        Nothing is installed: anyone can advertise anything.
         """
         was_rolled_back = self.advertised is not None and self.advertised.rolled_back
         self.advertised = state
@@ -262,7 +262,7 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
             return False
         try:
             async with self.link.claim():
-                info, app_version = await self.link.read()
+                info, app_version, signed = await self.link.read(self.settings.auth_key)
         except (
             OTAError,
             BoardOutOfReachError,
@@ -299,7 +299,13 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         if self.advertised is not None:
             # What we just read is what the board advertises.
             self._read_bundle = self.advertised.bundle
-            if self.advertised.rolled_back and info is not None and info.rollback:
+            keyed = self.settings.auth_key is not None
+            if (
+                self.advertised.rolled_back
+                and info is not None
+                and info.rollback is not None
+                and (signed or not keyed)
+            ):
                 self._async_report_rollback()
         await self.async_save()
         self.async_update_listeners()

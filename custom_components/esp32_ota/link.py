@@ -123,17 +123,21 @@ class BoardLink:
             )
         )
 
-    async def read(self) -> tuple[BoardInfo | None, str | None]:
+    async def read(
+        self, key: str | None = None
+    ) -> tuple[BoardInfo | None, str | None, bool]:
         """One short connection: the board's HELLO, or a v1 app's VERSION.
 
-        Returns (HELLO, None) for a v2 board, (None, app version) for v1; the
-        version is None when the application does not say (in time).
+        Returns (HELLO, None, signed) for a v2 board, (None, app version,
+        False) for v1; the version is None when the application does not say
+        (in time). With the board's `key` the HELLO is challenged, and
+        `signed` says whether the board proved it knows the key.
         """
         client = OTAClient(await self.connect())
         try:
             await client.start()
-            if (info := await client.hello()) is not None:
-                return info, None
-            return None, await client.ask_v1_version()
+            if (info := await client.hello(key=key)) is not None:
+                return info, None, client.authenticated
+            return None, await client.ask_v1_version(), False
         finally:
             await client.close()

@@ -11,10 +11,12 @@ from custom_components.esp32_ota.nus_ota.advert import (
     bundle_hash,
     parse_advertised_state,
 )
+from custom_components.esp32_ota.nus_ota.auth import hello_signed
 from custom_components.esp32_ota.nus_ota.board_info import (
     InstalledFile,
     parse_board_info,
 )
+from custom_components.esp32_ota.nus_ota.replies import Hello, parse_reply
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -74,3 +76,27 @@ def test_short_missing_and_longer_data(caplog: pytest.LogCaptureFixture) -> None
     assert bundle_hash({"a.py": None}) == 0
     one = {"a.py": InstalledFile(1, "00000000", None)}
     assert bundle_hash(one) != bundle_hash({"a.py": InstalledFile(1, "00000000", "1")})
+
+
+def test_a_signed_hello_verifies_with_the_key_only(board_fs: Path) -> None:
+    (board_fs / "config.py").write_text('VERSION = "1.0.0"\nAUTH_KEY = "k3y"\n')
+    ota_manager = importlib.import_module("ota_manager")
+    ota_manager.OTAManager.AUTH_KEY = "k3y"
+    replies: list[str] = []
+    manager = ota_manager.OTAManager(replies.append)
+    challenge = "0123456789abcdef0123456789abcdef"
+    manager.handle("OTA:HELLO:" + challenge)
+    reply = parse_reply(replies[-1])
+    assert isinstance(reply, Hello)
+    assert hello_signed("k3y", challenge, reply.text)
+    assert not hello_signed("other key", challenge, reply.text)
+    assert not hello_signed("k3y", "f" * 32, reply.text)
+    forged = reply.text.replace(
+        '"rollback":null', '"rollback":{"ver":"2","restored":"1"}'
+    )
+    assert forged != reply.text
+    assert not hello_signed("k3y", challenge, forged)
+    manager.handle("OTA:HELLO")
+    unsigned = parse_reply(replies[-1])
+    assert isinstance(unsigned, Hello)
+    assert not hello_signed("k3y", challenge, unsigned.text)

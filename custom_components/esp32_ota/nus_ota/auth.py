@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,24 @@ def apply_message(
     """
     message = f"{nonce}|APPLY|{','.join(files)}"
     return message if hashes is None else f"{message}|{','.join(hashes)}"
+
+
+def hello_signed(key: str, challenge: str, text: str) -> bool:
+    """Whether a HELLO's JSON ends with the board's signature over `challenge`.
+
+    The board signs `<challenge>|HELLO|<the JSON without "sig">` and adds
+    `,"sig":"<64 hex>"` before the closing brace; only a board that knows
+    the key can, so what such a HELLO says can be trusted through a relay.
+    """
+    match = _SIG.search(text)
+    if match is None:
+        return False
+    unsigned = text[: match.start()] + "}"
+    want = sign(key, f"{challenge}|HELLO|{unsigned}")
+    return hmac.compare_digest(want, match.group(1))
+
+
+_SIG = re.compile(r',"sig":"([0-9a-f]{64})"\}\Z')
 
 
 def abort_message(nonce: str) -> str:

@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Self
 
-from .auth import Credentials, abort_message, apply_message, file_message
+from .auth import (
+    Credentials,
+    abort_message,
+    apply_message,
+    file_message,
+    hello_signed,
+)
 from .board_info import usable_version
 from .errors import (
     ContentRefusedError,
@@ -206,6 +213,7 @@ class OTAClient:
         self.rtt = rtt or RttEstimator()
         self.stats = SessionStats()
         self.info: BoardInfo | None = None
+        self.authenticated = False  # the last HELLO was signed (hello(key=...))
         self.protocol: int | None = None
         self._on_app_line = on_app_line
         self._assembler = LineAssembler(max_line)
@@ -471,11 +479,21 @@ class OTAClient:
             self.stats.add(sender.stats)
 
     # -- protocol
-    async def hello(self) -> BoardInfo | None:
-        """Probe the board: its BoardInfo (v2), or None for a v1 board."""
+    async def hello(self, *, key: str | None = None) -> BoardInfo | None:
+        """Probe the board: its BoardInfo (v2), or None for a v1 board.
+
+        With `key` the client sends a fresh challenge, and `authenticated`
+        says whether the reply carries the board's signature over it: what
+        it reports (a rollback, say) then comes from a board with the key,
+        not from a relay. Boards before the signature leave it False.
+        """
         self._resent = False
-        reply = await self._simple("HELLO")
+        self.authenticated = False
+        challenge = secrets.token_hex(16) if key is not None else None
+        reply = await self._simple("HELLO", *([challenge] if challenge else []))
         if isinstance(reply, Hello):
+            if key is not None and challenge is not None:
+                self.authenticated = hello_signed(key, challenge, reply.text)
             self.info = reply.info
             self._nonce = reply.info.nonce
             self.protocol = 2

@@ -27,6 +27,7 @@ class Hello:
     """`OTA:HELLO:<json>`: a v2 board's capabilities."""
 
     info: BoardInfo
+    text: str = ""  # the JSON as the board sent it (for its signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,8 @@ def parse_reply(line: str) -> Reply | None:
     if not is_ota_line(line):
         return None
     if line.startswith("OTA:HELLO:"):
-        return Hello(parse_board_info(line[len("OTA:HELLO:") :]))
+        text = line[len("OTA:HELLO:") :]
+        return Hello(parse_board_info(text), text)
     fields = split_fields(line)
     kind, args = fields[0], fields[1:]
     if kind == "READY":

@@ -127,3 +127,25 @@ def test_staged_data_shows_after_the_central_leaves():
         assert advertised(p) == (2, 0, bundle)
 
     return _on_a_board(run)
+
+
+def test_hello_is_signed_over_a_challenge_with_a_key():
+    import binascii
+    import json
+
+    import ota_auth
+    from fwtest import Board
+
+    challenge = "00112233445566778899aabbccddeeff"
+    b = Board(AUTH_KEY="k3y")
+    line = b.one("OTA:HELLO:" + challenge)
+    text = line[len("OTA:HELLO:") :]
+    caps = json.loads(text)
+    cut = text.rindex(',"sig":')
+    unsigned = text[:cut] + "}"
+    mac = ota_auth.hmac_sha256("k3y", challenge + "|HELLO|" + unsigned)
+    assert caps["sig"] == binascii.hexlify(mac).decode()
+    for other in ("OTA:HELLO", "OTA:HELLO:abc", "OTA:HELLO:" + "G" * 16):
+        assert "sig" not in json.loads(b.one(other)[len("OTA:HELLO:") :])
+    b = Board(AUTH_KEY=None)
+    assert "sig" not in json.loads(b.one("OTA:HELLO:" + challenge)[10:])

@@ -66,6 +66,7 @@ def test_mpy_stream_peak_growth():
     assert len(got) == 1, got
     assert got[0].startswith("OTA:READY:0:"), got
     _forget(c)
+    nus_central.room_for_names()
     yield
     heap = StreamHeap()
     yield from stream_measured(c, data, win, _heap, heap)

@@ -51,20 +51,6 @@ def _preload():
     bluetooth.BLE()
 
 
-def _room_for_names():
-    """Make sure MicroPython's name pool has room before the measured stream.
-
-    A stream interns about 20 names. When the name (qstr) pool is full, the
-    next name allocates a new pool (4.5 KB here, kept for good) wherever it
-    comes: measured inside the stream it reads as streaming growth although
-    it only depends on how many names the whole firmware interned at boot.
-    Interning 100 throw-away names first either fits the pool already (then
-    the stream's names fit too) or starts the next, larger pool now.
-    """
-    for i in range(100):
-        getattr(_room_for_names, f"warm_name_{i}", None)
-
-
 def _sha_hex(data):
     import hashlib
 
@@ -125,7 +111,7 @@ def test_mpy_signed_stream_peak_growth():
     assert len(got) == 1, got
     assert got[0].startswith("OTA:READY:0:"), got
     _forget(c)
-    _room_for_names()
+    nus_central.room_for_names()
     yield
     base = _heap()
     heap = StreamHeap()

@@ -156,6 +156,20 @@ def frame(off, payload):
     return head + bytes([off >> 16 & 255, off >> 24 & 255]) + payload
 
 
+def room_for_names():
+    """Make sure MicroPython's name pool has room before a measured stream.
+
+    A stream interns about 20 names. When the name (qstr) pool is full, the
+    next name allocates a new pool (4.5 KB here, kept for good) wherever it
+    comes: measured inside the stream it reads as streaming growth although
+    it only depends on how many names the whole firmware interned at boot.
+    Interning 100 throw-away names first either fits the pool already (then
+    the stream's names fit too) or starts the next, larger pool now.
+    """
+    for i in range(100):
+        getattr(room_for_names, f"warm_name_{i}", None)
+
+
 def stream_measured(central, data, win, heap, figures, frames=False):  # noqa: PLR0917
     """Generator: stream `data` (fwtest.Chunks) in windows of `win` D lines
     (or binary frames, with `frames`).

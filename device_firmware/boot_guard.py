@@ -1,13 +1,18 @@
 """Boot guard: a freshly updated version runs on trial until it proves healthy.
 
-boot.py calls boot() at every start. After an update the commit leaves a
-"trial" record in ota_state.json, and every start counts one trial boot.
-The application ends the trial with confirm() (main.py does it once the app
-has loaded), or poll() ends it once the board has stayed up CONFIRM_AFTER_MS.
-A version started MAX_TRIAL_BOOTS times without being confirmed - it crashed
-and reset, hung until the watchdog fired, or kept losing power - is rolled
-back: the previous files come back from their .bak copies, and HELLO reports
-it in "rollback".
+boot.py calls boot() then run_main() at every start. After an update the
+commit leaves a "trial" record in ota_state.json, and every start counts one
+trial boot. During a trial, run_main() runs main.py itself: an exception
+escaping it (at import or later, from main.py or app.py) is saved and the
+board resets - on MicroPython it would otherwise stop at the REPL, where
+nothing resets and Bluetooth is gone.
+
+Healthy means: the version ran CONFIRM_AFTER_MS without an escaping
+exception (poll() checks), or the program called confirm() itself. A
+version started MAX_TRIAL_BOOTS times without being confirmed - it raised,
+hung until the watchdog fired, or kept losing power - is rolled back: the
+previous files come back from their .bak copies, and HELLO reports it in
+"rollback", with the saved exception in "error".
 
 The settings below can be changed in boot.py before it calls boot().
 """
@@ -17,9 +22,10 @@ import time
 
 import ota_state
 
-CONFIRM_AFTER_MS = 60000  # confirm after this long up; 0: only confirm() does
+CONFIRM_AFTER_MS = 30000  # healthy after this long without a crash; 0: confirm() only
 WDT_MS = 0  # start the hardware watchdog with this timeout; 0: no watchdog
 MAX_TRIAL_BOOTS = 0  # 0: use OTAManager.MAX_TRIAL_BOOTS
+RUN_MAIN = True  # during a trial run_main() runs main.py and catches its crash
 
 NORMAL = "normal"  # no update waiting for confirmation
 TRIAL = "trial"  # a new version runs on trial
@@ -27,6 +33,7 @@ CONFIRMED = "confirmed"  # the trial ended well during this run
 ROLLED_BACK = "rolled-back"  # this boot restored the previous version
 
 _JOURNAL = "ota_journal.json"  # see docs/protocol.md, "Files on the board"
+_WDT_RESET = 3  # machine.WDT_RESET on an ESP32
 
 status = None  # one of the above once boot() ran
 wdt = None  # the machine.WDT when WDT_MS is set
@@ -48,12 +55,15 @@ def boot():
         trial = st["trial"]
         if trial is not None:
             boots = trial.get("boots")
+            if boots and _reset_cause() == _WDT_RESET:
+                trial["error"] = {"type": "watchdog", "msg": "hung: not fed"}
             if not isinstance(boots, int) or boots >= max_trial_boots():
                 print("boot_guard: rolling back", trial.get("ver"))
                 import ota_commit
 
                 ota_commit.rollback()
                 status = ROLLED_BACK
+                _explain(trial.get("error"))
             else:
                 trial["boots"] = boots + 1
                 ota_state.save(st)
@@ -67,6 +77,61 @@ def boot():
 
         wdt = machine.WDT(timeout=WDT_MS)
     return status
+
+
+def _reset_cause():
+    try:
+        import machine
+
+        return machine.reset_cause()
+    except Exception:
+        return 0
+
+
+def _explain(error):
+    """Add the saved crash of the rejected version to the rollback record."""
+    if error:
+        st = ota_state.load()
+        if st["rollback"] is not None:
+            st["rollback"]["error"] = error
+            ota_state.save(st)
+
+
+def run_main():
+    """Last line of boot.py: during a trial, run main.py here, guarded.
+
+    MicroPython runs main.py after boot.py anyway, so outside a trial this
+    returns at once. A main.py that ends before the version is confirmed
+    fails the trial too: at the REPL the board could not be updated again.
+    """
+    if status != TRIAL or not RUN_MAIN or not ota_state.exists("main.py"):
+        return
+    try:
+        with open("main.py") as f:
+            code = compile(f.read(), "main.py", "exec")
+        exec(code, {"__name__": "__main__"})
+    except Exception as e:
+        fail(e)
+    if status == TRIAL:
+        fail(RuntimeError("main.py ended before the version was confirmed"))
+
+
+def fail(e):
+    """The version on trial raised e: save it and reset the board.
+
+    Outside a trial it returns, and the caller goes on as it sees fit.
+    """
+    if status != TRIAL:
+        return
+    try:
+        import boot_crash
+
+        boot_crash.save(e)
+    except Exception as e2:  # even with a full flash or no RAM left: reset
+        print("boot_guard:", repr(e2))
+    import machine
+
+    machine.reset()
 
 
 def max_trial_boots():

@@ -29,15 +29,15 @@ if TYPE_CHECKING:
     from custom_components.esp32_ota.coordinator import BoardCoordinator
     from tests.bluetooth_helpers import SimProxyScanner
 
-# A main.py that never confirms: the new version stays on trial until the
-# boot guard confirms it after a minute up ...
+# A new main.py that does not call confirm() (the demo's does not): the new
+# version stays on trial until the boot guard confirms it after 30 s up ...
 MAIN = (FIRMWARE_DIR / "main.py").read_text()
-UNCONFIRMED_MAIN = MAIN.replace("        boot_guard.confirm()", "        pass")
-assert UNCONFIRMED_MAIN != MAIN
+UNCONFIRMED_MAIN = MAIN + "\n# version 1.1.0\n"
+assert "boot_guard.confirm()" not in MAIN
 # ... unless the board is set to leave confirming to the program alone.
 GUARD = (FIRMWARE_DIR / "boot_guard.py").read_text()
 PROGRAM_CONFIRMS_ONLY = GUARD.replace(
-    "CONFIRM_AFTER_MS = 60000", "CONFIRM_AFTER_MS = 0"
+    "CONFIRM_AFTER_MS = 30000", "CONFIRM_AFTER_MS = 0"
 )
 assert PROGRAM_CONFIRMS_ONLY != GUARD
 
@@ -94,20 +94,20 @@ async def test_install_waits_for_the_board_to_confirm(
     assert_installed(hass, events[-1], trial=False)
 
 
-async def test_the_boot_guard_confirms_after_a_minute_up(
+async def test_the_boot_guard_confirms_after_30_s_up(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    """The program never confirms; the firmware's own minute-up rule does."""
+    """The program never confirms; the firmware's own 30 s rule does."""
     await board_with_release(hass, proxy, files=ON_TRIAL)
     events = async_capture_events(hass, EVENT_INSTALL)
     progress = ProgressRecorder(hass)
     began = hass.loop.time()
     await install(hass)
     assert_installed(hass, events[-1], trial=False)
-    # The minute on trial is a phase of its own, short of 100 %.
+    # The 30 s on trial is a phase of its own, short of 100 %.
     assert progress.phases[-2:] == ["checking", "trial"]
     assert progress.percentages[-1] == 96
-    assert 60 <= hass.loop.time() - began < TRIAL_TIMEOUT
+    assert 30 <= hass.loop.time() - began < TRIAL_TIMEOUT
 
 
 async def test_an_unconfirmed_version_fails_the_install(

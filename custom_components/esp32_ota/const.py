@@ -47,8 +47,8 @@ DEFAULT_PROBE_MINUTES: Final = 60
 PROBE_MINUTES_RANGE: Final = (5, 1440)
 
 # After an update a board runs the new version on trial until its program
-# confirms it (the firmware's boot_guard confirms after 60 s up at the
-# latest). With "confirm_trial" on, the install waits for that, asking the
+# confirms it (the firmware's boot_guard confirms after 30 s up without a
+# crash at the latest). With "confirm_trial" on, the install waits for that, asking the
 # board this often, and fails when it is not confirmed within the timeout.
 TRIAL_POLL_INTERVAL: Final = 10.0
 TRIAL_TIMEOUT: Final = 150.0

@@ -529,6 +529,10 @@ class VirtualBoard:
         try:
             # The radio exists before any script runs; give it this board's MAC.
             runtime.load("bluetooth").BLE().mac = self.mac
+            if self.fs.exists("boot_guard.py"):
+                # This board drives main.py's loop itself (start(), then poll):
+                # boot.py must not run it (boot_guard.run_main); _on_trial does.
+                runtime.load("boot_guard").RUN_MAIN = False
             if self.fs.exists("boot.py"):
                 runtime.run_script("/boot.py")
             if self.fs.exists("main.py"):
@@ -537,7 +541,8 @@ class VirtualBoard:
                 if start is not None:
                     self.peripheral = start()
             runtime.run_scheduled()
-        except BaseException as exc:
+        except BaseException as crash:
+            exc = self._on_trial(crash)
             outcome = self._classify(exc)
             self._cause = _RESET_CAUSES[outcome]
             self.boots.append(BootRecord(number, outcome, _describe(exc)))
@@ -825,7 +830,22 @@ class VirtualBoard:
                 self.loop.time() + self.housekeeping_ms / 1000, self._housekeeping_timer
             )
 
-    def _after_failure(self, exc: BaseException) -> None:
+    def _on_trial(self, exc: BaseException) -> BaseException:
+        """What boot_guard.run_main() does when the version on trial raises.
+
+        It saves the exception and resets the board; returns that reset.
+        """
+        guard = self.runtime.modules.get("boot_guard") if self.runtime else None
+        if not isinstance(exc, Exception) or getattr(guard, "status", None) != "trial":
+            return exc
+        try:
+            guard.fail(exc)  # type: ignore[union-attr]
+        except BaseException as reset:  # noqa: BLE001 - machine.Reset or a power cut
+            return reset
+        return exc
+
+    def _after_failure(self, failure: BaseException) -> None:
+        exc = self._on_trial(failure)
         outcome = self._classify(exc)
         self.restarts.append(BootRecord(len(self.boots), outcome, _describe(exc)))
         self._cause = _RESET_CAUSES[outcome]

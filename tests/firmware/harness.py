@@ -120,6 +120,7 @@ def cpython_board(home: Path, *, plain: bool = False) -> Iterator[None]:
 
     saved_path = sys.path[:]
     saved_cwd = Path.cwd()
+    saved_time = sys.modules["time"]  # a scenario may put a virtual clock there
     sys.path[:0] = [
         str(SCENARIO_DIR),
         str(FIRMWARE_DIR),
@@ -137,6 +138,7 @@ def cpython_board(home: Path, *, plain: bool = False) -> Iterator[None]:
             yield
     finally:
         os.chdir(saved_cwd)
+        sys.modules["time"] = saved_time
         purge()
         sys.path[:] = saved_path
 

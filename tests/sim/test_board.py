@@ -218,7 +218,9 @@ def test_a_broken_update_is_rolled_back_by_the_boot_guard() -> None:
     board, replies, info = run_virtual(scenario())
     assert replies[-1] == b"PONG"  # the old app answers again
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
+    error = info["rollback"].pop("error")
     assert info["rollback"] == {"ver": "1.1.0", "restored": "1.0.0"}
+    assert (error["type"], error["file"], error["line"]) == ("ImportError", "app.py", 1)
     assert "reset" in [r.outcome for r in board.restarts]
     assert board.resets >= 2  # the update, then the failed trial boot(s)
 

@@ -4,6 +4,8 @@ Every scenario boots the real boot.py and main.py the way a board does
 (boots.power_on) and updates app.py over BLE through the real peripheral.
 """
 
+import json
+
 import boots
 import fwtest
 import machine
@@ -16,6 +18,30 @@ APP_V2 = (
     '    return "PONG v2" if line == "PING" else None\n'
 )
 APP_CRASH = 'raise RuntimeError("version 2.0.0 is broken")\n'
+# imports and answers, then crashes 5 s later (line 9: the misspelt name)
+APP_LATE_CRASH = """import time
+
+VERSION = "2.0.0"
+_t0 = time.ticks_ms()
+
+
+def loop():
+    if time.ticks_diff(time.ticks_ms(), _t0) > 5000:
+        print(sensr)
+
+
+def handle(line):
+    return "PONG v2"
+"""
+APP_BAD_HANDLER = 'VERSION = "2.0.0"\n\n\ndef handle(line):\n    return 1 // 0\n'
+# waits for a sensor that never answers: only the watchdog gets it out
+APP_HANG = """import time
+
+
+def loop():
+    while True:
+        time.sleep_ms(100)
+"""
 
 
 def _fast():
@@ -46,7 +72,7 @@ def state():
     return ota_state.load()
 
 
-def test_good_update_is_confirmed():
+def test_good_update_is_confirmed_after_a_while_up():
     undo = boots.board_files_first()
     try:
         boots.write("app.py", APP_V1)
@@ -55,20 +81,181 @@ def test_good_update_is_confirmed():
         assert ping(p) == ["PONG v1"]
         assert update(p, "app.py", APP_V2)
         assert state()["trial"]["boots"] == 0
-        status, p = boots.power_on()
-        assert status == "trial"  # main.start() confirmed it right away
+        b = boots.boot(run_ms=29000)
+        assert (b.status, b.outcome) == ("trial", "running")
+        assert state()["trial"]["boots"] == 1  # not confirmed yet
+        assert ping(b.p) == ["PONG v2"]
+        b = boots.boot(run_ms=31000)
+        assert (b.status, b.outcome) == ("confirmed", "running")
         st = state()
         assert st["trial"] is None
         assert st["rollback"] is None
         assert st["files"]["app.py"]["ver"] == "2.0.0"
-        assert ping(p) == ["PONG v2"]
-        caps = nus_central.hello_and_leave(p)
+        caps = nus_central.hello_and_leave(b.p)
         assert caps["trial"] is None
         assert caps["rollback"] is None
         assert caps["files"]["app.py"]["ver"] == "2.0.0"
         status, p = boots.power_on()
         assert status == "normal"
         assert ping(p) == ["PONG v2"]
+    finally:
+        undo()
+
+
+def rejected(name, text, run_ms=40000, **settings):
+    """v1 runs; `text` replaces `name` over BLE; the boots until it settles."""
+    boots.write("app.py", APP_V1)
+    _, p = boots.power_on(**settings)
+    assert update(p, name, text)
+    return boots.until_settled(run_ms, **settings)
+
+
+def outcomes(seen):
+    return [(b.status, b.outcome) for b in seen]
+
+
+ROLLED_BACK = [("trial", "reset"), ("trial", "reset"), ("rolled-back", "running")]
+
+
+def assert_old_version_back(seen, error_type, where):
+    """v1 runs again and HELLO explains the rollback: (file, line) or None."""
+    assert outcomes(seen) == ROLLED_BACK, seen
+    p = seen[-1].p
+    assert boots.read("app.py") == APP_V1
+    assert ping(p) == ["PONG v1"]
+    rb = nus_central.hello_and_leave(p)["rollback"]
+    assert rb["ver"] == "2.0.0"
+    assert rb["restored"] == "1.0.0"
+    error = rb["error"]
+    assert error["type"] == error_type, error
+    if where is not None:
+        assert (error["file"], error["line"]) == where, error
+    assert len(json.dumps(error)) <= 1024
+    assert state()["trial"] is None
+    return error
+
+
+def test_main_py_that_raises_is_rolled_back():
+    # MicroPython stops at the REPL when main.py raises: without the boot
+    # guard running main.py itself nothing would reset, and nothing counts.
+    undo = boots.board_files_first()
+    try:
+        main = boots.read_firmware("main.py")
+        broken = main.replace("def start():", "def start():\n    sensr\n")
+        line = broken.split("\n").index("    sensr") + 1
+        seen = rejected("main.py", broken)
+        error = assert_old_version_back(seen, "NameError", ("main.py", line))
+        assert "sensr" in error["msg"]
+        assert not fwtest.exists("main.py")  # it was added by the update
+    finally:
+        undo()
+
+
+def test_main_py_syntax_error_is_rolled_back():
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("main.py", "import boot_guard\n\ndef run(:\n    pass\n")
+        assert_old_version_back(seen, "SyntaxError", ("main.py", 3))
+    finally:
+        undo()
+
+
+def test_main_py_that_ends_during_its_trial_is_rolled_back():
+    # A main.py that returns leaves the board at the REPL without Bluetooth.
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("main.py", 'print("hello")\n')
+        error = assert_old_version_back(seen, "RuntimeError", (None, None))
+        assert error["msg"] == "main.py ended before the version was confirmed"
+    finally:
+        undo()
+
+
+def test_app_crash_at_import_is_rolled_back():
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("app.py", APP_CRASH)
+        error = assert_old_version_back(seen, "RuntimeError", ("app.py", 1))
+        assert error["msg"] == "version 2.0.0 is broken"
+        assert "Traceback" in error["tb"]
+    finally:
+        undo()
+
+
+def test_app_crash_after_5_s_is_rolled_back():
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("app.py", APP_LATE_CRASH)
+        assert_old_version_back(seen, "NameError", ("app.py", 9))
+    finally:
+        undo()
+
+
+def test_app_handler_crash_during_trial_is_rolled_back():
+    undo = boots.board_files_first()
+    try:
+        boots.write("app.py", APP_V1)
+        _, p = boots.power_on()
+        assert update(p, "app.py", APP_BAD_HANDLER)
+        seen = []
+        for _ in range(3):
+            b = boots.boot()
+            seen.append(b)
+            if b.status != "trial":
+                break
+            c = Central(b.p)
+            try:
+                c.ask("PING")
+                reset = False
+            except machine.Reset:
+                reset = True
+            assert reset
+            machine.cause = machine.SOFT_RESET
+        assert [b.status for b in seen] == ["trial", "trial", "rolled-back"]
+        assert (
+            nus_central.hello_and_leave(seen[-1].p)["rollback"]["error"]["type"]
+            == "ZeroDivisionError"
+        )
+    finally:
+        undo()
+
+
+def test_hang_with_watchdog_is_rolled_back():
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("app.py", APP_HANG, WDT_MS=5000)
+        assert outcomes(seen) == [
+            ("trial", "watchdog"),
+            ("trial", "watchdog"),
+            ("rolled-back", "running"),
+        ], seen
+        assert boots.read("app.py") == APP_V1
+        rb = nus_central.hello_and_leave(seen[-1].p)["rollback"]
+        assert rb["error"]["type"] == "watchdog"
+        assert rb["ver"] == "2.0.0"
+    finally:
+        undo()
+
+
+def test_crash_after_confirmation_is_not_rolled_back():
+    # Once confirmed, the version stays: a later crash is a bug to fix with
+    # the next update, and OTA keeps working so that it can be sent.
+    undo = boots.board_files_first()
+    try:
+        seen = rejected("app.py", APP_LATE_CRASH.replace("5000", "35000"), 60000)
+        assert outcomes(seen) == [("confirmed", "running")], seen
+        assert nus_central.hello_and_leave(seen[-1].p)["rollback"] is None
+        assert "sensr" in boots.read("app.py")
+    finally:
+        undo()
+
+
+def test_app_that_confirms_itself():
+    undo = boots.board_files_first()
+    try:
+        app = "import boot_guard\n\nboot_guard.confirm()\n" + APP_LATE_CRASH
+        seen = rejected("app.py", app.replace("5000", "1000"), 3000)
+        assert outcomes(seen) == [("confirmed", "running")], seen
     finally:
         undo()
 
@@ -82,13 +269,8 @@ def crash_loop(max_boots=None):
     settings = {}
     if max_boots:
         settings["MAX_TRIAL_BOOTS"] = max_boots
-    seen = []
-    for _ in range(10):
-        status, p = boots.power_on(**settings)
-        seen.append(status)
-        if p != "reset":
-            break
-    return seen, p, machine.resets - resets
+    seen = boots.until_settled(**settings)
+    return [b.status for b in seen], seen[-1].p, machine.resets - resets
 
 
 def test_crash_loop_rolled_back():
@@ -102,9 +284,10 @@ def test_crash_loop_rolled_back():
         assert ping(p) == ["PONG v1"]
         st = state()
         assert st["trial"] is None
-        assert st["rollback"] == {"ver": "2.0.0", "restored": "1.0.0"}
+        assert st["rollback"]["ver"] == "2.0.0"
+        assert st["rollback"]["restored"] == "1.0.0"
         caps = nus_central.hello_and_leave(p)
-        assert caps["rollback"] == {"ver": "2.0.0", "restored": "1.0.0"}
+        assert caps["rollback"]["ver"] == "2.0.0"
         assert caps["trial"] is None
         # the next boot is an ordinary one; HELLO keeps reporting the rollback
         status, p = boots.power_on()
@@ -151,34 +334,46 @@ def test_watchdog_resets_count_as_failed_boots():
         undo()
 
 
+def test_soft_reset_runs_boot_py_and_main_py_again():
+    undo = boots.board_files_first()
+    try:
+        boots.write("app.py", APP_V1)
+        b = boots.boot(run_ms=100, cause=machine.PWRON_RESET)
+        assert (b.status, b.outcome) == ("normal", "running")
+        b = boots.boot(run_ms=100)  # Ctrl-D: the reset cause stays
+        assert (b.status, b.outcome) == ("normal", "running")
+        assert machine.reset_cause() == machine.PWRON_RESET
+        assert ping(b.p) == ["PONG v1"]
+    finally:
+        undo()
+
+
 def test_confirm_by_staying_up():
     undo = boots.board_files_first()
     try:
-        import time
-
         boots.write("app.py", APP_V1)
         _, p = boots.power_on()
         assert update(p, "app.py", APP_V2)
-        # an application that never calls confirm(): the peripheral's poll
-        # confirms once the board has been up CONFIRM_AFTER_MS. The board's
-        # start is moved back instead of sleeping: no wall-clock window.
-        guard = boots.run_boot_py(CONFIRM_AFTER_MS=60000)
-        assert guard.status == "trial"
-        from nus_peripheral import NUSPeripheral
+        # an application that never calls confirm(): the main loop's
+        # boot_guard.poll() confirms once the board has been up 30 s
+        clock = boots.clock()
+        seen = {}
 
-        p = NUSPeripheral()
-        p.poll()
-        assert guard.on_trial()
-        assert state()["trial"]["boots"] == 1
-        guard._started = time.ticks_add(time.ticks_ms(), -59000)
-        p.poll()
-        assert guard.on_trial()  # up 59 s: not yet
-        guard._started = time.ticks_add(time.ticks_ms(), -60000)
-        p.poll()
-        assert not guard.on_trial()
-        assert guard.status == "confirmed"
+        def look(when):
+            import boot_guard
+
+            seen[when] = boot_guard.on_trial()
+
+        start = clock.ms()
+        clock.at(start + 29900, lambda: look("29.9 s"))
+        clock.at(start + 30100, lambda: look("30.1 s"))
+        b = boots.boot(run_ms=31000)
+        assert seen == {"29.9 s": True, "30.1 s": False}
+        assert b.status == "confirmed"
         assert state()["trial"] is None
-        assert not guard.confirm()  # nothing left to confirm
+        import boot_guard
+
+        assert not boot_guard.confirm()  # nothing left to confirm
     finally:
         undo()
 

@@ -36,6 +36,7 @@ relative) and has a command line, `cli`:
 from .auth import Credentials
 from .board_info import (
     BoardInfo,
+    CrashReport,
     InstalledFile,
     Rollback,
     StagedFile,
@@ -108,6 +109,7 @@ __all__ = [
     "ProtocolError",
     "RejectedError",
     "Rollback",
+    "CrashReport",
     "RolledBackError",
     "SizeMismatchError",
     "StagedFile",

@@ -35,10 +35,13 @@ MAX_FILES: Final = 64
 MAX_TEXT: Final = 64
 UNKNOWN: Final = "unknown"  # the firmware version of a board that reports none usable
 MAX_BOOTS: Final = 1000
+MAX_MESSAGE: Final = 200  # the firmware saves 160 characters
+MAX_TRACEBACK: Final = 1024  # ... and 800
 
 _CRC_RE: Final = re.compile(r"[0-9a-f]{8}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{16}")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_TYPE_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +77,37 @@ class Trial:
 
 
 @dataclass(frozen=True, slots=True)
+class CrashReport:
+    """The last failure of a rejected version, as the board saved it."""
+
+    type: str  # exception class name, or "watchdog"
+    message: str
+    file: str | None
+    line: int | None
+    traceback: str
+
+    def summary(self) -> str:
+        """One line: "app.py line 12: NameError: name 'sensr' isn't defined"."""
+        what = f"{self.type}: {self.message}" if self.message else self.type
+        if self.file is None:
+            return what
+        if self.line is None:
+            return f"{self.file}: {what}"
+        return f"{self.file} line {self.line}: {what}"
+
+
+@dataclass(frozen=True, slots=True)
 class Rollback:
     """The boot guard rejected `version` and restored `restored`."""
 
     version: str | None
     restored: str | None
+    error: CrashReport | None = None
+
+    @property
+    def cause(self) -> str | None:
+        """The saved failure in one line, or None when the board has none."""
+        return self.error.summary() if self.error is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +205,9 @@ def parse_board_info(text: str) -> BoardInfo:
     if obj.get("rollback") is not None:
         rb_obj = _object(obj["rollback"], "rollback")
         rollback = Rollback(
-            usable_version(rb_obj.get("ver")), usable_version(rb_obj.get("restored"))
+            usable_version(rb_obj.get("ver")),
+            usable_version(rb_obj.get("restored")),
+            _crash_report(rb_obj.get("error")),
         )
     frame_window = frame_max = None
     if "fwin" in obj or "fmax" in obj:  # both, or neither
@@ -200,6 +231,37 @@ def parse_board_info(text: str) -> BoardInfo:
         frame_window=frame_window,
         frame_max=frame_max,
     )
+
+
+def _crash_report(value: Any) -> CrashReport | None:
+    """The board's saved exception, cut to size; None when absent or unusable.
+
+    Only an explanation: a malformed one is dropped, not a reason to refuse
+    the board.
+    """
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("type")
+    if not isinstance(kind, str) or not _TYPE_RE.fullmatch(kind):
+        return None
+    file = value.get("file")
+    line = value.get("line")
+    return CrashReport(
+        type=kind,
+        message=_printable(value.get("msg"), MAX_MESSAGE),
+        file=file if isinstance(file, str) and _NAME_RE.fullmatch(file) else None,
+        line=line
+        if isinstance(line, int) and not isinstance(line, bool) and 0 < line < 10**6
+        else None,
+        traceback=_printable(value.get("tb"), MAX_TRACEBACK, keep="\n"),
+    )
+
+
+def _printable(value: Any, limit: int, keep: str = "") -> str:
+    if not isinstance(value, str):
+        return ""
+    text = "".join(c if c.isprintable() or c in keep else " " for c in value[:limit])
+    return text.strip()
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:

@@ -206,11 +206,21 @@ class NotInstalledError(OTAError):
 class RolledBackError(OTAError):
     """The board's boot guard rejected the new version and restored the old one."""
 
-    def __init__(self, version: str | None, restored: str | None) -> None:
-        """Version is the rejected one; restored the one running now."""
-        super().__init__(f"the board rolled back version {version}; running {restored}")
+    def __init__(
+        self, version: str | None, restored: str | None, cause: str | None = None
+    ) -> None:
+        """Version is the rejected one; restored the one running now.
+
+        cause: what the rejected version did, when the board saved it
+        ("app.py line 12: NameError: name 'sensr' isn't defined").
+        """
+        because = f" ({cause})" if cause else ""
+        super().__init__(
+            f"the board rolled back version {version}{because}; running {restored}"
+        )
         self.version = version
         self.restored = restored
+        self.cause = cause
 
 
 class ContentRefusedError(OTAError):

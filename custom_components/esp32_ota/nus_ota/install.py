@@ -434,7 +434,8 @@ async def _verify(
     # The commit clears any older record, so one naming our version is ours
     # (an empty version travels as none at all).
     if info.rollback is not None and info.rollback.version == (version or None):
-        raise RolledBackError(info.rollback.version, info.rollback.restored)
+        rollback = info.rollback
+        raise RolledBackError(rollback.version, rollback.restored, rollback.cause)
     for image in sent:
         installed = info.files.get(image.name)
         if installed is None or installed.crc != image.crc:

@@ -76,6 +76,7 @@ def translate(
             name=name,
             version=err.version or version,
             restored=err.restored or "the previous version",
+            cause=err.cause or "it did not run 30 s without a crash or confirm",
         )
     if isinstance(err, ota.NotInstalledError):
         return install_error("not_installed", name=name, file=err.file, error=str(err))

@@ -352,7 +352,9 @@ class BoardInstaller:
             board.async_set_updated_data(replace(board.data, board_info=info))
             rollback = info.rollback
             if rollback is not None and rollback.version == (plan.wire_version or None):
-                raise RolledBackError(rollback.version, rollback.restored)
+                raise RolledBackError(
+                    rollback.version, rollback.restored, rollback.cause
+                )
             if info.trial is None:
                 return info
             if board.hass.loop.time() >= deadline:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import install_error, invalid
 from .inventory import InstalledRecord, file_crc
+from .script_check import async_check_scripts
 from .source import SourceError
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ async def async_plan_release(
         contents = await board.hass.async_add_executor_job(release.read)
     except SourceError as err:
         raise install_error("source_problem", name=board.name, error=str(err)) from err
+    await async_check_scripts(board.hass, board.name, contents)
     crcs = {file.name: file.crc for file in release.files}
     return _plan(
         board,
@@ -95,6 +97,7 @@ async def async_plan_files(
     force: bool,
 ) -> InstallPlan:
     """Plan to install files given by the install_files action."""
+    await async_check_scripts(board.hass, board.name, contents)
     crcs = {name: file_crc(data) for name, data in contents.items()}
     old = board.data.record
     record = None

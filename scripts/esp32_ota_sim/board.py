@@ -840,7 +840,7 @@ class VirtualBoard:
             return exc
         try:
             guard.fail(exc)  # type: ignore[union-attr]
-        except BaseException as reset:  # noqa: BLE001 - machine.Reset or a power cut
+        except BaseException as reset:  # machine.Reset, or a power cut while saving
             return reset
         return exc
 

@@ -234,7 +234,7 @@ def parse_board_info(text: str) -> BoardInfo:
 
 
 def _crash_report(value: Any) -> CrashReport | None:
-    """The board's saved exception, cut to size; None when absent or unusable.
+    """Read the board's saved exception, cut to size; None when absent or unusable.
 
     Only an explanation: a malformed one is dropped, not a reason to refuse
     the board.

@@ -87,7 +87,7 @@ class Boot:
         self.error = None  # what escaped main.py (REPL)
 
     def __repr__(self):
-        return "Boot(%s, %s, %r)" % (self.status, self.outcome, self.error)
+        return f"Boot({self.status}, {self.outcome}, {self.error!r})"
 
 
 def _find(name):

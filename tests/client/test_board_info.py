@@ -12,6 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from custom_components.esp32_ota.nus_ota.board_info import (
+    MAX_MESSAGE,
+    MAX_TRACEBACK,
+    CrashReport,
     InstalledFile,
     Rollback,
     StagedFile,
@@ -231,3 +234,47 @@ def test_fuzzed_json_values_never_crash(value: Any) -> None:
     ):
         with contextlib.suppress(InvalidBoardInfoError):
             parse(obj)
+
+
+CRASH = {
+    "type": "NameError",
+    "msg": "name 'sensr' isn't defined",
+    "file": "app.py",
+    "line": 12,
+    "tb": 'Traceback (most recent call last):\n  File "app.py", line 12\n',
+}
+
+
+def test_rollback_with_the_saved_exception() -> None:
+    info = parse(mutate(("rollback", "error"), CRASH))
+    error = info.rollback.error
+    assert error == CrashReport(
+        "NameError", "name 'sensr' isn't defined", "app.py", 12, CRASH["tb"].strip()
+    )
+    cause = "app.py line 12: NameError: name 'sensr' isn't defined"
+    assert info.rollback.cause == cause
+    watchdog = {"type": "watchdog", "msg": "hung: not fed", "file": None}
+    assert parse(mutate(("rollback", "error"), watchdog)).rollback.cause == (
+        "watchdog: hung: not fed"
+    )
+    assert parse(GOOD).rollback.cause is None
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("a string", None),
+        ({"type": "Bad Type!", "msg": "x"}, None),
+        ({"type": "E", "msg": "x" * 5000}, "E: " + "x" * MAX_MESSAGE),
+        ({"type": "E", "msg": "a\x1b[2Jb\nc"}, "E: a [2Jb c"),
+        ({"type": "E", "msg": 7, "file": "../x", "line": True}, "E"),
+        ({"type": "E", "msg": "m", "file": "app.py", "line": -1}, "app.py: E: m"),
+    ],
+)
+def test_a_hostile_crash_report_is_cut_or_dropped(
+    error: Any, cause: str | None
+) -> None:
+    info = parse(mutate(("rollback", "error"), error))  # never refuses the board
+    assert info.rollback.cause == cause
+    if info.rollback.error is not None:
+        assert len(info.rollback.error.traceback) <= MAX_TRACEBACK

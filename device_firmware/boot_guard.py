@@ -33,6 +33,7 @@ CONFIRMED = "confirmed"  # the trial ended well during this run
 ROLLED_BACK = "rolled-back"  # this boot restored the previous version
 
 _JOURNAL = "ota_journal.json"  # see docs/protocol.md, "Files on the board"
+_RESERVE = "ota_reserve.bin"  # room a commit set aside for counting trial boots
 _WDT_RESET = 3  # machine.WDT_RESET on an ESP32
 
 status = None  # one of the above once boot() ran
@@ -66,7 +67,7 @@ def boot():
                 _explain(trial.get("error"))
             else:
                 trial["boots"] = boots + 1
-                ota_state.save(st)
+                _save_count(st)
                 status = TRIAL
     except Exception as e:  # a broken state must not stop the board booting
         print("boot_guard:", repr(e))
@@ -77,6 +78,14 @@ def boot():
 
         wdt = machine.WDT(timeout=WDT_MS)
     return status
+
+
+def _save_count(st):
+    try:
+        ota_state.save(st)
+    except OSError:  # a full flash: use the room the commit set aside
+        ota_state.remove(_RESERVE)
+        ota_state.save(st)
 
 
 def _reset_cause():
@@ -164,6 +173,7 @@ def confirm():
     ver = st["trial"].get("ver")
     st["trial"] = None
     ota_state.save(st)
+    ota_state.remove(_RESERVE)  # the trial is over: the room is the user's again
     status = CONFIRMED
     print("boot_guard: version", ver, "confirmed")
     return True

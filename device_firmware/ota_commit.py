@@ -13,7 +13,7 @@ import json
 import os
 
 import ota_state
-from ota_core import JOURNAL, STATE, TMP, remove
+from ota_core import JOURNAL, RESERVE, RESERVE_BYTES, STATE, TMP, remove
 from ota_state import exists
 
 
@@ -50,6 +50,7 @@ def apply(items, app_ver=None):
             "boots": 0,
         },
     }
+    _reserve()
     ota_state.save(j, JOURNAL)
     try:
         _forward(j)
@@ -59,6 +60,18 @@ def apply(items, app_ver=None):
             _undo(j)
         except Exception:
             pass  # the journal stays: the next boot rolls forward
+        raise
+
+
+def _reserve():
+    """Set room aside for the trial's boot counter (see boot_guard)."""
+    block = bytes(512)
+    try:
+        with open(RESERVE, "wb") as f:
+            for _ in range(RESERVE_BYTES // 512):
+                f.write(block)
+    except Exception:
+        remove(RESERVE)
         raise
 
 
@@ -113,6 +126,7 @@ def _finish(j):
                 files.pop(name, None)
         st["trial"] = None
         st["rollback"] = {"ver": t.get("ver"), "restored": t.get("prev_ver")}
+        remove(RESERVE)  # first: it makes room for the state file
     ota_state.save(st)
     try:
         os.remove(JOURNAL)
@@ -137,11 +151,18 @@ def _journal():
 
 
 def _run(j):
-    if j["op"] == "apply":
-        _forward(j)
-    else:
-        _back(j)
-    _finish(j)
+    """Roll the journal forward; an update that cannot be finished (a full
+    flash: OSError) is undone instead, so no journal stays for ever."""
+    try:
+        if j["op"] == "apply":
+            _forward(j)
+        else:
+            _back(j)
+        _finish(j)
+    except OSError:
+        if j["op"] != "apply":
+            raise  # a rollback needs no new space: the next boot tries again
+        _undo(j)
 
 
 def recover():

@@ -32,6 +32,10 @@ V2 = const(2)  # FILE / D, then APPLY
 TMP = "_ota_tmp"  # the v1 transfer; never survives a reset
 STATE = "ota_state.json"
 JOURNAL = "ota_journal.json"
+# Set aside by a commit, freed by the boot guard when a full flash would stop
+# it counting trial boots, removed when the trial ends.
+RESERVE = "ota_reserve.bin"
+RESERVE_BYTES = const(8192)
 # Written first and renamed into place: one left over was never used.
 TEMPS = (TMP, STATE + ".tmp", JOURNAL + ".tmp")
 

@@ -14,6 +14,7 @@ from ota_core import (
     COMMITTING,
     IDLE,
     RECEIVING,
+    RESERVE_BYTES,
     TMP,
     V1,
     V2,
@@ -21,6 +22,10 @@ from ota_core import (
     reason,
     remove,
 )
+
+# Free bytes a commit needs beyond the staged files (see _nospace): three
+# 4 KB blocks for journal and state, and the room set aside for the trial.
+COMMIT_RESERVE = 3 * 4096 + RESERVE_BYTES
 
 
 def command(m, cmd, line):
@@ -115,8 +120,15 @@ def bad_version(v):
 
 
 def _nospace(size, credit):
+    """True when `size` more bytes (+20 %) would eat the commit's reserve.
+
+    A commit needs COMMIT_RESERVE free bytes beyond the staged files: the
+    journal and the state file written twice (.tmp and rename) - LittleFS
+    writes each to a fresh 4 KB block - and the reserve that lets a trial
+    count its boots on a full flash (ota_core.RESERVE).
+    """
     free = ota_hello.free_space()
-    return free >= 0 and size * 5 > (free + credit) * 4
+    return free >= 0 and size * 5 > (free + credit - COMMIT_RESERVE) * 4
 
 
 def sha_field(s):
@@ -342,6 +354,9 @@ def apply(m, line):
             m._send("OTA:ERR:INCOMPLETE:" + name)
             return
         items.append((name, name + ".new", e.get("ver"), e["size"], e["crc"]))
+    if _nospace(0, 0):  # the flash filled up since FILE
+        m._send("OTA:REJECT:NOSPACE")
+        return
     m.t.done = -1
     install(m, items)
 

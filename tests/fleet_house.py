@@ -37,9 +37,10 @@ REPORT_DELAY = 0.1
 # confirming to the boot guard: an install with trial confirmation on ends
 # about 30 s after the board restarted into it.
 CONFIRM_AFTER_S = 30
-assert f"CONFIRM_AFTER_MS = {CONFIRM_AFTER_S * 1000}" in (
-    FIRMWARE_DIR / "boot_guard.py"
-).read_text()
+assert (
+    f"CONFIRM_AFTER_MS = {CONFIRM_AFTER_S * 1000}"
+    in (FIRMWARE_DIR / "boot_guard.py").read_text()
+)
 ON_TRIAL = {"app.py": app_source("2.0.0"), "main.py": UNCONFIRMED_MAIN}
 
 

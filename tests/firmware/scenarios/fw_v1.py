@@ -49,7 +49,7 @@ def test_v1_client_flow_is_byte_identical():
     assert b.reset
     assert read("main.py") == data
     assert read("main.py.bak") == OLD
-    assert listdir() == ["main.py", "main.py.bak", "ota_state.json"]
+    assert listdir() == ["main.py", "main.py.bak", "ota_reserve.bin", "ota_state.json"]
 
 
 def test_v1_commit_records_version_and_trial():
@@ -154,7 +154,9 @@ def test_v1_start_forbidden_before_any_file_io():
 
 def test_v1_start_nospace_at_80_percent():
     b = Board()
-    fake = _free(40960)
+    from ota_setup import COMMIT_RESERVE
+
+    fake = _free(40960 + COMMIT_RESERVE)  # 80 % of what the commit leaves
     assert b.one(_start(blob(32769))) == "OTA:REJECT:NOSPACE"
     assert b.one(_start(blob(32768))) == "OTA:READY"
     assert fake.statvfs_calls == 2

@@ -158,7 +158,7 @@ def test_windowed_b64_transfer_and_apply():
     assert b.reset
     assert read("main.py") == data
     assert read("main.py.bak") == OLD_MAIN
-    assert listdir() == ["main.py", "main.py.bak", "ota_state.json"]
+    assert listdir() == ["main.py", "main.py.bak", "ota_reserve.bin", "ota_state.json"]
     st = state()
     assert st["files"]["main.py"] == {
         "size": 5000,
@@ -429,9 +429,12 @@ def test_nospace_counts_staged_bytes_as_free():
 
     data = blob(40000, 5)
     _part_then_link_lost(b, "main.py", data, 36000)
-    ota_hello.os = FakeOs(8192)  # 36000 staged + 8192 free: 80 % is 35353
+    from ota_setup import COMMIT_RESERVE
+
+    # beyond the commit's reserve: 36000 staged + 8192 free: 80 % is 35353
+    ota_hello.os = FakeOs(8192 + COMMIT_RESERVE)
     assert b.one(file_line("main.py", data)) == "OTA:REJECT:NOSPACE"
-    ota_hello.os = FakeOs(16384)  # 80 % of 52384 is 41907
+    ota_hello.os = FakeOs(16384 + COMMIT_RESERVE)  # 80 % of 52384 is 41907
     assert _ready(b, file_line("main.py", data))[0] == 36000
 
 

@@ -419,7 +419,7 @@ class Rng:
         return seq[self.below(len(seq))]
 
 
-OURS = ("_ota_tmp", "ota_state.json")
+OURS = ("_ota_tmp", "ota_state.json", "ota_reserve.bin")
 
 
 def check_board(board, allowed):

@@ -88,12 +88,14 @@ async def test_install_v2_board(hass: HomeAssistant, proxy: SimProxyScanner) -> 
     # The transfer takes most of the bar; 100 % is never shown before the end.
     assert pct[-1] < 100
     assert any(60 < p <= 80 for p in pct)
+    # The demo app confirms nothing itself: healthy after 30 s up on trial.
     assert progress.phases == [
         "connecting",
         "transfer",
         "applying",
         "restarting",
         "checking",
+        "trial",
     ]
     assert progress.seen[-1] == (False, None)
     assert state.attributes["install_phase"] is None

@@ -162,14 +162,18 @@ def _sweep(free_blocks: int, reserve: int | None, fill: bool) -> dict[str, Any]:
     fs = mount(flash)
     flash.start_recording()
     replies = _apply(fs, reserve)
-    if fill:
+    app_writes = range(len(flash.ops), len(flash.ops))
+    if fill:  # the application's own writes: not cut (not the updater's)
         _fill(fs)
+        app_writes = range(app_writes.start, len(flash.ops))
     for _ in range(4):  # trial boots until the rollback (never confirmed)
         _boot(fs)
     flash.recording = False
     cuts = 0
     usb: list[str] = []
     for count in range(len(flash.ops) + 1):
+        if count in app_writes:
+            continue
         for torn in (False, True):
             if torn and (count == len(flash.ops) or flash.ops[count][0] != "prog"):
                 continue

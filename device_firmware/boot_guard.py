@@ -33,8 +33,6 @@ CONFIRMED = "confirmed"  # the trial ended well during this run
 ROLLED_BACK = "rolled-back"  # this boot restored the previous version
 
 _JOURNAL = "ota_journal.json"  # see docs/protocol.md, "Files on the board"
-_RESERVE = "ota_reserve.bin"  # room a commit set aside for counting trial boots
-_WDT_RESET = 3  # machine.WDT_RESET on an ESP32
 
 status = None  # one of the above once boot() ran
 wdt = None  # the machine.WDT when WDT_MS is set
@@ -55,20 +53,10 @@ def boot():
         st = ota_state.load()
         trial = st["trial"]
         if trial is not None:
-            boots = trial.get("boots")
-            if boots and _reset_cause() == _WDT_RESET:
-                trial["error"] = {"type": "watchdog", "msg": "hung: not fed"}
-            if not isinstance(boots, int) or boots >= max_trial_boots():
-                print("boot_guard: rolling back", trial.get("ver"))
-                import ota_commit
+            import boot_crash  # the rare trial code lives there
 
-                ota_commit.rollback()
-                status = ROLLED_BACK
-                _explain(trial.get("error"))
-            else:
-                trial["boots"] = boots + 1
-                _save_count(st)
-                status = TRIAL
+            status = boot_crash.trial_boot(st, trial, max_trial_boots())
+            sys.modules.pop("boot_crash", None)  # its RAM back until needed
     except Exception as e:  # a broken state must not stop the board booting
         print("boot_guard:", repr(e))
     if not loaded:
@@ -78,32 +66,6 @@ def boot():
 
         wdt = machine.WDT(timeout=WDT_MS)
     return status
-
-
-def _save_count(st):
-    try:
-        ota_state.save(st)
-    except OSError:  # a full flash: use the room the commit set aside
-        ota_state.remove(_RESERVE)
-        ota_state.save(st)
-
-
-def _reset_cause():
-    try:
-        import machine
-
-        return machine.reset_cause()
-    except Exception:
-        return 0
-
-
-def _explain(error):
-    """Add the saved crash of the rejected version to the rollback record."""
-    if error:
-        st = ota_state.load()
-        if st["rollback"] is not None:
-            st["rollback"]["error"] = error
-            ota_state.save(st)
 
 
 def run_main():
@@ -173,7 +135,7 @@ def confirm():
     ver = st["trial"].get("ver")
     st["trial"] = None
     ota_state.save(st)
-    ota_state.remove(_RESERVE)  # the trial is over: the room is the user's again
+    ota_state.remove("ota_reserve.bin")  # trial over: the room is the user's again
     status = CONFIRMED
     print("boot_guard: version", ver, "confirmed")
     return True

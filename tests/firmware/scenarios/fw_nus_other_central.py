@@ -7,11 +7,19 @@ must never reach the OTA engine or the application.
 """
 
 import bluetooth
-from nus_central import App, Central
+from nus_central import Central
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
 
 _IRQ_GATTS_WRITE = 3
+
+
+class App:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, line):
+        self.lines.append(line)
 
 
 def _write_from(p, conn, data):

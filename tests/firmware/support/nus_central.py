@@ -15,18 +15,6 @@ import binascii  # noqa: E402 - after the switch above
 import json  # noqa: E402
 
 
-class App:
-    """An application handler that records what it gets (and may answer)."""
-
-    def __init__(self, reply=None):
-        self.lines = []
-        self.reply = reply
-
-    def __call__(self, line):
-        self.lines.append(line)
-        return self.reply
-
-
 class Central:
     def __init__(self, peripheral, mtu=256, conn=1):
         import bluetooth  # looked up now: a simulated reset brings a fresh one

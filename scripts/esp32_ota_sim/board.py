@@ -13,9 +13,13 @@ copies bytes), then the board calls `peripheral.poll()` once per queued line;
 each line costs `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
 any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
 of writes, see FLASH_* and memfs) and its notifications leave when the work
-is done. `machine.reset()`, a crash and a power cut reboot the board;
-a boot that raises counts as a failed boot and the board boots again (the
-firmware's boot guard decides what runs next), up to `max_failed_boots`.
+is done. `machine.reset()` and a power cut reboot the board (the firmware's
+boot guard decides what runs next), up to `max_failed_boots` boots in a row
+that end that way. An exception escaping boot.py or main.py ends at the REPL,
+as on MicroPython: no reset, Bluetooth stops (not advertising, not
+connectable) until `reboot()`. During a trial the sim does what
+boot_guard.run_main() would (it runs main.py itself on a real board): the
+exception goes to `boot_guard.fail()`, which saves it and resets.
 """
 
 from __future__ import annotations
@@ -91,15 +95,10 @@ _HOST_MODULES = {
 _ALIASES = {"uos": "os", "utime": "time", "ubluetooth": "bluetooth", "usys": "sys"}
 
 # machine.reset_cause() values (ESP32) for the next boot, by how the last ended:
-# a power cut is a power-on, machine.reset() a soft reset (ESP_RST_SW), a
-# crash is taken as the watchdog firing, reboot() as the reset button.
+# a power cut is a power-on, machine.reset() a soft reset (ESP_RST_SW),
+# reboot() the reset button. A crash does not reset (the board is at the REPL).
 PWRON_RESET, HARD_RESET, WDT_RESET, SOFT_RESET = 1, 2, 3, 5
-_RESET_CAUSES = {
-    "power": PWRON_RESET,
-    "reset": SOFT_RESET,
-    "crash": WDT_RESET,
-    "reboot": HARD_RESET,
-}
+_RESET_CAUSES = {"power": PWRON_RESET, "reset": SOFT_RESET, "reboot": HARD_RESET}
 
 _code_cache: dict[tuple[str, bytes], types.CodeType] = {}
 
@@ -146,8 +145,9 @@ def parse_advertisement(raw: bytes) -> Advertisement:
 class BootRecord:
     """How a boot attempt ended, or why a running board restarted.
 
-    `outcome`: ok, crash, reset (machine.reset), power (power cut) or reboot
-    (`VirtualBoard.reboot`). `number` is the boot it belongs to (1-based).
+    `outcome`: ok, crash (the board is left at the REPL), reset
+    (machine.reset), power (power cut) or reboot (`VirtualBoard.reboot`).
+    `number` is the boot it belongs to (1-based).
     """
 
     number: int
@@ -503,11 +503,15 @@ class VirtualBoard:
         return sum(1 for record in self.boots if record.outcome == "crash")
 
     def boot(self) -> None:
-        """Boot until the firmware runs, or give up after `max_failed_boots`."""
+        """Boot until the firmware runs or crashes to the REPL.
+
+        A boot that resets (or loses power) boots again; after
+        `max_failed_boots` of them in a row the board is "dead".
+        """
         failures = 0
         while True:
             outcome = self._boot_once()
-            if outcome == "ok":
+            if outcome in ("ok", "crash"):
                 return
             failures += 1
             if failures >= self.max_failed_boots:
@@ -544,11 +548,8 @@ class VirtualBoard:
         except BaseException as crash:
             exc = self._on_trial(crash)
             outcome = self._classify(exc)
-            self._cause = _RESET_CAUSES[outcome]
             self.boots.append(BootRecord(number, outcome, _describe(exc)))
-            if outcome == "crash":
-                self.console_write("".join(traceback.format_exception(exc)))
-            self.state = "off"
+            self._stop_or_reset(outcome, exc)
             return outcome
         self.ble = self._find_ble(runtime)
         if self.ble is not None:
@@ -608,13 +609,16 @@ class VirtualBoard:
     def stop(self) -> None:
         """Power the board off for good (cancels its timers)."""
         self._drop_links()
+        self._stop_timers()
+        self.state = "off"
+
+    def _stop_timers(self) -> None:
         if self._process_handle is not None:
             self._process_handle.cancel()
             self._process_handle = None
         if self._housekeeping_handle is not None:
             self._housekeeping_handle.cancel()
             self._housekeeping_handle = None
-        self.state = "off"
 
     def _drop_links(self) -> None:
         self._out.clear()
@@ -848,11 +852,20 @@ class VirtualBoard:
         exc = self._on_trial(failure)
         outcome = self._classify(exc)
         self.restarts.append(BootRecord(len(self.boots), outcome, _describe(exc)))
-        self._cause = _RESET_CAUSES[outcome]
+        self._drop_links()
+        self._stop_or_reset(outcome, exc)
+        if outcome != "crash":
+            self.boot()
+
+    def _stop_or_reset(self, outcome: str, exc: BaseException) -> None:
+        """A crash prints its traceback and stays at the REPL; else a reset."""
         if outcome == "crash":
             self.console_write("".join(traceback.format_exception(exc)))
-        self._drop_links()
-        self.boot()
+            self._stop_timers()
+            self.state = "repl"
+        else:
+            self._cause = _RESET_CAUSES[outcome]
+            self.state = "off"
 
     def __repr__(self) -> str:
         return f"<VirtualBoard {self.address} {self.state} boots={len(self.boots)}>"

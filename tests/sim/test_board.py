@@ -143,15 +143,49 @@ def test_machine_reset_reboots_the_board_and_drops_links() -> None:
     assert board.connectable  # advertising again after the reboot
 
 
-def test_a_crashing_main_counts_failed_boots_until_dead() -> None:
-    board = VirtualBoard(
-        files={"main.py": "raise RuntimeError('broken main')\n"}, max_failed_boots=3
-    )
-    assert [b.outcome for b in board.boots] == ["crash"] * 3
-    assert board.failed_boots == 3
-    assert board.state == "dead"
-    assert not board.connectable
+def test_a_crashing_main_leaves_the_board_at_the_repl_until_reset() -> None:
+    board = VirtualBoard(files={"main.py": "raise RuntimeError('broken main')\n"})
+    assert [b.outcome for b in board.boots] == ["crash"]  # no reset, no new boot
+    assert board.state == "repl"
+    assert not board.connectable  # Bluetooth stopped with the script
+    assert board.advertisement() is None
+    assert board.resets == 0
     assert "broken main" in "".join(board.console)
+    board.reboot()  # only a reset (button, power cycle) starts it again
+    assert [b.outcome for b in board.boots] == ["crash", "crash"]
+    assert board.state == "repl"
+
+
+def test_a_crash_while_running_outside_a_trial_stops_bluetooth() -> None:
+    main_loop_breaks = (
+        "import nus_peripheral\n"
+        "class Peripheral(nus_peripheral.NUSPeripheral):\n"
+        "    def poll(self):\n"
+        "        if super().poll():\n"
+        "            raise RuntimeError('main loop broke')\n"
+        "def start():\n"
+        "    return Peripheral()\n"
+    )
+
+    async def scenario() -> tuple[VirtualBoard, Central, bool]:
+        board = VirtualBoard(files={"main.py": main_loop_breaks})
+        central = Central()
+        connect(board, central)
+        send(board, central, b"BOOM\n")
+        await asyncio.sleep(5)
+        return board, central, board.connectable
+
+    board, central, connectable = run_virtual(scenario())
+    assert not connectable
+    assert board.state == "repl"
+    assert central.dropped == [True]  # the link went with Bluetooth
+    assert [r.outcome for r in board.restarts] == ["crash"]
+    assert board.resets == 0
+    assert len(board.boots) == 1
+    with pytest.raises(RuntimeError, match="not running"):
+        board.accept(Central())  # type: ignore[arg-type]
+    board.reboot()
+    assert board.connectable
 
 
 def _update_lines(files: dict[str, bytes], version: str) -> list[bytes]:
@@ -332,8 +366,11 @@ def start():
 """
 
 
-def test_a_crash_at_boot_counts_and_the_board_boots_again() -> None:
+def test_a_crash_at_boot_waits_at_the_repl_for_a_reset() -> None:
     board = VirtualBoard(files={"main.py": FLAKY_MAIN})
+    assert [b.outcome for b in board.boots] == ["crash"]
+    assert board.state == "repl"
+    board.reboot()
     assert [b.outcome for b in board.boots] == ["crash", "ok"]
     assert board.failed_boots == 1
     assert board.state == "running"

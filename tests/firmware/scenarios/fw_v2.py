@@ -355,6 +355,8 @@ def test_staged_full_but_unverified_is_checked():
     push(b, data, stop=360)
     b.reboot()
     write("main.py.new", data)  # complete on flash, the CRC check never ran
+    assert b.one("OTA:APPLY:main.py:") == "OTA:ERR:INCOMPLETE:main.py"
+    assert not exists("main.py")
     assert b.hello()["staged"]["main.py"]["have"] == 500
     write("main.py.new", data[:499] + b"!")
     assert b.hello()["staged"]["main.py"]["have"] == 0

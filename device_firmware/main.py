@@ -13,6 +13,7 @@ import boot_guard
 from nus_peripheral import NUSPeripheral
 
 app = None
+_tick = None  # app.loop while it works
 
 
 def _handle(line):
@@ -25,29 +26,36 @@ def _handle(line):
 
 def start():
     """Set everything up, start advertising, return the NUSPeripheral."""
-    global app
+    global app, _tick
     try:
         import app
     except Exception as e:
         boot_guard.fail(e)
         print("app.py failed:", repr(e))
+    _tick = getattr(app, "loop", None)
     handler = _handle if getattr(app, "handle", None) else None
     return NUSPeripheral(app=handler, wdt=boot_guard.wdt)
 
 
+def tick():
+    """One turn of run()'s loop besides the peripheral; True while on trial."""
+    global _tick
+    trial = boot_guard.poll()  # feeds the watchdog, confirms after a while up
+    if _tick is not None:
+        try:
+            _tick()
+        except Exception as e:
+            boot_guard.fail(e)
+            print("app.loop failed:", repr(e))
+            _tick = None
+    return trial
+
+
 def run():
     p = start()
-    tick = getattr(app, "loop", None)
     while True:
         busy = p.poll()
-        boot_guard.poll()  # feeds the watchdog, confirms after a while up
-        if tick is not None:
-            try:
-                tick()
-            except Exception as e:
-                boot_guard.fail(e)
-                print("app.loop failed:", repr(e))
-                tick = None
+        tick()
         if not busy:
             time.sleep_ms(10)
 

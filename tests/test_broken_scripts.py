@@ -74,6 +74,29 @@ async def test_crash_at_import_is_rolled_back_and_named(
     assert "rejected version 1.1.0" in error
 
 
+async def test_crash_5_s_after_start_is_rolled_back_and_named(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """app.py imports fine; its loop() raises 5 s later, on every trial boot."""
+    crash = (
+        "import time\n"
+        "_STARTED = time.ticks_ms()\n"
+        "def loop():\n"
+        "    if time.ticks_diff(time.ticks_ms(), _STARTED) >= 5000:\n"
+        "        raise RuntimeError('broke after 5 s')\n"
+    )
+    app = app_source("1.1.0") + crash
+    line = app.splitlines().index("        raise RuntimeError('broke after 5 s')") + 1
+    began = hass.loop.time()
+    error, repair, event = await rejected(hass, proxy, {"app.py": app})
+    cause = f"app.py line {line}: RuntimeError: broke after 5 s"
+    expected = f"{cause} \u2014 the board went back to 1.0.0"
+    assert expected in error
+    assert expected in repair
+    assert expected in event["error"]
+    assert hass.loop.time() - began >= 10  # two trial boots of 5 s each
+
+
 async def test_broken_main_py_is_rolled_back_and_named(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:

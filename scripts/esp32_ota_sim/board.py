@@ -9,8 +9,10 @@ private `__import__`, so `os`, `open`, `time`, `machine`, `bluetooth`, `gc`,
 attribute or a file.
 
 Running: the link hands received writes to the `bluetooth` stand-in (the IRQ
-copies bytes), then the board calls `peripheral.poll()` once per queued line;
-each line costs `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
+copies bytes), then the board calls `peripheral.poll()` once per queued line
+and `main.tick()` (the rest of main.run()'s loop: boot_guard.poll, app.loop)
+after it, and every `housekeeping_ms` during a trial; each line costs
+`line_cost_ms + byte_cost_us * len(line)` of loop time (plus
 any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
 of writes, see FLASH_* and memfs) and its notifications leave when the work
 is done. `machine.reset()` and a power cut reboot the board (the firmware's
@@ -364,7 +366,10 @@ class VirtualBoard:
         flash_commit_ms: float = FLASH_COMMIT_MS,
         max_failed_boots: int = 10,
         heap_size: int = 160_000,
-        housekeeping: tuple[str, str] | None = ("boot_guard", "poll"),
+        housekeeping: tuple[tuple[str, str], ...] = (
+            ("main", "tick"),
+            ("boot_guard", "poll"),
+        ),
         housekeeping_ms: float = 1000.0,
         boot: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
@@ -802,16 +807,21 @@ class VirtualBoard:
             self._kick()
 
     def _run_housekeeping(self) -> None:
-        """What main.run() does between lines besides poll(): `boot_guard.poll()`.
+        """What main.run() does between lines besides poll(): `main.tick()`.
 
-        Called after boot and after every line; while it returns True (a trial
-        is running) it is also called every `housekeeping_ms`.
+        The first of `housekeeping` the firmware has (a main.py without tick:
+        `boot_guard.poll()`). Called after boot and after every line; while it
+        returns True (a trial is running) also every `housekeeping_ms`.
         """
-        if self.housekeeping is None or self.runtime is None or self.state != "running":
+        if self.runtime is None or self.state != "running":
             return
-        module_name, function_name = self.housekeeping
-        module = self.runtime.modules.get(module_name)
-        function = getattr(module, function_name, None) if module is not None else None
+        modules = self.runtime.modules
+        found = (
+            getattr(modules[module], name, None)
+            for module, name in self.housekeeping
+            if module in modules
+        )
+        function = next((f for f in found if f is not None), None)
         if function is None:
             return
         try:

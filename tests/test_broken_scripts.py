@@ -20,13 +20,16 @@ from custom_components.esp32_ota.const import DOMAIN
 from custom_components.esp32_ota.history import EVENT_INSTALL
 from custom_components.esp32_ota.script_check import first_script_error
 from tests.common import (
+    BOARD_ADDRESS,
     ENTITY_ID,
     app_source,
     board_with_release,
     install_fails,
+    make_board,
 )
 
 if TYPE_CHECKING:
+    from esp32_ota_sim.board import VirtualBoard
     from homeassistant.core import HomeAssistant
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -47,10 +50,13 @@ def rollback_issue(hass: HomeAssistant, entry: MockConfigEntry) -> str:
 
 
 async def rejected(
-    hass: HomeAssistant, proxy: SimProxyScanner, files: dict[str, str]
+    hass: HomeAssistant,
+    proxy: SimProxyScanner,
+    files: dict[str, str],
+    board: VirtualBoard | None = None,
 ) -> tuple[str, str, dict[str, Any]]:
-    """Install 1.1.0 = `files`; (error, repair text, failed event data)."""
-    board, entry = await board_with_release(hass, proxy, files=files)
+    """Install 1.1.0 = `files` on `board`; (error, repair text, failed event data)."""
+    board, entry = await board_with_release(hass, proxy, files=files, board=board)
     events = async_capture_events(hass, EVENT_INSTALL)
     err = await install_fails(hass, "rolled_back")
     assert board.read("app.py") == APP_1_0_0  # the old version runs again
@@ -95,6 +101,28 @@ async def test_crash_5_s_after_start_is_rolled_back_and_named(
     assert expected in repair
     assert expected in event["error"]
     assert hass.loop.time() - began >= 10  # two trial boots of 5 s each
+
+
+async def test_hang_with_watchdog_is_rolled_back_and_named(
+    hass: HomeAssistant, proxy: SimProxyScanner
+) -> None:
+    """app.loop() never returns on a board whose boot.py starts an 8 s watchdog."""
+    board = make_board(BOARD_ADDRESS)
+    boot = board.read("boot.py").decode()
+    board.write("boot.py", boot.replace("# boot_guard.WDT_MS", "boot_guard.WDT_MS"))
+    board.reboot()
+    assert board.module("boot_guard").WDT_MS == 8000
+    hang = "import time\ndef loop():\n    while True:\n        time.sleep_ms(100)\n"
+    began = hass.loop.time()
+    files = {"app.py": app_source("1.1.0") + hang}
+    error, repair, event = await rejected(hass, proxy, files, board)
+    expected = "watchdog: hung: not fed \u2014 the board went back to 1.0.0"
+    assert expected in error
+    assert expected in repair
+    assert expected in event["error"]
+    assert board.read("boot.py").decode().count("\nboot_guard.WDT_MS = 8000") == 1
+    assert hass.loop.time() - began >= 16  # two trial boots hung 8 s each
+    assert [r.outcome for r in board.restarts[-2:]] == ["watchdog", "watchdog"]
 
 
 async def test_broken_main_py_is_rolled_back_and_named(

@@ -15,13 +15,17 @@ after it, and every `housekeeping_ms` during a trial; each line costs
 `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
 any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
 of writes, see FLASH_* and memfs) and its notifications leave when the work
-is done. `machine.reset()` and a power cut reboot the board (the firmware's
-boot guard decides what runs next), up to `max_failed_boots` boots in a row
-that end that way. An exception escaping boot.py or main.py ends at the REPL,
-as on MicroPython: no reset, Bluetooth stops (not advertising, not
-connectable) until `reboot()`. During a trial the sim does what
+is done. `machine.reset()`, a power cut and the watchdog reboot the board
+(the firmware's boot guard decides what runs next), up to `max_failed_boots`
+boots in a row that end that way. An exception escaping boot.py or main.py
+ends at the REPL, as on MicroPython: no reset, Bluetooth stops (not
+advertising, not connectable) until `reboot()`. During a trial the sim does what
 boot_guard.run_main() would (it runs main.py itself on a real board): the
 exception goes to `boot_guard.fail()`, which saves it and resets.
+
+A hang is firmware that keeps spending time (`time.sleep_ms` in a loop that
+never ends): once a started `machine.WDT` is overdue the board stops, its
+links stay silent for the time spent, then it resets with WDT_RESET.
 """
 
 from __future__ import annotations
@@ -100,7 +104,17 @@ _ALIASES = {"uos": "os", "utime": "time", "ubluetooth": "bluetooth", "usys": "sy
 # a power cut is a power-on, machine.reset() a soft reset (ESP_RST_SW),
 # reboot() the reset button. A crash does not reset (the board is at the REPL).
 PWRON_RESET, HARD_RESET, WDT_RESET, SOFT_RESET = 1, 2, 3, 5
-_RESET_CAUSES = {"power": PWRON_RESET, "reset": SOFT_RESET, "reboot": HARD_RESET}
+_RESET_CAUSES = {
+    "power": PWRON_RESET,
+    "reset": SOFT_RESET,
+    "reboot": HARD_RESET,
+    "watchdog": WDT_RESET,
+}
+
+
+class WatchdogTimeout(BaseException):
+    """The board hung until its watchdog fired (firmware cannot catch it)."""
+
 
 _code_cache: dict[tuple[str, bytes], types.CodeType] = {}
 
@@ -148,7 +162,8 @@ class BootRecord:
     """How a boot attempt ended, or why a running board restarted.
 
     `outcome`: ok, crash (the board is left at the REPL), reset
-    (machine.reset), power (power cut) or reboot (`VirtualBoard.reboot`).
+    (machine.reset), watchdog (a hang), power (power cut) or reboot
+    (`VirtualBoard.reboot`).
     `number` is the boot it belongs to (1-based).
     """
 
@@ -438,12 +453,18 @@ class VirtualBoard:
         return base + self._spent_ms
 
     def spend_ms(self, ms: float) -> None:
-        """The firmware is busy (sleep_ms, a flash stall): the line takes longer."""
+        """The firmware is busy (sleep_ms, a flash stall): the line takes longer.
+
+        Busy past a started watchdog's timeout without feeding it: a hang.
+        """
         if ms > 0:
             self._spent_ms += ms
             if self.loop is None:
                 self._manual_ms += ms
                 self._spent_ms -= ms
+            watchdog = getattr(self.machine, "watchdog", None)
+            if watchdog is not None and watchdog.overdue():
+                raise WatchdogTimeout(f"not fed for {watchdog.timeout} ms")
 
     # -- stand-ins -----------------------------------------------------------
 
@@ -526,6 +547,7 @@ class VirtualBoard:
     def _boot_once(self) -> str:
         if hasattr(self.machine, "cause"):  # what machine.reset_cause() reports
             self.machine.__dict__["cause"] = self._cause
+        self.machine.__dict__["watchdog"] = None  # a reset stops it
         self.fs.power_on()
         self._forget_open_files()
         self.state = "booting"
@@ -569,6 +591,8 @@ class VirtualBoard:
     def _classify(self, exc: BaseException) -> str:
         if isinstance(exc, PowerLoss):
             return "power"
+        if isinstance(exc, WatchdogTimeout):
+            return "watchdog"
         reset = getattr(self.machine, "Reset", None)
         if reset is not None and isinstance(exc, reset):
             return "reset"
@@ -859,6 +883,14 @@ class VirtualBoard:
         return exc
 
     def _after_failure(self, failure: BaseException) -> None:
+        loop = self.loop
+        hung = self._spent_ms  # a hang outside a line: charged here
+        if isinstance(failure, WatchdogTimeout) and hung and loop is not None:
+            self._spent_ms = 0.0
+            self._stop_timers()
+            self.state = "hung"  # links silent until the watchdog resets it
+            loop.call_at(loop.time() + hung / 1000, self._watchdog_fires, failure)
+            return
         exc = self._on_trial(failure)
         outcome = self._classify(exc)
         self.restarts.append(BootRecord(len(self.boots), outcome, _describe(exc)))
@@ -866,6 +898,10 @@ class VirtualBoard:
         self._stop_or_reset(outcome, exc)
         if outcome != "crash":
             self.boot()
+
+    def _watchdog_fires(self, failure: BaseException) -> None:
+        if self.state == "hung":  # not rebooted or stopped meanwhile
+            self._after_failure(failure)
 
     def _stop_or_reset(self, outcome: str, exc: BaseException) -> None:
         """A crash prints its traceback and stays at the REPL; else a reset."""

@@ -16,6 +16,7 @@ SOFT_RESET = 5
 
 resets = 0
 cause = PWRON_RESET  # test hook: the cause the next boot reports
+watchdog = None  # the started WDT; only a reset stops it (the simulator clears it)
 
 
 class Reset(BaseException):
@@ -37,9 +38,15 @@ def reset_cause():
 
 
 class WDT:
-    """Records feeds; `overdue()` tells whether a board would have reset."""
+    """Records feeds; `overdue()` tells whether a board would have reset.
+
+    The simulator resets a board whose started watchdog is overdue
+    (reset_cause() then answers WDT_RESET).
+    """
 
     def __init__(self, id=0, timeout=5000):  # noqa: A002 - MicroPython's signature
+        global watchdog  # noqa: PLW0603 - module state, as on a board
+        watchdog = self
         self.timeout = timeout
         self.feeds = 0
         self.last_feed = _now_ms()

@@ -3,11 +3,17 @@
 Every failure the board or the link can cause has its own class, so the
 Home Assistant glue can map each one to a translated message without parsing
 strings. All of them derive from `OTAError`.
+
+An error that carries details is a small dataclass: its fields are what a
+caller reads (`err.file`, `err.code`) and its `_template` (str.format over the
+fields) is its message.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any, ClassVar, Final
 
 # Reasons a board gives in `OTA:REJECT:<reason>`.
 REJECT_REASONS: Final = frozenset(
@@ -17,6 +23,32 @@ REJECT_REASONS: Final = frozenset(
 
 class OTAError(Exception):
     """Base class of every error of the OTA client."""
+
+
+@dataclass(eq=False, repr=False)
+class _DetailedError(OTAError):
+    """An OTAError whose fields make its message.
+
+    Subclasses are `@dataclass(eq=False, repr=False)` too: eq=False keeps an
+    exception hashable and equal only to itself, repr=False keeps Exception's
+    repr, `CrcMismatchError('CRC mismatch for …')`.
+    """
+
+    _template: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        """Give Exception its one argument, the message, as any exception has."""
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return self._template.format_map(vars(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the fields; Exception's default would pass the message."""
+        values = {
+            each.name: getattr(self, each.name) for each in fields(self) if each.init
+        }
+        return partial(type(self), **values), (), vars(self)
 
 
 class ProtocolError(OTAError):
@@ -38,86 +70,74 @@ class LineTooLongError(ProtocolError):
     """The board sent a line longer than the client accepts."""
 
 
-class RejectedError(OTAError):
-    """The board refused a START, FILE or APPLY (`OTA:REJECT:<reason>`)."""
+@dataclass(eq=False, repr=False)
+class RejectedError(_DetailedError):
+    """The board refused a START, FILE or APPLY (`OTA:REJECT:<reason>`).
 
-    def __init__(
-        self, reason: str, command: str, *, after_resend: bool = False
-    ) -> None:
-        """Reason is one of REJECT_REASONS; command is START, FILE or APPLY.
+    after_resend: a control line had to be sent again (no reply in time) since
+    the last HELLO, so a BUSY may come from our own first copy, an AUTH from a
+    stale nonce; a new connection clears both.
+    """
 
-        After_resend: a control line had to be sent again (no reply in time)
-        since the last HELLO, so a BUSY may come from our own first copy, an
-        AUTH from a stale nonce; a new connection clears both.
-        """
-        super().__init__(f"board rejected {command}: {reason}")
-        self.reason = reason
-        self.command = command
-        self.after_resend = after_resend
+    _template = "board rejected {command}: {reason}"
+    reason: str  # one of REJECT_REASONS
+    command: str  # START, FILE or APPLY
+    after_resend: bool = field(default=False, kw_only=True)
 
 
-class DeviceError(OTAError):
+@dataclass(eq=False, repr=False)
+class DeviceError(_DetailedError):
     """The board answered a command with `OTA:ERR:<code>[:<detail>]`."""
 
-    def __init__(self, code: str, detail: str = "", command: str = "") -> None:
-        """Code is e.g. WRITE, RENAME, INCOMPLETE, NOT_READY, NOT_RECEIVING."""
-        text = f"board error {code}" + (f": {detail}" if detail else "")
-        super().__init__(text + (f" (after {command})" if command else ""))
-        self.code = code
-        self.detail = detail
-        self.command = command
+    code: str  # e.g. WRITE, RENAME, INCOMPLETE, NOT_READY, NOT_RECEIVING
+    detail: str = ""
+    command: str = ""
+
+    def _message(self) -> str:
+        text = f"board error {self.code}" + (f": {self.detail}" if self.detail else "")
+        return text + (f" (after {self.command})" if self.command else "")
 
 
-class CrcMismatchError(OTAError):
+@dataclass(eq=False, repr=False)
+class CrcMismatchError(_DetailedError):
     """The board computed another CRC-32 than the file's (corrupted transfer)."""
 
-    def __init__(self, file: str, got: str, expected: str) -> None:
-        """Both CRCs as 8 lower-case hex digits."""
-        super().__init__(
-            f"CRC mismatch for {file}: board got {got}, expected {expected}"
-        )
-        self.file = file
-        self.got = got
-        self.expected = expected
+    _template = "CRC mismatch for {file}: board got {got}, expected {expected}"
+    file: str
+    got: str  # both CRCs as 8 lower-case hex digits
+    expected: str
 
 
-class SizeMismatchError(OTAError):
+@dataclass(eq=False, repr=False)
+class SizeMismatchError(_DetailedError):
     """A v1 board received another number of bytes than announced."""
 
-    def __init__(self, file: str, got: int, expected: int) -> None:
-        """Byte counts as the board reported them."""
-        super().__init__(
-            f"size mismatch for {file}: board got {got}, expected {expected}"
-        )
-        self.file = file
-        self.got = got
-        self.expected = expected
+    _template = "size mismatch for {file}: board got {got}, expected {expected}"
+    file: str
+    got: int  # byte counts as the board reported them
+    expected: int
 
 
-class NoReplyError(OTAError):
+@dataclass(eq=False, repr=False)
+class NoReplyError(_DetailedError):
     """The board did not answer in time, even after the allowed retries."""
 
-    def __init__(self, command: str, timeout: float, attempts: int = 1) -> None:
-        """Timeout is per attempt, in seconds."""
-        super().__init__(
-            f"no reply to {command} within {timeout:.1f} s ({attempts} attempt(s))"
-        )
-        self.command = command
-        self.timeout = timeout
-        self.attempts = attempts
+    _template = "no reply to {command} within {timeout:.1f} s ({attempts} attempt(s))"
+    command: str
+    timeout: float  # per attempt, in seconds
+    attempts: int = 1
 
 
-class TooManyRetriesError(OTAError):
+@dataclass(eq=False, repr=False)
+class TooManyRetriesError(_DetailedError):
     """Data chunks kept getting lost; the link is too poor to finish."""
 
-    def __init__(self, file: str, offset: int, retries: int) -> None:
-        """Offset is the last byte count the board acknowledged."""
-        super().__init__(
-            f"gave up sending {file} at byte {offset} after {retries} retransmissions"
-        )
-        self.file = file
-        self.offset = offset
-        self.retries = retries
+    _template = (
+        "gave up sending {file} at byte {offset} after {retries} retransmissions"
+    )
+    file: str
+    offset: int  # the last byte count the board acknowledged
+    retries: int
 
 
 class DisconnectedError(OTAError):
@@ -132,98 +152,82 @@ class NotSupportedError(OTAError):
     """The board's protocol cannot do what was asked (e.g. an empty file over v1)."""
 
 
-class ConnectFailedError(OTAError):
-    """Could not (re)connect to the board, e.g. after it reset."""
+@dataclass(eq=False, repr=False)
+class ConnectFailedError(_DetailedError):
+    """Could not (re)connect to the board, e.g. after it reset.
 
-    def __init__(
-        self,
-        attempts: int,
-        cause: BaseException | None = None,
-        *,
-        applied: bool = False,
-    ) -> None:
-        """Cause is the last exception the connect factory raised.
+    applied: the update was applied, only the check after the reset failed.
+    """
 
-        Applied: the update was applied, only the check after the reset failed.
-        """
-        super().__init__(
-            f"could not connect to the board after {attempts} attempt(s): {cause}"
-        )
-        self.attempts = attempts
-        self.cause = cause
-        self.applied = applied
+    _template = "could not connect to the board after {attempts} attempt(s): {cause}"
+    attempts: int
+    cause: BaseException | None = None  # what the connect factory raised last
+    applied: bool = field(default=False, kw_only=True)
 
 
-class LinkTooSmallError(OTAError):
+@dataclass(eq=False, repr=False)
+class LinkTooSmallError(_DetailedError):
     """The link's write size cannot carry a protocol line."""
 
-    def __init__(self, needed: int, available: int) -> None:
-        """Both in bytes."""
-        super().__init__(
-            f"a {needed}-byte line does not fit in {available}-byte writes"
-        )
-        self.needed = needed
-        self.available = available
+    _template = "a {needed}-byte line does not fit in {available}-byte writes"
+    needed: int  # both in bytes
+    available: int
 
 
-class AuthRequiredError(OTAError):
+@dataclass(eq=False, repr=False)
+class AuthRequiredError(_DetailedError):
     """The board requires a token or HMAC key that was not configured."""
 
-    def __init__(self, scheme: str) -> None:
-        """Scheme is `token` or `hmac`."""
-        super().__init__(f"the board requires {scheme} authentication")
-        self.scheme = scheme
+    _template = "the board requires {scheme} authentication"
+    scheme: str  # `token` or `hmac`
 
 
+@dataclass(eq=False, repr=False)
 class InvalidTokenError(AuthRequiredError):
     """The configured clear-text token cannot travel in a protocol line.
 
     Never carries the token: see `lines.valid_token` for the rule.
     """
 
-    def __init__(self) -> None:
-        """Say what a token must be, without quoting it."""
-        super().__init__("token")
-        self.args = (
-            "the configured token cannot be sent: it must be printable ASCII"
-            " without ':' and without spaces at either end",
-        )
+    _template = (
+        "the configured token cannot be sent: it must be printable ASCII"
+        " without ':' and without spaces at either end"
+    )
+    scheme: str = field(default="token", init=False)
 
 
-class NotInstalledError(OTAError):
+@dataclass(eq=False, repr=False)
+class NotInstalledError(_DetailedError):
     """After the board came back, a file does not have the CRC that was sent."""
 
-    def __init__(self, file: str, expected: str, found: str | None) -> None:
-        """Found is None when the file is missing on the board."""
-        super().__init__(
-            f"{file} was not installed: board has {found}, expected {expected}"
+    _template = "{file} was not installed: board has {found}, expected {expected}"
+    file: str
+    expected: str
+    found: str | None  # None when the file is missing on the board
+
+
+@dataclass(eq=False, repr=False)
+class RolledBackError(_DetailedError):
+    """The board's boot guard rejected the new version and restored the old one.
+
+    cause: what the rejected version did, when the board saved it
+    ("app.py line 12: NameError: name 'sensr' isn't defined").
+    """
+
+    version: str | None  # the rejected one
+    restored: str | None  # the one running now
+    cause: str | None = None
+
+    def _message(self) -> str:
+        because = f" ({self.cause})" if self.cause else ""
+        return (
+            f"the board rolled back version {self.version}{because};"
+            f" running {self.restored}"
         )
-        self.file = file
-        self.expected = expected
-        self.found = found
 
 
-class RolledBackError(OTAError):
-    """The board's boot guard rejected the new version and restored the old one."""
-
-    def __init__(
-        self, version: str | None, restored: str | None, cause: str | None = None
-    ) -> None:
-        """Version is the rejected one; restored the one running now.
-
-        cause: what the rejected version did, when the board saved it
-        ("app.py line 12: NameError: name 'sensr' isn't defined").
-        """
-        because = f" ({cause})" if cause else ""
-        super().__init__(
-            f"the board rolled back version {version}{because}; running {restored}"
-        )
-        self.version = version
-        self.restored = restored
-        self.cause = cause
-
-
-class ContentRefusedError(OTAError):
+@dataclass(eq=False, repr=False)
+class ContentRefusedError(_DetailedError):
     """The board refused a file whose data did not match the signed SHA-256.
 
     Only a board with a key signs content, so this means the data was changed
@@ -231,25 +235,20 @@ class ContentRefusedError(OTAError):
     Nothing of the file stays staged.
     """
 
-    def __init__(self, file: str) -> None:
-        """File is the name on the board."""
-        super().__init__(
-            f"the board refused {file}: its data did not match its signature"
-        )
-        self.file = file
+    _template = "the board refused {file}: its data did not match its signature"
+    file: str  # the name on the board
 
 
-class AnsweredLikeV1Error(NotSupportedError):
+@dataclass(eq=False, repr=False)
+class AnsweredLikeV1Error(NotSupportedError, _DetailedError):
     """A board we know as v2 (or that must check a key) answered HELLO like v1.
 
     Real v1 firmware, or a relay pretending to be it to get the v1 token or
     to bypass the key; either way nothing was sent after HELLO.
     """
 
-    def __init__(self, *, applied: bool = False) -> None:
-        """Set applied when this happened after the update was applied."""
-        super().__init__(
-            "the board answered like old (protocol v1) firmware although it is"
-            " known to speak v2"
-        )
-        self.applied = applied
+    _template = (
+        "the board answered like old (protocol v1) firmware although it is"
+        " known to speak v2"
+    )
+    applied: bool = field(default=False, kw_only=True)  # after the update applied

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 
+from custom_components.esp32_ota import nus_ota
 from custom_components.esp32_ota.nus_ota import errors
 
 # Each error as the client raises it, with the message a user reads.
@@ -105,3 +106,17 @@ def test_invalid_token_error_never_quotes_the_token() -> None:
     error = errors.InvalidTokenError()
     assert error.scheme == "token"
     assert isinstance(error, errors.AuthRequiredError)
+
+
+def test_the_package_exports_every_error() -> None:
+    """`from nus_ota import XError` works for each error class errors defines."""
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, errors.OTAError)
+        and not name.startswith("_")
+    }
+    assert set(errors.__all__) == defined
+    assert defined <= set(nus_ota.__all__)
+    assert all(getattr(nus_ota, name) is getattr(errors, name) for name in defined)

@@ -33,6 +33,7 @@ relative) and has a command line, `cli`:
         --address ADDR [--version V] [--key KEY | --token TOKEN] [--force]
 """
 
+from . import errors
 from .auth import Credentials
 from .board_info import (
     BoardInfo,
@@ -44,29 +45,7 @@ from .board_info import (
     usable_version,
 )
 from .client import FileImage, OTAClient, ProgressCallback
-from .errors import (
-    AnsweredLikeV1Error,
-    AuthRequiredError,
-    ConnectFailedError,
-    ContentRefusedError,
-    CrcMismatchError,
-    DeviceError,
-    DisconnectedError,
-    InvalidBoardInfoError,
-    InvalidTokenError,
-    LineTooLongError,
-    LinkTooSmallError,
-    NoReplyError,
-    NotInstalledError,
-    NotSupportedError,
-    OTAError,
-    ProtocolError,
-    RejectedError,
-    RolledBackError,
-    SizeMismatchError,
-    TooManyRetriesError,
-    TransportError,
-)
+from .errors import *  # noqa: F403 - exported below
 from .install import Connect, InstallOptions, InstallResult, install, probe
 from .lines import valid_token
 from .transport import (
@@ -81,44 +60,25 @@ __all__ = [
     "NUS_RX_UUID",
     "NUS_SERVICE_UUID",
     "NUS_TX_UUID",
-    "AnsweredLikeV1Error",
-    "AuthRequiredError",
     "BleakTransport",
     "BoardInfo",
     "Connect",
-    "ConnectFailedError",
-    "ContentRefusedError",
     "CrashReport",
-    "CrcMismatchError",
     "Credentials",
-    "DeviceError",
-    "DisconnectedError",
     "FileImage",
     "InstallOptions",
     "InstallResult",
     "InstalledFile",
-    "InvalidBoardInfoError",
-    "InvalidTokenError",
-    "LineTooLongError",
-    "LinkTooSmallError",
-    "NoReplyError",
-    "NotInstalledError",
-    "NotSupportedError",
     "OTAClient",
-    "OTAError",
     "ProgressCallback",
-    "ProtocolError",
-    "RejectedError",
     "Rollback",
-    "RolledBackError",
-    "SizeMismatchError",
     "StagedFile",
-    "TooManyRetriesError",
     "Transport",
-    "TransportError",
     "Trial",
     "install",
     "probe",
     "usable_version",
     "valid_token",
 ]
+# and every error the client raises, as errors.__all__ lists them
+__all__ += errors.__all__

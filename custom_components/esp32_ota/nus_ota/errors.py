@@ -15,6 +15,31 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import Any, ClassVar, Final
 
+# What `from .errors import *` gives, the package's __init__ among others.
+__all__ = [
+    "AnsweredLikeV1Error",
+    "AuthRequiredError",
+    "ConnectFailedError",
+    "ContentRefusedError",
+    "CrcMismatchError",
+    "DeviceError",
+    "DisconnectedError",
+    "InvalidBoardInfoError",
+    "InvalidTokenError",
+    "LineTooLongError",
+    "LinkTooSmallError",
+    "NoReplyError",
+    "NotInstalledError",
+    "NotSupportedError",
+    "OTAError",
+    "ProtocolError",
+    "RejectedError",
+    "RolledBackError",
+    "SizeMismatchError",
+    "TooManyRetriesError",
+    "TransportError",
+]
+
 # Reasons a board gives in `OTA:REJECT:<reason>`.
 REJECT_REASONS: Final = frozenset(
     {"BUSY", "BAD_ARGS", "AUTH", "FORBIDDEN", "NOSPACE", "VERSION"}

@@ -15,6 +15,7 @@ from custom_components.esp32_ota.nus_ota.board_info import (
     MAX_MESSAGE,
     MAX_TRACEBACK,
     CrashReport,
+    DeflateOffer,
     InstalledFile,
     Rollback,
     StagedFile,
@@ -74,6 +75,55 @@ def test_minimal_hello_and_tolerated_extras() -> None:
     assert info.staged == {}
     assert info.trial is None
     assert info.rollback is None
+
+
+BIN = {**GOOD, "enc": ["hex", "b64", "bin"], "fwin": 12, "fmax": 256}
+
+
+def test_deflate_offer() -> None:
+    info = parse({**BIN, "deflate": {"wbits": 9, "max": 1024}})
+    assert info.deflate == DeflateOffer(wbits=9, max_bytes=1024)
+    assert parse({**BIN, "deflate": {"wbits": 15, "max": 65535}}).deflate == (
+        DeflateOffer(15, 65535)
+    )
+    assert parse({**BIN, "deflate": {"wbits": 8, "max": 1}}).deflate == (
+        DeflateOffer(8, 1)
+    )
+    assert parse(BIN).deflate is None  # not offered: plain frames
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        None,
+        True,
+        [9, 1024],
+        "deflate",
+        {},
+        {"wbits": 9},
+        {"max": 1024},
+        {"wbits": 7, "max": 1024},
+        {"wbits": 16, "max": 1024},
+        {"wbits": 9, "max": 0},
+        {"wbits": 9, "max": 65536},
+        {"wbits": True, "max": 1024},
+        {"wbits": 9.0, "max": 1024},
+        {"wbits": "9", "max": 1024},
+        {"wbits": 9, "max": None},
+    ],
+)
+def test_an_unusable_deflate_offer_means_plain_frames(offer: Any) -> None:
+    """A malformed offer costs speed only: the HELLO parses, without deflate."""
+    info = parse({**BIN, "deflate": offer})
+    assert info.deflate is None
+    assert info.frame_max == 256
+
+
+def test_deflate_without_binary_frames_is_ignored() -> None:
+    """A board without `bin` cannot take deflated frames, whatever it says."""
+    info = parse({**GOOD, "deflate": {"wbits": 9, "max": 1024}})
+    assert info.encodings == {"hex", "b64"}
+    assert info.deflate is None
 
 
 def test_hello_of_the_real_engine(board_fs: Path) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_bytes
 
 from custom_components.esp32_ota.nus_ota import (
     AuthRequiredError,
@@ -900,8 +901,10 @@ def test_ask_v1_version_on_a_dropped_link() -> None:
     run(go())
 
 
-def first_window(hello: dict[str, Any], **send: Any) -> list[bytes]:
-    """The data writes of a 2000-byte file to a board that never acknowledges."""
+def first_window(
+    hello: dict[str, Any], data: bytes = b"x" * 2000, **send: Any
+) -> list[bytes]:
+    """The data writes of a file to a board that never acknowledges."""
     replies: dict[bytes, list[bytes] | str] = {
         b"OTA:HELLO": [b"OTA:HELLO:" + json.dumps(hello).encode() + b"\n"],
         b"OTA:FILE": [b"OTA:READY:0:0123456789abcdef\n"],
@@ -914,7 +917,7 @@ def first_window(hello: dict[str, Any], **send: Any) -> list[bytes]:
         await client.hello()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):  # before the first retransmit
-                await client.send_file(FileImage("app.py", b"x" * 2000), **send)
+                await client.send_file(FileImage("app.py", data), **send)
         return transport.written
 
     return [data for data, response in run(go()) if not response]
@@ -932,6 +935,63 @@ def test_binary_frames_use_the_boards_frame_window_and_length() -> None:
     assert [int.from_bytes(f[3:7], "little") for f in frames] == [
         57 * i for i in range(6)
     ]
+
+
+DEFLATE_HELLO = {
+    **HELLO,
+    "line": 512,
+    "enc": ["hex", "b64", "bin"],
+    "fwin": 6,
+    "fmax": 256,
+    "deflate": {"wbits": 9, "max": 1024},
+}
+
+
+def test_source_goes_deflated_to_a_board_that_offers_it() -> None:
+    source = source_bytes(8000)
+    frames = first_window(DEFLATE_HELLO, source)
+    assert len(frames) == 6
+    assert {f[0] for f in frames} == {0xFE}
+    pos = 0
+    for frame in frames:  # contiguous, whole streams, at most fmax
+        assert len(frame) <= 244
+        count = int.from_bytes(frame[7:9], "little")
+        assert int.from_bytes(frame[3:7], "little") == pos
+        assert zlib.decompress(frame[9:], -9) == source[pos : pos + count]
+        pos += count
+    assert pos > 6 * 237 * 1.4  # more file per write than plain frames carry
+
+
+@pytest.mark.parametrize(
+    ("hello", "send"),
+    [
+        pytest.param(DEFLATE_HELLO, {"compress": False}, id="compress-off"),
+        pytest.param({**DEFLATE_HELLO, "deflate": None}, {}, id="not-offered"),
+        pytest.param(
+            {**DEFLATE_HELLO, "deflate": {"wbits": 9}}, {}, id="malformed-offer"
+        ),
+    ],
+)
+def test_plain_frames_without_compression(
+    hello: dict[str, Any], send: dict[str, Any]
+) -> None:
+    frames = first_window(hello, source_bytes(8000), **send)
+    assert {f[0] for f in frames} == {0xFF}
+    assert [int.from_bytes(f[3:7], "little") for f in frames] == [
+        237 * i for i in range(6)
+    ]
+
+
+def test_lines_are_never_deflated() -> None:
+    """Deflated frames are binary: base64 lines stay as they were."""
+    lines = first_window(DEFLATE_HELLO, source_bytes(8000), encoding="b64")
+    assert all(line.startswith(b"OTA:D:") for line in lines)
+
+
+def test_max_chunk_bounds_deflated_frames_too() -> None:
+    frames = first_window(DEFLATE_HELLO, source_bytes(8000), max_chunk=100)
+    assert {f[0] for f in frames} == {0xFE}
+    assert max(len(f) for f in frames) <= 107
 
 
 def test_a_control_line_that_fits_exactly_goes_in_one_write() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from .errors import InvalidBoardInfoError
 
@@ -37,6 +37,11 @@ UNKNOWN: Final = "unknown"  # the firmware version of a board that reports none 
 MAX_BOOTS: Final = 1000
 MAX_MESSAGE: Final = 200  # the firmware saves 160 characters
 MAX_TRACEBACK: Final = 1024  # ... and 800
+# HELLO `deflate` (device_firmware/docs/protocol.md): window bits and the most
+# file bytes one deflated frame may expand to.
+MIN_DEFLATE_WBITS: Final = 8
+MAX_DEFLATE_WBITS: Final = 15
+MAX_DEFLATE_BYTES: Final = 0xFFFF
 
 _CRC_RE: Final = re.compile(r"[0-9a-f]{8}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{16}")
@@ -111,6 +116,14 @@ class Rollback:
 
 
 @dataclass(frozen=True, slots=True)
+class DeflateOffer:
+    """HELLO `deflate`: the board decompresses raw deflate frames (0xFE)."""
+
+    wbits: int  # the largest window the client may use: 2**wbits bytes
+    max_bytes: int  # the most file bytes one frame may expand to
+
+
+@dataclass(frozen=True, slots=True)
 class BoardInfo:
     """Capabilities and state of a v2 board."""
 
@@ -134,6 +147,8 @@ class BoardInfo:
     # longest one, when the board offers `bin` with its own window.
     frame_window: int | None = None
     frame_max: int | None = None
+    # Deflated frames (HELLO `deflate`): None when the board cannot take them.
+    deflate: DeflateOffer | None = None
 
     @property
     def allowed_files(self) -> frozenset[str]:
@@ -230,7 +245,25 @@ def parse_board_info(text: str) -> BoardInfo:
         rollback=rollback,
         frame_window=frame_window,
         frame_max=frame_max,
+        deflate=_deflate_offer(obj.get("deflate")) if "bin" in encodings else None,
     )
+
+
+def _deflate_offer(value: Any) -> DeflateOffer | None:
+    """Read HELLO `deflate`; None when absent or unusable (plain frames then).
+
+    Only an offer: a malformed one costs speed, not a reason to refuse the
+    board.
+    """
+    if not isinstance(value, dict):
+        return None
+    wbits = value.get("wbits")
+    most = value.get("max")
+    if not _in_range(wbits, MIN_DEFLATE_WBITS, MAX_DEFLATE_WBITS) or not _in_range(
+        most, 1, MAX_DEFLATE_BYTES
+    ):
+        return None
+    return DeflateOffer(wbits, most)
 
 
 def _crash_report(value: Any) -> CrashReport | None:
@@ -250,9 +283,7 @@ def _crash_report(value: Any) -> CrashReport | None:
         type=kind,
         message=_printable(value.get("msg"), MAX_MESSAGE),
         file=file if isinstance(file, str) and _NAME_RE.fullmatch(file) else None,
-        line=line
-        if isinstance(line, int) and not isinstance(line, bool) and 0 < line < 10**6
-        else None,
+        line=line if _in_range(line, 1, 10**6 - 1) else None,
         traceback=_printable(value.get("tb"), MAX_TRACEBACK, keep="\n"),
     )
 
@@ -270,13 +301,16 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _in_range(value: object, low: int, high: int) -> TypeGuard[int]:
+    """Tell a JSON integer (not a boolean) in low..high."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    )
+
+
 def _int(obj: Mapping[str, Any], key: str, low: int, high: int) -> int:
     value = obj.get(key)
-    if (
-        not isinstance(value, int)
-        or isinstance(value, bool)
-        or not low <= value <= high
-    ):
+    if not _in_range(value, low, high):
         raise InvalidBoardInfoError(
             f"{key} must be an integer in {low}..{high}, got {value!r}"
         )

@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--no-verify", action="store_true", help="skip the check after reset"
             )
+            sub.add_argument(
+                "--no-compress",
+                action="store_true",
+                help="plain frames even to a board that offers deflate",
+            )
     return parser
 
 
@@ -191,6 +196,7 @@ async def _push(
         force=args.force,
         protocol=args.protocol,
         verify=not args.no_verify,
+        compress=not args.no_compress,
     )
     shown = -1
 

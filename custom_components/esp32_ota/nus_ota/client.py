@@ -29,6 +29,7 @@ from .auth import (
     hello_signed,
 )
 from .board_info import usable_version
+from .compress import DeflateSender, deflate_frames
 from .errors import (
     ContentRefusedError,
     CrcMismatchError,
@@ -539,11 +540,15 @@ class OTAClient:
         encoding: str | None = None,
         window: int | None = None,
         max_chunk: int | None = None,
+        compress: bool = True,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """v2: stage one file (FILE, READY, D...); returns the offset it resumed from.
 
-        Progress gets the bytes of this file the board holds.
+        With binary frames and a board that offers `deflate`, a file that
+        compresses goes as deflated frames unless `compress` is False
+        (see `compress.deflate_frames`). Progress gets the bytes of this
+        file the board holds.
         """
         info = self._board()
         creds = credentials or Credentials()
@@ -585,16 +590,37 @@ class OTAClient:
         if enc == "bin" and info.frame_window and info.frame_max:
             limit = min(limit, info.frame_max)
             board_window = info.frame_window
-        sender = WindowSender(
-            image.name,
-            image.data,
-            chunk=v2_chunk(limit, image.size, enc, max_chunk),
-            encoding=enc,
-            window=min(board_window, window or board_window),
-            start=reply.offset,
-            rtt=self.rtt,
-            max_retries=self.max_retries,
-        )
+        chunk = v2_chunk(limit, image.size, enc, max_chunk)
+        window = min(board_window, window or board_window)
+        frames = None
+        if enc == "bin" and compress:
+            frames = deflate_frames(
+                image.data,
+                start=reply.offset,
+                limit=chunk + FRAME_HEAD,
+                offer=info.deflate,
+            )
+        sender: WindowSender
+        if frames is None:
+            sender = WindowSender(
+                image.name,
+                image.data,
+                chunk=chunk,
+                encoding=enc,
+                window=window,
+                start=reply.offset,
+                rtt=self.rtt,
+                max_retries=self.max_retries,
+            )
+        else:
+            sender = DeflateSender(
+                image.name,
+                frames,
+                window=window,
+                start=reply.offset,
+                rtt=self.rtt,
+                max_retries=self.max_retries,
+            )
         if progress is not None:
             progress(reply.offset)
         try:

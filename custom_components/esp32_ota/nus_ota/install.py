@@ -83,6 +83,7 @@ class InstallOptions:
     v1_window: int = DEFAULT_V1_WINDOW  # 1 = classic stop-and-wait
     encoding: str | None = None  # v2 "bin", "b64" or "hex"; None: the best offered
     max_chunk: int | None = None  # cap on data bytes per line
+    compress: bool = True  # deflated frames to a board that offers them, if it pays
     control_timeout: float = DEFAULT_CONTROL_TIMEOUT
     control_attempts: int = DEFAULT_CONTROL_ATTEMPTS
     max_retries: int = DEFAULT_MAX_RETRIES  # go-backs without progress before giving up
@@ -375,6 +376,7 @@ async def _install_v2(
                         encoding=options.encoding,
                         window=options.window,
                         max_chunk=options.max_chunk,
+                        compress=options.compress,
                         progress=run.file_progress(image.name),
                     )
                     staged.add(image.name)

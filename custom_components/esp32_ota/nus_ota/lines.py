@@ -9,6 +9,7 @@ and may not contain `:` or `\\n`.
 from __future__ import annotations
 
 import binascii
+import struct
 from typing import TYPE_CHECKING, Final
 
 from .errors import ProtocolError
@@ -24,6 +25,11 @@ DEFAULT_MAX_LINE: Final = 8192
 FRAME_MARK: Final = 0xFF
 FRAME_HEAD: Final = 7
 FRAME_MAX_PAYLOAD: Final = 0xFFFF
+# A deflated data frame: 0xFE, payload length (u16 LE), offset (u32 LE), the
+# count of file bytes it expands to (u16 LE), one raw deflate stream.
+DEFLATE_MARK: Final = 0xFE
+DEFLATE_HEAD: Final = 9
+_DEFLATE_HEAD: Final = struct.Struct("<BHIH")
 
 
 class LineAssembler:
@@ -166,6 +172,11 @@ def data_frame(offset: int, chunk: bytes | memoryview) -> bytes:
     """Build the binary data frame of `chunk` at `offset`: one whole BLE write."""
     head = bytes((FRAME_MARK,)) + len(chunk).to_bytes(2, "little")
     return head + offset.to_bytes(4, "little") + chunk
+
+
+def deflate_frame(offset: int, count: int, stream: bytes) -> bytes:
+    """Build the deflated frame of `count` file bytes at `offset`: one BLE write."""
+    return _DEFLATE_HEAD.pack(DEFLATE_MARK, len(stream), offset, count) + stream
 
 
 def data_line_v1(seq: int, chunk: bytes | memoryview) -> bytes:

@@ -318,6 +318,10 @@ class WindowSender(_Sender):
             return data_frame(pos, chunk)
         return data_line_v2(pos, encode_payload(chunk, self.encoding))
 
+    def _starts_frame(self, pos: int) -> bool:
+        """Tell whether a line starts at `pos` (or it is the end of the file)."""
+        return pos == self._end or not (pos - self._grid) % self.chunk
+
     def _on_progress(self) -> None:
         self._nak_at = None
 
@@ -328,7 +332,7 @@ class WindowSender(_Sender):
             if reply.have == self.acked:
                 self.stats.duplicates += 1
                 return
-            if reply.have != self._end and (reply.have - self._grid) % self.chunk:
+            if not self._starts_frame(reply.have):
                 # The board takes whole lines only: it cannot hold part of one.
                 raise ProtocolError(
                     f"board acknowledged {self.file} inside a line it was sent"

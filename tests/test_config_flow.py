@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from bluetooth_data_tools import monotonic_time_coarse
@@ -37,6 +37,7 @@ from custom_components.esp32_ota.const import (
 )
 
 if TYPE_CHECKING:
+    from homeassistant.config_entries import ConfigFlowResult
     from homeassistant.core import HomeAssistant
 
     from tests.bluetooth_helpers import SimProxyScanner
@@ -87,6 +88,17 @@ def board_info(
     return info
 
 
+async def start_flow(
+    hass: HomeAssistant,
+    source: str,
+    info: bluetooth.BluetoothServiceInfoBleak | None = None,
+) -> ConfigFlowResult:
+    """Start our config flow as `source` starts it (the user, a discovery)."""
+    return await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": source}, data=info
+    )
+
+
 async def test_discovery_creates_an_entry_with_a_default_folder(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
@@ -122,11 +134,7 @@ async def test_discovery_of_a_configured_board_changes_nothing(
     )
     entry.add_to_hass(hass)
     advertise(proxy, BOARD, "ESP32-OTA-NEW", uuids=[NUS_SERVICE_UUID])
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN,
-        context={"source": SOURCE_BLUETOOTH},
-        data=board_info(hass, BOARD),
-    )
+    result = await start_flow(hass, SOURCE_BLUETOOTH, board_info(hass, BOARD))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     # The address is the unique id; the name the user knows stays.
@@ -139,13 +147,9 @@ async def test_second_discovery_of_the_same_board_is_refused(
 ) -> None:
     advertise(proxy, BOARD, "ESP32-OTA-0001", uuids=[NUS_SERVICE_UUID])
     info = board_info(hass, BOARD)
-    first = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_BLUETOOTH}, data=info
-    )
+    first = await start_flow(hass, SOURCE_BLUETOOTH, info)
     assert first["type"] is FlowResultType.FORM
-    second = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_BLUETOOTH}, data=info
-    )
+    second = await start_flow(hass, SOURCE_BLUETOOTH, info)
     assert second["type"] is FlowResultType.ABORT
     assert second["reason"] == "already_in_progress"
 
@@ -164,9 +168,7 @@ async def test_user_lists_our_boards_first_then_other_nus_devices(
     known_entry("24:0A:C4:00:00:55").add_to_hass(hass)
     advertise(proxy, "24:0A:C4:00:00:55", "ESP32-OTA-0055")
 
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_USER}
-    )
+    result = await start_flow(hass, SOURCE_USER)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     choices = result["data_schema"].schema[CONF_ADDRESS].container
@@ -186,9 +188,7 @@ async def test_user_with_nothing_in_range(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     advertise(proxy, UNRELATED, "Thermometer")
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_USER}
-    )
+    result = await start_flow(hass, SOURCE_USER)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "no_devices_found"
 
@@ -200,9 +200,7 @@ async def test_user_when_every_board_in_range_is_already_added(
     for address in ("24:0A:C4:00:00:55", "24:0A:C4:00:00:56"):
         known_entry(address).add_to_hass(hass)
         advertise(proxy, address, "ESP32-OTA-" + address[-2:])
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_USER}
-    )
+    result = await start_flow(hass, SOURCE_USER)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "all_boards_added"
     assert result["description_placeholders"] == {"count": "2"}
@@ -212,9 +210,7 @@ async def test_user_picks_a_board_configured_meanwhile(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
     advertise(proxy, BOARD, "ESP32-OTA-0001")
-    result = await hass.config_entries.flow.async_init(
-        DOMAIN, context={"source": SOURCE_USER}
-    )
+    result = await start_flow(hass, SOURCE_USER)
     known_entry(BOARD).add_to_hass(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_ADDRESS: BOARD}
@@ -248,11 +244,25 @@ def entry(hass: HomeAssistant) -> MockConfigEntry:
     return entry
 
 
+@pytest.fixture
+async def entry_set_up(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    """Set the board's entry up (saving its options then reloads it)."""
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def submit_options(
+    hass: HomeAssistant, entry: MockConfigEntry, options: dict[str, Any]
+) -> ConfigFlowResult:
+    """Open the entry's options flow and submit `options` at once."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    return await hass.config_entries.options.async_configure(result["flow_id"], options)
+
+
+@pytest.mark.usefixtures("entry_set_up")
 async def test_options_set_folder_key_and_token(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "init"
@@ -279,10 +289,7 @@ async def test_options_set_folder_key_and_token(
 
     # Clearing the secrets removes them; an absolute folder is kept as is.
     absolute = str(Path(hass.config.path("elsewhere")))
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: absolute}
-    )
+    result = await submit_options(hass, entry, {CONF_SOURCE_DIR: absolute})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {CONF_SOURCE_DIR: absolute, CONF_CONFIRM_TRIAL: True}
     await hass.async_block_till_done()
@@ -328,14 +335,13 @@ async def test_options_errors(hass: HomeAssistant, entry: MockConfigEntry) -> No
     assert entry.options == {CONF_SOURCE_DIR: "fine", CONF_CONFIRM_TRIAL: True}
 
 
+@pytest.mark.usefixtures("entry_set_up")
 async def test_options_transfer_settings(
     hass: HomeAssistant, entry: MockConfigEntry
 ) -> None:
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
+    result = await submit_options(
+        hass,
+        entry,
         {
             CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
             CONF_CONFIRM_TRIAL: False,

@@ -28,6 +28,7 @@ from esp32_ota_sim.bench import (
     run_bench,
     run_case,
 )
+from esp32_ota_sim.content import source_bytes
 from esp32_ota_sim.link import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +193,24 @@ def test_run_bench_refuses_unknown_names() -> None:
         run_bench(["wifi"], [4], ["v2"], heap=False)
     with pytest.raises(ValueError, match="mode"):
         run_bench(["proxy"], [4], ["v3"], heap=False)
+    with pytest.raises(ValueError, match="content"):
+        run_bench(["proxy"], [4], ["v2"], heap=False, content="lorem")
+
+
+def test_source_content_is_the_projects_python() -> None:
+    source = source_bytes(64 * KIB)
+    firmware = b"".join(
+        path.read_bytes() for path in sorted((ROOT / "device_firmware").glob("*.py"))
+    )
+    assert source.startswith(firmware[: 64 * KIB])
+    assert source_bytes(10 * 1024 * KIB)[: 64 * KIB] == source  # repeats to any size
+    result = run_bench(
+        ["proxy"], [4], ["v2-bin"], heap=False, repeats=1, content="source"
+    )
+    (case,) = result.cases
+    assert case.content == "source"
+    assert case.bytes_delivered == 4 * KIB
+    assert "4 KB source" in render_table(result)
 
 
 def test_heap_figures_come_from_micropython() -> None:

@@ -1,7 +1,8 @@
 """`scripts/bench`: the transfer benchmark's command line.
 
     scripts/bench [--profiles proxy,local,lossy-proxy] [--sizes 4,16,64]
-        [--modes v1-saw,v1-best,v2] [--seed N] [--json out.json]
+        [--modes v1-saw,v1-best,v2,v2-bin,v2-zip] [--content random|source]
+        [--seed N] [--json out.json]
         [--markdown [build/bench.md]] [--no-heap] [--firmware WINDOW=12 ...]
 
 Seconds are simulated link time (deterministic for a seed); the HA-side CPU
@@ -25,6 +26,7 @@ from .bench import (
     render_table,
     run_bench,
 )
+from .content import CONTENTS
 
 DEFAULT_MARKDOWN = Path(__file__).resolve().parents[2] / "build" / "bench.md"
 
@@ -62,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--modes", type=_names, default=list(DEFAULT_MODES))
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--content",
+        choices=CONTENTS,
+        default="random",
+        help="what the file holds: random bytes or the project's own Python",
+    )
     parser.add_argument("--json", type=Path, help="write every figure as JSON")
     parser.add_argument(
         "--markdown",
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             firmware=dict(args.firmware),
             repeats=args.repeats,
             on_case=progress,
+            content=args.content,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -37,7 +37,7 @@ def source_bytes(size: int) -> bytes:
     return (corpus * (size // len(corpus) + 1))[:size]
 
 
-def content(kind: str, size: int, seed: int) -> bytes:
+def file_content(kind: str, size: int, seed: int) -> bytes:
     """`size` bytes of `kind` ("random" or "source")."""
     if kind == "random":
         return random_bytes(size, seed)

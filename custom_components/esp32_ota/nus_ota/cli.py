@@ -3,12 +3,14 @@ r"""`python -m nus_ota`: update a board from a laptop, with bleak and nothing el
     PYTHONPATH=custom_components/esp32_ota python -m nus_ota scan
     PYTHONPATH=custom_components/esp32_ota python -m nus_ota info --address ADDR
     PYTHONPATH=custom_components/esp32_ota python -m nus_ota push main.py app.py \
-        --address ADDR [--version 1.2.0] [--key KEY | --token TOKEN] [--force]
+        --address ADDR [--version 1.2.0] [--key KEY | --token TOKEN] [--force] \
+        [--no-compress]
 
 `push` detects the protocol (v2 windowed transfer, or the v1 START/DATA/COMMIT
 of boards already in the field), sends only the files that changed (v2),
-resumes a transfer a dropped link or an earlier run left half done (v2), and
-checks the installed CRCs after the board restarted. Secrets can come from
+resumes a transfer a dropped link or an earlier run left half done (v2),
+deflates the files that compress for a board that offers it (v2 binary
+frames), and checks the installed CRCs after the board restarted. Secrets can come from
 the environment (NUS_OTA_KEY, NUS_OTA_TOKEN) instead of the command line,
 where other users of the machine could see them.
 """

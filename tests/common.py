@@ -191,6 +191,12 @@ async def setup_fleet(
     return boards
 
 
+async def wait(hass: HomeAssistant, seconds: float) -> None:
+    """Let `seconds` of virtual time pass, and the work they bring finish."""
+    await asyncio.sleep(seconds)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
 def source_folder(hass: HomeAssistant) -> Path:
     """The board's default source folder."""
     return Path(hass.config.path(SOURCE_DIR))

@@ -8,7 +8,6 @@ the virtual clock: a simulated day takes only the CPU time its events need.
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from typing import TYPE_CHECKING
 
@@ -28,6 +27,7 @@ from tests.common import (
     make_board,
     setup_board,
     setup_fleet,
+    wait,
 )
 
 if TYPE_CHECKING:
@@ -43,12 +43,6 @@ pytestmark = pytest.mark.virtual_clock
 ADVERTISING_INTERVAL = 10.0  # s, the simulated boards'
 DAY = 24 * 3600.0
 KEY = "0123456789abcdef0123456789abcdef"
-
-
-async def wait(hass: HomeAssistant, seconds: float) -> None:
-    """Let `seconds` of virtual time pass, and the work they bring finish."""
-    await asyncio.sleep(seconds)
-    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 def coordinator_of(entry: MockConfigEntry) -> BoardCoordinator:

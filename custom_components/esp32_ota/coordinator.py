@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from homeassistant.components import bluetooth
 from homeassistant.const import CONF_ADDRESS
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
-from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 
 from . import repairs
-from .const import DOMAIN, SOURCE_SCAN_INTERVAL
+from .const import DOMAIN
 from .data import BoardSettings, StoredBoard, board_store
 from .errors import LINK_ERRORS
 from .fleet import BoardOutOfReachError, QueueTimeoutError
@@ -39,7 +38,8 @@ from .inventory import BoardData
 from .link import BoardLink
 from .nus_ota.advert import AdvertisedState, parse_advertised_state
 from .nus_ota.errors import OTAError
-from .source import SourceFolder, SourceState
+from .source import SourceState
+from .source_watch import async_watch_folder
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,7 +56,7 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
     config_entry: Esp32OtaConfigEntry
 
     def __init__(self, hass: HomeAssistant, entry: Esp32OtaConfigEntry) -> None:
-        """Read the entry; nothing runs before async_start()."""
+        """Read the entry and join the watcher of its folder."""
         settings = BoardSettings.from_entry(hass, entry)
         super().__init__(
             hass,
@@ -67,7 +67,6 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         )
         self.address: str = entry.data[CONF_ADDRESS]
         self.settings = settings
-        self.folder = SourceFolder(self.settings.source_dir)
         self.source = SourceState()
         self.available = False  # a connectable adapter or proxy hears it
         self.data = BoardData()
@@ -77,6 +76,11 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         self._issue_id = f"source_problem_{entry.entry_id}"
         self.advertised: AdvertisedState | None = None  # the last OTA state heard
         self._read_bundle: int | None = None  # the advertised bundle last read
+        self._watcher, unwatch = async_watch_folder(
+            hass, settings.source_dir, self._async_take_source
+        )
+        entry.async_on_unload(unwatch)
+        self.folder = self._watcher.folder
 
     # -- life cycle
 
@@ -108,15 +112,6 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         entry.async_on_unload(
             bluetooth.async_track_unavailable(
                 self.hass, self._async_unavailable, self.address, connectable=True
-            )
-        )
-        entry.async_on_unload(
-            async_track_time_interval(
-                self.hass,
-                self._async_scan_timer,
-                SOURCE_SCAN_INTERVAL,
-                name=f"{DOMAIN} source scan",
-                cancel_on_shutdown=True,
             )
         )
         if self.available:
@@ -202,14 +197,15 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
 
     # -- the source folder
 
-    async def _async_scan_timer(self, _now: Any) -> None:
-        await self.async_rescan_source()
-
     async def async_rescan_source(self) -> SourceState:
-        """Re-read the folder if it changed (a stat walk in the executor)."""
-        state = await self.hass.async_add_executor_job(self.folder.scan)
+        """Re-read the folder now, for every board that uses it."""
+        return await self._watcher.async_scan()
+
+    @callback
+    def _async_take_source(self, state: SourceState) -> None:
+        """Follow a scan of the folder (its watcher calls this every time)."""
         if state is self.source:
-            return state
+            return
         self.source = state
         if (problem := state.problem) is not None:
             _LOGGER.warning("%s: %s", self.name, problem)
@@ -229,7 +225,6 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         else:
             ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
         self.async_update_listeners()
-        return state
 
     # -- what the board runs
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
+from esp32_ota_sim.bleak_backend import set_connection_slots
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.fleet import board_address
 from esp32_ota_sim.memfs import MemFS
@@ -182,12 +183,19 @@ async def setup_fleet(
     hass: HomeAssistant,
     proxy: SimProxyScanner | SimLocalScanner,
     count: int,
+    *,
+    slots: int | None = None,
     **kwargs: Any,
 ) -> list[VirtualBoard]:
-    """Boards 1..count behind one scanner, all set up (they share a folder)."""
+    """Boards 1..count behind one scanner, all set up (they share a folder).
+
+    slots: the scanner's connection slots from then on (its own otherwise).
+    """
     boards = [make_board(board_address(index)) for index in range(1, count + 1)]
     for board in boards:
         await setup_board(hass, proxy, board, **kwargs)
+    if slots is not None:
+        set_connection_slots(proxy.source, slots)
     return boards
 
 

@@ -12,7 +12,6 @@ from esp32_ota_sim.bleak_backend import (
     add_slot_listener,
     connection_slots,
     register_board,
-    set_connection_slots,
 )
 from homeassistant.components.update import ATTR_IN_PROGRESS
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN
@@ -146,8 +145,7 @@ async def test_many_entities_installed_at_once(
     write_release(
         source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
     )
-    boards = await setup_fleet(hass, proxy, 4)
-    set_connection_slots(proxy.source, 2)
+    boards = await setup_fleet(hass, proxy, 4, slots=2)
     watch.peak = 0
     await hass.services.async_call(
         UPDATE_DOMAIN,
@@ -209,8 +207,7 @@ async def test_a_board_no_scanner_hears_fails_at_once(hass: HomeAssistant) -> No
 async def test_a_board_that_waits_too_long_fails(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    await setup_fleet(hass, proxy, 2)
-    set_connection_slots(proxy.source, 1)
+    await setup_fleet(hass, proxy, 2, slots=1)
     fleet = get_fleet(hass)
     queued = AttributeWatch(hass, [board_entity(2)], "queued")
     busy = AttributeWatch(hass, [board_entity(2)], ATTR_IN_PROGRESS)

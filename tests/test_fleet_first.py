@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from esp32_ota_sim.bleak_backend import set_connection_slots
-
 from custom_components.esp32_ota.fleet import FleetScheduler
 from tests.common import board_address, setup_fleet
 
@@ -24,8 +22,7 @@ if TYPE_CHECKING:
 async def test_a_board_asking_first_is_admitted_before_earlier_waiters(
     hass: HomeAssistant, proxy: SimProxyScanner
 ) -> None:
-    await setup_fleet(hass, proxy, 3)
-    set_connection_slots(proxy.source, 1)
+    await setup_fleet(hass, proxy, 3, slots=1)
     fleet = FleetScheduler(hass)
     admitted: list[str] = []
 

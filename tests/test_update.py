@@ -398,14 +398,25 @@ async def test_corrupted_transfer(hass: HomeAssistant, proxy: SimProxyScanner) -
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("declared", "app_version", "message"),
+    [
+        ("1.1.0", "1.1.0", "rejected version 1.1.0"),
+        (None, "x", "went back to"),  # undeclared: the release is named by its hash
+    ],
+)
 async def test_board_rolls_back_a_broken_version(
-    hass: HomeAssistant, proxy: SimProxyScanner
+    hass: HomeAssistant,
+    proxy: SimProxyScanner,
+    declared: str | None,
+    app_version: str,
+    message: str,
 ) -> None:
     board, _ = await board_with_release(
-        hass, proxy, files={"app.py": app_source("1.1.0", crash=True)}
+        hass, proxy, declared, files={"app.py": app_source(app_version, crash=True)}
     )
     err = await install_fails(hass, "rolled_back")
-    assert "rejected version 1.1.0" in str(err)
+    assert message in str(err)
     assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
     state = hass.states.get(ENTITY_ID)
     assert state is not None
@@ -491,17 +502,6 @@ async def test_release_notes(
         f"compared with 1.1.0 on the board when this dialog opened:\n"
         f"- app.py ({size} bytes) (on the board)"
     ) in notes
-
-
-async def test_rollback_of_a_release_named_by_its_hash(
-    hass: HomeAssistant, proxy: SimProxyScanner
-) -> None:
-    board, _ = await board_with_release(
-        hass, proxy, None, files={"app.py": app_source("x", crash=True)}
-    )
-    err = await install_fails(hass, "rolled_back")
-    assert "went back to" in str(err)
-    assert board.read("app.py") == (FIRMWARE_DIR / "app.py").read_bytes()
 
 
 async def test_board_does_not_come_back_after_the_update(

@@ -12,6 +12,8 @@ import zlib
 from typing import TYPE_CHECKING
 
 import pytest
+from bluetooth_data_tools import monotonic_time_coarse
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 
 from custom_components.esp32_ota.const import (
@@ -101,6 +103,39 @@ async def test_a_v1_board_is_still_probed(
     before = board.connections
     await wait(hass, DAY + 60)  # the timer runs a little behind
     assert board.connections - before == reads
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["v2", "v1"])
+async def test_the_signal_strength_follows_the_advertisements(
+    hass: HomeAssistant, proxy: SimProxyScanner, v1: bool
+) -> None:
+    """Also for firmware that advertises no OTA state (v1).
+
+    Home Assistant calls back when an advertisement's content changes (not
+    for its RSSI alone): here its manufacturer data.
+    """
+    board = make_board(v1=v1)
+    signal = "sensor.esp32_ota_0001_signal_strength"
+    er.async_get(hass).async_get_or_create(
+        "sensor", DOMAIN, f"{board.address}_rssi", suggested_object_id=signal[7:]
+    )
+    await setup_board(hass, proxy, board)
+    for count, rssi in enumerate((-75, -52), start=1):
+        proxy._async_on_advertisement(
+            board.address,
+            rssi,
+            board.name,
+            [],
+            {},
+            {0x0F0F: bytes([count])},  # an id no integration matches
+            None,
+            {"address_type": 0},
+            monotonic_time_coarse(),
+        )
+        await hass.async_block_till_done()
+        state = hass.states.get(signal)
+        assert state is not None
+        assert state.state == str(rssi)
 
 
 async def test_an_out_of_band_update_is_read_once(

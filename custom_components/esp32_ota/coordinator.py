@@ -135,7 +135,11 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
         service_info: bluetooth.BluetoothServiceInfoBleak,
         change: bluetooth.BluetoothChange,
     ) -> None:
-        """Follow the advertised OTA state; mark the board available."""
+        """Follow the advertised OTA state; mark the board available.
+
+        Home Assistant calls back when the advertisement changed; the
+        entities are written each time (the signal strength is new too).
+        """
         state = parse_advertised_state(service_info.service_data)
         came_back = service_info.connectable and not self.available
         if came_back:
@@ -145,8 +149,7 @@ class BoardCoordinator(DataUpdateCoordinator[BoardData]):
             self._async_follow(state)
         elif came_back and state is None:
             self.async_schedule_read()  # firmware that advertises no state
-        if came_back or state is not None:
-            self.async_update_listeners()
+        self.async_update_listeners()
 
     @callback
     def _async_follow(self, state: AdvertisedState) -> None:

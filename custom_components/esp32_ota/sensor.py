@@ -23,7 +23,6 @@ from homeassistant.const import (
     EntityCategory,
     UnitOfInformation,
 )
-from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
 from .entity import BoardEntity
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
+    from homeassistant.core import HomeAssistant
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
     from homeassistant.helpers.typing import StateType
 
@@ -164,26 +164,3 @@ class BoardSensor(BoardEntity, SensorEntity):
     def native_value(self) -> StateType | datetime:
         """Read the value from the coordinator (or the Bluetooth stack)."""
         return self.entity_description.value_fn(self.coordinator)
-
-    async def async_added_to_hass(self) -> None:
-        """Follow the coordinator; the signal follows every advertisement."""
-        await super().async_added_to_hass()
-        if self.entity_description.key == "rssi":
-            self.async_on_remove(
-                bluetooth.async_register_callback(
-                    self.hass,
-                    self._async_advertisement,
-                    bluetooth.BluetoothCallbackMatcher(
-                        address=self.coordinator.address
-                    ),
-                    bluetooth.BluetoothScanningMode.PASSIVE,
-                )
-            )
-
-    @callback
-    def _async_advertisement(
-        self,
-        service_info: bluetooth.BluetoothServiceInfoBleak,
-        change: bluetooth.BluetoothChange,
-    ) -> None:
-        self.async_write_ha_state()

@@ -92,7 +92,6 @@ SENSORS: tuple[BoardSensorDescription, ...] = (
         device_class=SensorDeviceClass.SIGNAL_STRENGTH,
         native_unit_of_measurement=SIGNAL_STRENGTH_DECIBELS_MILLIWATT,
         state_class=SensorStateClass.MEASUREMENT,
-        entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
         value_fn=_rssi,
         needs_board=True,
@@ -104,7 +103,6 @@ SENSORS: tuple[BoardSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfInformation.BYTES,
         suggested_unit_of_measurement=UnitOfInformation.KIBIBYTES,
         suggested_display_precision=0,
-        entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=_free,
         needs_board=True,
     ),
@@ -113,20 +111,17 @@ SENSORS: tuple[BoardSensorDescription, ...] = (
         translation_key="last_update_result",
         device_class=SensorDeviceClass.ENUM,
         options=[RESULT_INSTALLED, RESULT_UNCHANGED, RESULT_FAILED],
-        entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=_result,
     ),
     BoardSensorDescription(
         key="last_update",
         translation_key="last_update",
         device_class=SensorDeviceClass.TIMESTAMP,
-        entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=_ended,
     ),
     BoardSensorDescription(
         key="last_update_connection",
         translation_key="last_update_connection",
-        entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=_path,
     ),
 )
@@ -146,6 +141,7 @@ async def async_setup_entry(
 class BoardSensor(BoardEntity, SensorEntity):
     """One diagnostic value of a board."""
 
+    _attr_entity_category = EntityCategory.DIAGNOSTIC
     entity_description: BoardSensorDescription
 
     def __init__(

@@ -1,9 +1,8 @@
 """What SHA-256 costs the board: heap (as .mpy) and CPU per KB.
 
-Read as in fw_memory.py and fw_perf_memory.py: the tests are generators and
-at each `yield` the harness collects garbage, so gc.mem_alloc() right after
-it is the live heap. No firmware module is imported at the top, so the
-resident figure counts them all. The file is streamed from fwtest.Chunks
+Read with support/heap.py, as in fw_memory.py and fw_perf_memory.py. No
+firmware module is imported at the top, so the resident figure counts them
+all. The file is streamed from fwtest.Chunks
 (no 64 KB of random words to confuse the conservative collector).
 
 - resident: live heap after importing ota_manager and creating one
@@ -21,34 +20,20 @@ resident figure counts them all. The file is streamed from fwtest.Chunks
   in milliseconds, so each figure times 1 MB of work.
 """
 
-import gc
-
-import nus_central
 from fwtest import Chunks, hexs
-from nus_central import Central, StreamHeap, stream_measured
+from heap import (
+    expect_ready,
+    live,
+    measured_stream,
+    preload,
+    report,
+    resident_manager,
+    started_stack,
+)
 
 KEY = "board-secret"
 RESIDENT_GOAL = 6 * 1024
 PEAK_GOAL = 4 * 1024
-MEASURED = hasattr(gc, "mem_alloc")
-
-
-def _heap():
-    return gc.mem_alloc() if MEASURED else 0
-
-
-def _preload():
-    import binascii  # noqa: F401 - C modules on a board
-    import hashlib  # noqa: F401
-    import json  # noqa: F401
-    import os  # noqa: F401
-    import time  # noqa: F401
-
-    import bluetooth
-    import machine  # noqa: F401
-    import micropython  # noqa: F401
-
-    bluetooth.BLE()
 
 
 def _sha_hex(data):
@@ -70,66 +55,29 @@ def _signed_file(nonce, name, data, sha):
     return f"OTA:FILE:{head}:" + hexs(ota_auth.hmac_sha256(KEY, message))
 
 
-def _forget(central):
-    central.notes = []
-    central.lines = []
-
-
 def test_mpy_resident_with_a_key():
-    _preload()
-    yield
-    before = _heap()
-    import ota_manager
-
-    ota_manager.OTAManager.AUTH_KEY = KEY
-    m = ota_manager.OTAManager(print)
-    yield
-    resident = _heap() - before
+    m, resident = yield from resident_manager(KEY)
     assert m.state == m.IDLE
-    if not MEASURED:
-        return None
-    assert resident <= RESIDENT_GOAL, resident
-    return {"resident_bytes": resident, "goal": RESIDENT_GOAL}
+    return report(RESIDENT_GOAL, "resident_bytes", resident)
 
 
 def test_mpy_signed_stream_peak_growth():
-    _preload()
+    preload()
     import ota_manager
 
     ota_manager.OTAManager.AUTH_KEY = KEY
-    import main
-
-    p = main.start()
-    c = Central(p, mtu=247)
-    info = nus_central.hello(c)
+    c, info = started_stack()
     assert info["hash"] == "sha256"
-    win = info["win"]
     size = 64 * 1024
     chunk = 171  # b64 in a 244-byte write, as the client sends at MTU 247
     data = Chunks(size, chunk, 13)
-    got = c.ask(_signed_file(info["nonce"], "app.py", data, _sha_hex(data)))
-    assert len(got) == 1, got
-    assert got[0].startswith("OTA:READY:0:"), got
-    _forget(c)
-    nus_central.room_for_names()
-    yield
-    base = _heap()
-    heap = StreamHeap()
-    yield from stream_measured(c, data, win, _heap, heap)
+    expect_ready(c, _signed_file(info["nonce"], "app.py", data, _sha_hex(data)))
+    heap = yield from measured_stream(c, data, info["win"])
     c.disconnect()
-    p.poll()
+    c.p.poll()
     yield
-    after = _heap() - base
-    if not MEASURED:
-        return None
-    assert heap.peak <= PEAK_GOAL, heap.peak
-    return {
-        "stream_peak_growth_bytes": heap.peak,
-        "max_live_growth_bytes": heap.live,
-        "max_poll_alloc_bytes": heap.call,
-        "retained_after_session_bytes": after,
-        "goal": PEAK_GOAL,
-    }
+    after = live() - heap.base
+    return heap.report(PEAK_GOAL, retained_after_session_bytes=after)
 
 
 def _us_per_kb(work, kb):
@@ -154,7 +102,7 @@ def test_mpy_sha256_cpu_per_kb():
 
     if not hasattr(time, "ticks_us"):
         return None  # plain CPython without the shims: no figures
-    _preload()
+    preload()
     import binascii
     import hashlib
 

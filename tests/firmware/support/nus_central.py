@@ -127,79 +127,8 @@ def v2_apply(central, names):
     return False
 
 
-class StreamHeap:
-    """Heap figures of a measured stream (see stream_measured)."""
-
-    def __init__(self):
-        self.peak = 0  # max of live + call: the stack's streaming peak growth
-        self.live = 0  # most heap kept since READY, before a poll()
-        self.call = 0  # most heap one poll() allocated, garbage included
-        self.most_queued = 0  # most writes waiting in the peripheral's queue
-
-
 def frame(off, payload):
     """A binary data frame (docs/protocol.md): 0xFF, length, offset, payload."""
     n = len(payload)
     head = bytes([0xFF, n & 255, n >> 8, off & 255, off >> 8 & 255])
     return head + bytes([off >> 16 & 255, off >> 24 & 255]) + payload
-
-
-def room_for_names():
-    """Make sure MicroPython's name pool has room before a measured stream.
-
-    A stream interns about 20 names. When the name (qstr) pool is full, the
-    next name allocates a new pool (4.5 KB here, kept for good) wherever it
-    comes: measured inside the stream it reads as streaming growth although
-    it only depends on how many names the whole firmware interned at boot.
-    Interning 100 throw-away names first either fits the pool already (then
-    the stream's names fit too) or starts the next, larger pool now.
-    """
-    for i in range(100):
-        getattr(room_for_names, f"warm_name_{i}", None)
-
-
-def stream_measured(central, data, win, heap, figures, frames=False):  # noqa: PLR0917
-    """Generator: stream `data` (fwtest.Chunks) in windows of `win` D lines
-    (or binary frames, with `frames`).
-
-    As on a board: the central writes a whole window, then the peripheral's
-    poll() takes the writes one at a time. `heap()` reads the live heap; the
-    caller's harness collects garbage at each `yield`, so the figures land in
-    `figures` (a StreamHeap). The central's own lines and replies are dropped
-    before every reading: they are client-side memory. Use with `yield from`.
-    """
-    p = central.p
-    size = data.size
-    base = heap()
-    off = 0
-    last = ""
-    while off < size:
-        sent = off
-        for _ in range(win):
-            if sent >= size:
-                break
-            if frames:
-                central.write(frame(sent, data.read()))
-            else:
-                central.write(f"OTA:D:{sent}:{b64(data.read())}\n")
-            sent += data.chunk
-        figures.most_queued = max(figures.most_queued, p.pending())
-        while True:
-            yield
-            live = heap() - base
-            a = heap()
-            took = p.poll()
-            call = heap() - a
-            if not took:
-                break
-            figures.peak = max(figures.peak, live + call)
-            figures.live = max(figures.live, live)
-            figures.call = max(figures.call, call)
-            if central.lines:
-                last = central.lines[-1]
-            central.notes = []
-            central.lines = []
-        assert last.startswith("OTA:A:"), last
-        off = int(last.split(":")[2])
-        assert off == min(sent, size), (off, sent)  # pieces stay in step
-    assert last == f"OTA:A:{size}", last

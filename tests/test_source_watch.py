@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 from esp32_ota_sim.fleet import board_address
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 
 from custom_components.esp32_ota.const import (
     CONF_SOURCE_DIR,
@@ -243,3 +244,41 @@ async def test_a_board_moved_to_another_folder_follows_that_one(
         path_of(hass, SOURCE_DIR): INTERVALS
     }
     assert offered(hass, 1, 2) == ["1.2.0", "1.2.0"]
+
+
+async def test_timer_ticks_during_a_slow_scan_are_skipped(
+    hass: HomeAssistant, proxy: SimProxyScanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder that takes long to read (a hung network share) piles up nothing.
+
+    Ticks of the interval timer that come while a scan is under way end at
+    once: the scan under way hands its state to every board anyway.
+    """
+    (entry,) = await boards_on(hass, proxy, [SOURCE_DIR])
+    offer(hass, SOURCE_DIR, "1.2.0")
+    reading = threading.Event()
+    read_state = SourceFolder._read_state
+
+    def held(folder: SourceFolder) -> SourceState:
+        assert reading.wait(timeout=60)  # a bound, never reached
+        return read_state(folder)
+
+    monkeypatch.setattr(SourceFolder, "_read_state", held)
+    watcher = hass.data[DATA_WATCHERS][path_of(hass, SOURCE_DIR)]
+    now = dt_util.utcnow()
+    slow = hass.async_create_task(watcher.async_scan())
+    await asyncio.sleep(0)  # the slow scan holds the folder
+    try:
+        ticks = [
+            hass.async_create_task(watcher._async_scan_timer(now)) for _ in range(5)
+        ]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert all(tick.done() for tick in ticks)  # none of them waits
+    finally:
+        reading.set()
+    state = await slow
+    assert state.latest is not None
+    assert state.latest.version == "1.2.0"
+    assert offered(hass, 1) == ["1.2.0"]
+    assert entry.runtime_data.source is state

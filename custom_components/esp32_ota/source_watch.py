@@ -8,7 +8,8 @@ starts the timer, the last one to leave stops it and drops the watcher.
 
 Scans of one folder never overlap: `SourceFolder` keeps the last signature
 and state between scans, and a scan that started later must not return the
-state from before another scan's change.
+state from before another scan's change. A rescan asked for waits for the
+scan under way; a timer tick during one is skipped.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ class FolderWatcher:
         return unsubscribe
 
     async def _async_scan_timer(self, _now: datetime) -> None:
-        await self.async_scan()
+        # A tick while a scan is under way (a slow network share) ends at
+        # once: that scan hands its state to everyone, and ticks never queue.
+        if not self._scanning.locked():
+            await self.async_scan()
 
     async def async_scan(self) -> SourceState:
         """Re-read the folder if it changed (a stat walk in the executor).

@@ -161,6 +161,24 @@ def test_a_smaller_board_window_is_slower() -> None:
     assert small.seconds > normal.seconds
 
 
+def test_a_board_window_beyond_the_proxy_queue_loses_nothing() -> None:
+    # a board offering 48 frames: 48 in flight would overflow the proxy's
+    # queue of 32 and every dropped write is sent again
+    big = run_case("proxy", 32 * KIB, "v2-bin", firmware={"FRAME_WINDOW": 48})
+    normal = run_case("proxy", 32 * KIB, "v2-bin", firmware={"FRAME_WINDOW": 12})
+    assert big.writes_dropped == 0
+    assert big.resent == 0
+    assert big.seconds <= normal.seconds * 1.02
+
+
+def test_a_big_board_window_costs_little_on_a_lossy_link() -> None:
+    # every loss makes the board drop what follows the gap: lines in flight
+    # beyond what the link needs are sent twice for nothing
+    big = run_case("lossy-proxy", 32 * KIB, "v2-bin", firmware={"FRAME_WINDOW": 24})
+    normal = run_case("lossy-proxy", 32 * KIB, "v2-bin", firmware={"FRAME_WINDOW": 12})
+    assert big.seconds <= normal.seconds * 1.15
+
+
 def test_run_bench_renders_every_case() -> None:
     seen: list[CaseResult] = []
     result = run_bench(

@@ -42,6 +42,7 @@ from .replies import (
     SeqAck,
     SeqError,
 )
+from .window import LinkWindow, Stamp
 
 DEFAULT_MAX_RETRIES: Final = 8
 MAX_BAD_DATA: Final = 3
@@ -117,14 +118,12 @@ class _Sender:
         self,
         file: str,
         *,
-        window: int,
+        window: LinkWindow,
         end: int,
         start: int,
         rtt: RttEstimator,
         max_retries: int,
     ) -> None:
-        if window < 1:
-            raise ValueError("window must be at least 1")
         self.file = file
         self.window = window
         self.rtt = rtt
@@ -134,12 +133,11 @@ class _Sender:
         self.acked = start
         self._next = start
         self._high = start  # one past the furthest position ever sent
-        # Positions sent since the last rewind and not acknowledged, in the
-        # order sent, which is ascending: a rewind empties it.
-        self._flight: deque[int] = deque()
-        # Send times of the lines in flight that went out once (a resent
-        # line gives no round-trip sample: its ACK may answer either copy).
-        self._first_sent: dict[int, float] = {}
+        # Lines sent since the last rewind and not acknowledged, in the order
+        # sent, which is ascending: (position, stamp). Only a line that went
+        # out once has a stamp: a resent line's ACK may answer either copy,
+        # so it gives no round-trip or rate sample. A rewind empties it.
+        self._flight: deque[tuple[int, Stamp | None]] = deque()
         self._timer_start: float | None = None
         self._stalled = 0  # rewinds since the last progress
 
@@ -175,24 +173,33 @@ class _Sender:
             self.stats.timeouts += 1
             self.rtt.backoff()
             self._rewind(self.acked, now)
-        lines: list[bytes] = []
         flight = self._flight
+        window = self.window
         if self._timer_start is None:
             self._timer_start = now
-        high = self._high
+            window.start(now)
+        room = window.size - len(flight)
         pos = self._next
-        while pos < self._end and len(flight) < self.window:
-            if not flight:
-                self._timer_start = now  # the oldest line in flight starts it
+        end = self._end
+        if room <= 0 or pos >= end:
+            return []
+        if not flight:
+            self._timer_start = now  # the oldest line in flight starts it
+        high = self._high
+        stamp = window.stamp(now)  # the same for every line of this batch
+        lines: list[bytes] = []
+        while room and pos < end:
             if pos < high:
                 self.stats.resent += 1
+                flight.append((pos, None))
             else:
-                self._first_sent[pos] = now
-            flight.append(pos)
+                flight.append((pos, stamp))
             lines.append(self._line(pos))
             pos = self._step(pos)
+            room -= 1
         self._next = pos
-        self._high = max(high, pos)
+        if pos > high:
+            self._high = pos
         self.stats.lines_sent += len(lines)
         return lines
 
@@ -201,14 +208,17 @@ class _Sender:
         if to <= self.acked:
             return
         flight = self._flight
-        first_sent = self._first_sent
-        sent_at = None
+        stamp = None
         last = -1
-        while flight and flight[0] < to:
-            last = flight.popleft()
-            sent_at = first_sent.pop(last, None)
-        if sent_at is not None and self._step(last) == to:
-            self.rtt.sample(now - sent_at)
+        count = 0
+        while flight and flight[0][0] < to:
+            last, stamp = flight.popleft()
+            count += 1
+        if stamp is not None and self._step(last) == to:
+            self.rtt.sample(now - stamp[0])
+        else:
+            stamp = None
+        self.window.on_ack(count, now, stamp)
         self.acked = to
         self._next = max(self._next, to)
         self._timer_start = now
@@ -226,8 +236,7 @@ class _Sender:
             raise TooManyRetriesError(self.file, self.acked, self.stats.rewinds)
         self.stats.rewinds += 1
         self._next = to
-        self._flight.clear()
-        self._first_sent.clear()  # all of it may go out again: no samples
+        self._flight.clear()  # all of it may go out again: no samples
         self._timer_start = now
 
     def _check_sent(self, pos: int, reply: Reply) -> None:
@@ -290,7 +299,7 @@ class WindowSender(_Sender):
             )
         super().__init__(
             file,
-            window=window,
+            window=LinkWindow(window),
             end=len(data),
             start=start,
             rtt=rtt or RttEstimator(),
@@ -386,7 +395,7 @@ class SeqSender(_Sender):
         count = (len(data) + chunk - 1) // chunk
         super().__init__(
             file,
-            window=window,
+            window=LinkWindow(window, fixed=True),
             end=count,
             start=0,
             rtt=rtt or RttEstimator(),

@@ -1,0 +1,128 @@
+"""How many data lines to keep in flight: enough for the link, no more.
+
+Lines in flight beyond what the link carries in one round trip only wait in
+the proxy's queue: they make the round trip longer, and a lost write costs
+every line sent after it (the board takes lines in order and answers the
+gap with `N`, so those are sent again). Too few, and the link idles. So the
+window is the link's bandwidth-delay product, measured from the board's
+acknowledgements in the manner of TCP BBR:
+
+- delivery rate: when a line goes out, the sender notes how many lines were
+  acknowledged so far and when the last acknowledgement came; when that
+  line is acknowledged, the lines acknowledged in between over the time
+  since that earlier acknowledgement is one rate sample (never shorter than
+  a round trip, so a burst of acknowledgements does not fake a fast link).
+  The window keeps the highest sample of the last `RATE_ROUNDS` round trips;
+- round trip: the shortest sample of the transfer (queueing only adds);
+- window = `GAIN` x rate x shortest round trip, rounded up. BLE moves
+  packets in connection events, so a line also waits for the next event
+  and its acknowledgement for the one after: a gain above 1 covers that
+  wait, and lets the window grow while it limits the rate (each sample is
+  then window / round trip).
+
+Bounds: at most the board's window (what its RAM holds, from HELLO) and
+`PROXY_QUEUE` (an ESPHome proxy drops writes without response silently
+when its queue is full), at least `MIN_WINDOW`. It starts at
+`INITIAL_WINDOW` lines (TCP's initial window, RFC 6928) or the upper bound
+if smaller, and is sized by the link from the first acknowledgements on.
+Not at the upper bound: a first burst bigger than the link carries queues
+in the proxy, and the shortest round trip would then include that queue
+and size every later window too big (measured in scripts/bench with a
+board window of 24 and 48). Losses change nothing but the samples:
+the window stays within its bounds, and resent lines give no sample (their
+acknowledgement may answer either copy).
+
+Sans-I/O: times come from the caller, in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Final
+
+# The simulator's proxy queue (scripts/esp32_ota_sim/link.py, 32 writes):
+# more in flight could overflow it however fast the board acknowledges.
+PROXY_QUEUE: Final = 32
+MIN_WINDOW: Final = 2
+INITIAL_WINDOW: Final = 10
+GAIN: Final = 1.5
+RATE_ROUNDS: Final = 10
+_ROUNDING: Final = 1e-9  # 12.000000001 lines is 12
+
+type Stamp = tuple[float, int, float]
+"""(sent at, lines acknowledged then, time of the last acknowledgement then)."""
+
+
+class LinkWindow:
+    """The number of lines to keep in flight (`size`), from rate and round trip."""
+
+    __slots__ = (
+        "_rates",
+        "_startup",
+        "cap",
+        "delivered",
+        "delivered_at",
+        "fixed",
+        "min_rtt",
+        "size",
+    )
+
+    def __init__(self, board_window: int, *, fixed: bool = False) -> None:
+        """Board_window: lines the board holds (HELLO `win` or `fwin`).
+
+        A `fixed` window stays at its bounds (v1 boards: a small pipeline
+        within the v1 contract, see transfer.SeqSender).
+        """
+        if board_window < 1:
+            raise ValueError("window must be at least 1")
+        self.cap = min(board_window, PROXY_QUEUE)
+        self.size = self.cap if fixed else min(self.cap, INITIAL_WINDOW)
+        self.fixed = fixed
+        self.delivered = 0  # lines acknowledged so far
+        self.delivered_at = 0.0  # when the last of them was (see `start`)
+        self.min_rtt = math.inf
+        # Rate samples (time, lines/s) that may still be the highest of the
+        # horizon: each one higher than every later one (a sliding maximum).
+        self._rates: deque[tuple[float, float]] = deque()
+        self._startup = self.size  # lines of the first burst not acknowledged
+
+    def start(self, now: float) -> None:
+        """Count rates from now, when the first line goes out."""
+        self.delivered_at = now
+
+    def stamp(self, now: float) -> Stamp:
+        """Return what to remember of a line sent for the first time at `now`."""
+        return (now, self.delivered, self.delivered_at)
+
+    def on_ack(self, lines: int, now: float, sample: Stamp | None) -> None:
+        """`lines` more are acknowledged; `sample` is the newest one's stamp, if any.
+
+        A sample only for a line sent once whose acknowledgement ends exactly
+        at it (Karn's rule, as for the round-trip estimate).
+        """
+        self.delivered += lines
+        self.delivered_at = now
+        self._startup -= lines
+        if sample is None or self.fixed:
+            return
+        sent, delivered, since = sample
+        rtt = now - sent
+        self.min_rtt = min(self.min_rtt, rtt)
+        interval = now - since
+        if interval <= 0 or self.min_rtt <= 0:
+            return
+        rate = (self.delivered - delivered) / interval
+        rates = self._rates
+        while rates and rates[-1][1] <= rate:
+            rates.pop()
+        rates.append((now, rate))
+        horizon = now - RATE_ROUNDS * self.min_rtt
+        while rates[0][0] < horizon:
+            rates.popleft()
+        target = math.ceil(GAIN * rates[0][1] * self.min_rtt - _ROUNDING)
+        if self._startup > 0:
+            # The first burst went out before any sample: until it is
+            # acknowledged the samples count only part of it, so only grow.
+            target = max(target, self.size)
+        self.size = min(self.cap, max(MIN_WINDOW, target))

@@ -129,7 +129,7 @@ def test_starts_at_the_initial_window_or_the_boards_if_smaller() -> None:
 def test_a_v1_window_stays_fixed() -> None:
     v1 = SeqSender("app.py", bytes(4 * KIB), chunk=110, window=4)
     assert len(v1.poll(0.0)) == 4
-    v1.window.on_ack(4, 1.0, (0.5, 0, 0.0))
+    v1.window.on_ack(4, 1.0, (0.5, 0, 0.0, 0.0))
     assert v1.window.size == 4
 
 
@@ -152,17 +152,17 @@ def test_never_more_than_the_board_window_or_the_proxy_queue() -> None:
 
 
 def test_grows_to_cover_a_long_round_trip() -> None:
-    # 50 ms each way: the round trip holds about 20 lines, twice the
+    # 60 ms each way: the round trip holds about 24 lines, twice the
     # initial window; the window grows and the link runs nearly full
-    link = SlottedLink(hop=0.050)
+    link = SlottedLink(hop=0.060)
     size = 64 * KIB
     seconds = link.run(sender(32, size))
     assert max(link.windows) >= 20
     assert size / seconds > 0.8 * capacity(link)
     # the initial window alone fills about half of it
-    fixed = SlottedLink(hop=0.050)
+    fixed = SlottedLink(hop=0.060)
     fixed_seconds = fixed.run(sender(INITIAL_WINDOW, size))
-    assert size / fixed_seconds < 0.55 * capacity(link)
+    assert size / fixed_seconds < 0.6 * capacity(link)
 
 
 def test_stays_near_the_link_not_the_board() -> None:

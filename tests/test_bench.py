@@ -8,6 +8,7 @@ figures are only checked for being sane, never against a limit.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -140,6 +141,35 @@ def test_cpu_meter_counts_nested_regions_once() -> None:
     assert meter.seconds == {"client": 1.5, "firmware": 2.0, "link": 0.0}
     assert meter.total == 3.75
     assert meter.loop == 0.25
+
+
+def test_cpu_meter_takes_its_own_cost_out_and_holds_the_collector() -> None:
+    now = [0.0]
+
+    def clock() -> float:  # every read of the clock costs a second
+        now[0] += 1.0
+        return now[0]
+
+    meter = CpuMeter(clock=clock, cpu_clock=clock)
+    # an empty region costs one read, and adds one to a region around it
+    assert meter.calibrate(calls=10, rounds=2) == (1.0, 1.0)
+
+    def firmware() -> None:
+        now[0] += 2.0
+
+    def client() -> None:
+        now[0] += 5.0
+        meter.wrap("firmware", firmware)()
+
+    assert gc.isenabled()
+    meter.start()
+    assert not gc.isenabled()  # a collection would land in any region
+    meter.wrap("client", client)()
+    meter.stop()
+    assert gc.isenabled()
+    assert meter.seconds["client"] == 7.0  # 5 of work and the meter's 2
+    assert (meter.net("client"), meter.net("firmware")) == (5.0, 2.0)
+    assert meter.client == 5.0
 
 
 def test_lossy_link_recovers_quickly_and_repeats_exactly() -> None:

@@ -460,18 +460,17 @@ class OTAClient:
     ) -> None:
         """Drive a data sender until the board acknowledged everything."""
         reported = -1
+        now = asyncio.get_running_loop().time
         try:
             while not sender.done:
-                lines = sender.poll(self._now())
+                lines = sender.poll(now())
                 if lines:
                     await self._write_data(lines)
                 deadline = sender.deadline
-                wait = (
-                    self.control_timeout if deadline is None else deadline - self._now()
-                )
+                wait = self.control_timeout if deadline is None else deadline - now()
                 reply = await self._next_reply(wait)
                 while reply is not None:
-                    sender.on_reply(reply, self._now())
+                    sender.on_reply(reply, now())
                     reply = self._take_nowait()
                 if progress is not None and sender.acked_bytes != reported:
                     reported = sender.acked_bytes

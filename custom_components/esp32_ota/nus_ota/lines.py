@@ -30,6 +30,7 @@ FRAME_MAX_PAYLOAD: Final = 0xFFFF
 DEFLATE_MARK: Final = 0xFE
 DEFLATE_HEAD: Final = 9
 _DEFLATE_HEAD: Final = struct.Struct("<BHIH")
+_FRAME_HEAD: Final = struct.Struct("<BHI")
 
 
 class LineAssembler:
@@ -58,6 +59,16 @@ class LineAssembler:
 
     def feed(self, data: bytes | bytearray) -> list[str]:
         """Add one notification; return the lines it completed (no newline)."""
+        end = data.find(b"\n")
+        if (
+            0 <= end == len(data) - 1
+            and end <= self.max_line
+            and not self._buf
+            and not self._discarding
+        ):
+            # The usual notification: one whole reply (an acknowledgement),
+            # and no part of an earlier line kept or being dropped.
+            return [data[:end].decode("ascii", "replace").rstrip("\r")]
         lines: list[str] = []
         if self._buf.startswith(b"OTA:") and data.startswith(b"OTA:"):
             self.damaged += 1
@@ -170,8 +181,7 @@ def data_line_v2(offset: int, payload: bytes) -> bytes:
 
 def data_frame(offset: int, chunk: bytes | memoryview) -> bytes:
     """Build the binary data frame of `chunk` at `offset`: one whole BLE write."""
-    head = bytes((FRAME_MARK,)) + len(chunk).to_bytes(2, "little")
-    return head + offset.to_bytes(4, "little") + chunk
+    return _FRAME_HEAD.pack(FRAME_MARK, len(chunk), offset) + chunk
 
 
 def deflate_frame(offset: int, count: int, stream: bytes) -> bytes:

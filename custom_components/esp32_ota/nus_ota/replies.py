@@ -13,13 +13,15 @@ from typing import Final
 
 from .board_info import BoardInfo, parse_board_info
 from .errors import ProtocolError
-from .lines import is_ota_line, split_fields
+from .lines import PREFIX, is_ota_line, split_fields
 
 _NUMBER_RE: Final = re.compile(r"[0-9]{1,10}")
 _WORD_RE: Final = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 _CRC_RE: Final = re.compile(r"[0-9a-fA-F]{1,8}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{16}")
 _MAX_DETAIL: Final = 200
+_MAX_DIGITS: Final = 10  # as _NUMBER_RE
+_PREFIX_LEN: Final = len(PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +133,28 @@ type Reply = (
 )
 
 
+# Replies that carry one number: the acknowledgements of data lines.
+_PROGRESS: Final[dict[str, type[Ack | Nak | SeqAck]]] = {
+    "A": Ack,
+    "N": Nak,
+    "ACK": SeqAck,
+}
+
+
 def parse_reply(line: str) -> Reply | None:
     """Parse one line; None when it is an application line (not `OTA:`)."""
     if not is_ota_line(line):
         return None
+    kind, _, value = line[_PREFIX_LEN:].partition(":")
+    progress = _PROGRESS.get(kind)
+    if (
+        progress is not None
+        and value.isdigit()
+        and value.isascii()
+        and len(value) <= _MAX_DIGITS
+    ):
+        # The reply to nearly every data line: one number, no regex.
+        return progress(int(value))
     if line.startswith("OTA:HELLO:"):
         text = line[len("OTA:HELLO:") :]
         return Hello(parse_board_info(text), text)
@@ -148,11 +168,8 @@ def parse_reply(line: str) -> Reply | None:
     elif kind == "REJECT":
         if len(args) == 1 and _WORD_RE.fullmatch(args[0]):
             return Reject(args[0])
-    elif kind in {"A", "N", "ACK"} and len(args) == 1:
-        value = _number(args[0], line)
-        return (
-            Ack(value) if kind == "A" else Nak(value) if kind == "N" else SeqAck(value)
-        )
+    elif kind in _PROGRESS and len(args) == 1:
+        raise ProtocolError("bad number in reply", line)  # a good one went above
     elif kind == "ERR" and args:
         return _parse_error(args, line)
     elif kind == "OK" and not args:

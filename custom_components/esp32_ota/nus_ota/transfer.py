@@ -337,17 +337,18 @@ class WindowSender(_Sender):
     def on_reply(self, reply: Reply, now: float) -> None:
         """Account for one reply of the board."""
         if isinstance(reply, Ack):
-            self._check_ack(reply.have, reply)
-            if reply.have == self.acked:
-                self.stats.duplicates += 1
+            have = reply.have
+            if not self.acked < have <= self._high:
+                self._check_ack(have, reply)
+                self.stats.duplicates += 1  # the same as the last one
                 return
-            if not self._starts_frame(reply.have):
+            if not self._starts_frame(have):
                 # The board takes whole lines only: it cannot hold part of one.
                 raise ProtocolError(
                     f"board acknowledged {self.file} inside a line it was sent"
                     f" ({reply})"
                 )
-            self._advance(reply.have, now)
+            self._advance(have, now)
         elif isinstance(reply, Nak):
             self._check_ack(reply.have, reply)
             if reply.have == self._nak_at:

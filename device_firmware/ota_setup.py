@@ -138,6 +138,19 @@ def sha_field(s):
     return s
 
 
+def _claim(m, line):
+    """The opening of FILE and APPLY: (nonce, fields), or None once BUSY is sent.
+
+    Neither starts while a transfer runs.
+    """
+    nonce = m._nonce
+    m._nonce = None  # every FILE and APPLY consumes the nonce, whatever the outcome
+    if m.t.state != IDLE:
+        m._send("OTA:REJECT:BUSY")
+        return None
+    return nonce, line.split(":")
+
+
 def _auth(m, nonce, given, message):
     """Check the <auth> field of FILE or APPLY against the board's mode."""
     if m.AUTH_KEY is not None:
@@ -224,12 +237,10 @@ def commit(m):
 
 def file(m, line):
     """OTA:FILE:<file>:<size>:<crc32>:<version>:<enc>:<flags>[:<sha256>]:<auth>"""
-    nonce = m._nonce
-    m._nonce = None  # every FILE consumes the nonce, whatever the outcome
-    if m.t.state != IDLE:
-        m._send("OTA:REJECT:BUSY")
+    claimed = _claim(m, line)
+    if claimed is None:
         return
-    p = line.split(":")
+    nonce, p = claimed
     n = len(p)
     sha = sha_field(p[8]) if n == 10 else None
     if n != 9 and sha is None:
@@ -322,12 +333,10 @@ def _resume(old, new, size, crc_s, sha):
 
 def apply(m, line):
     """OTA:APPLY:<file>[,<file>...]:<auth>"""
-    nonce = m._nonce
-    m._nonce = None  # every APPLY consumes the nonce, whatever the outcome
-    if m.t.state != IDLE:
-        m._send("OTA:REJECT:BUSY")
+    claimed = _claim(m, line)
+    if claimed is None:
         return
-    p = line.split(":")
+    nonce, p = claimed
     names = p[2].split(",") if len(p) == 4 else ()
     if not names or "" in names or len(set(names)) != len(names):
         m._send("OTA:REJECT:BAD_ARGS")

@@ -2,7 +2,7 @@
 
 Why this shape: on an ESP32 the BLE IRQ handler runs on the NimBLE task with
 the scheduler locked, so a flash write inside it would stall the radio. The
-handler therefore only copies each write into a small bounded queue (and
+handler therefore only copies each write into a bounded ring of bytes (and
 restarts advertising after a disconnect). `poll()`, called from your main loop
 or run by `serve()` as an asyncio task, rebuilds the lines and hands them to
 the OTA engine or to your application, outside the IRQ.
@@ -91,7 +91,9 @@ class NUSPeripheral:
     IDLE_TIMEOUT_S = 60  # no OTA line for this long: hang up
     TRANSFER_IDLE_TIMEOUT_S = 180  # the same while a transfer is under way
 
-    def __init__(self, app=None, name=None, ota=None, wdt=None, ble=None, rxbuf=0):
+    def __init__(  # noqa: PLR0913
+        self, app=None, name=None, ota=None, wdt=None, ble=None, rxbuf=0, rxring=0
+    ):
         cfg = _config()
         _configure_ota(cfg)
         self._ble = ble or bluetooth.BLE()
@@ -101,16 +103,33 @@ class NUSPeripheral:
         # (a v1 OTAManager) never offers them, and stray ones are dropped.
         self._to_engine = getattr(self.ota, "frame", None)
         self.frame_max = 0
-        # The queue holds as many writes as the engine lets a client have in
-        # flight (HELLO `win` lines or `fwin` frames); a line may be as long
-        # as HELLO `line`, "\n" included, a frame as long as `fmax`.
-        self.window = self.ota.WINDOW
+        ota = self.ota
+        # What a client may have in flight: `win` lines of up to LINE_MAX
+        # bytes ("\n" included) or `fwin` frames of up to `fmax` bytes.
+        want = (ota.WINDOW + 1) * ota.LINE_MAX
         if self._to_engine is not None:
-            self.ota.frames = True
-            self.frame_max = self.ota.FRAME_MAX
-            self.window = max(self.window, self.ota.FRAME_WINDOW)
-        self.line_max = self.ota.LINE_MAX - 1
-        self._q = [None] * self.window
+            ota.frames = True
+            self.frame_max = ota.FRAME_MAX
+            want = max(want, (ota.FRAME_WINDOW + 1) * self.frame_max)
+        # The RX queue: every write is copied into one ring of preallocated
+        # bytes (one piece per write, behind the queued ones) and noted in a
+        # slot; no queued write keeps an object of its own. Made here, once:
+        # at connect time a fragmented heap could refuse it, in the IRQ. N
+        # writes of up to M bytes fit in (N + 1) * M bytes, whatever the
+        # wrap-around leaves unused, so HELLO announces what the ring holds.
+        cap = max(rxring or want, 2 * ota.LINE_MAX)
+        self.rxring = cap
+        self.window = min(ota.WINDOW, cap // ota.LINE_MAX - 1)
+        if self._to_engine is not None:
+            ota.WINDOW = self.window
+            ota.FRAME_WINDOW = min(ota.FRAME_WINDOW, cap // self.frame_max - 1)
+            self.window = max(self.window, ota.FRAME_WINDOW)
+        self.line_max = ota.LINE_MAX - 1
+        self._ring = bytearray(cap)
+        self._ringv = memoryview(self._ring)
+        self._end = 0  # IRQ: where the last queued write ends in the ring
+        self._qat = [0] * self.window  # where each queued write starts
+        self._qlen = [0] * self.window
         self._qgen = bytearray(self.window)
         self._qflag = bytearray(self.window)
         self._wrap = 2 * self.window  # head/tail run modulo 2*window
@@ -156,9 +175,11 @@ class NUSPeripheral:
         except (OSError, ValueError):
             pass
         ((self._tx, self._rx),) = ble.gatts_register_services(((_NUS, (_TX, _RX)),))
-        # Append mode: writes pile up (bounded) until the IRQ reads them,
-        # which it does at every write: room for a line window is plenty.
-        self.rxbuf = rxbuf or self.ota.WINDOW * self.ota.LINE_MAX
+        # Append mode: the IRQ reads (and so empties) the buffer at every
+        # write, and on an ESP32 it runs as each write arrives, so the buffer
+        # holds one write (an ATT write is at most 512 bytes, 514 at MTU 517);
+        # twice LINE_MAX also keeps a second one where events come late.
+        self.rxbuf = rxbuf or 2 * ota.LINE_MAX
         ble.gatts_set_buffer(self._rx, self.rxbuf, True)
         self._adv = None
         self._adv = self._advertisement()
@@ -194,22 +215,31 @@ class NUSPeripheral:
             conn, handle = data
             if handle != self._rx:
                 return
+            # gatts_read makes a bytes object (MicroPython has no read into a
+            # buffer): copied into the ring, it is garbage at once, so no
+            # queued write holds an object of its own.
             chunk = self._ble.gatts_read(handle)  # also empties the buffer
             if conn != self._conn or not chunk:
                 return
-            if (self._tail - self._head) % self._wrap >= self.window:
+            n = len(chunk)
+            tail = self._tail
+            at = self._room(n, tail)
+            if at < 0:
                 self.dropped += 1
                 self._gap = True
                 return
-            slot = self._tail % self.window
-            self._q[slot] = chunk
+            slot = tail % self.window
+            self._ringv[at : at + n] = chunk
+            self._qat[slot] = at
+            self._qlen[slot] = n
             self._qgen[slot] = self._gen
             self._qflag[slot] = _GAP if self._gap else 0
+            self._end = at + n
             self._gap = False
-            if len(chunk) >= self.rxbuf and chunk[-1] != 10:
+            if n >= self.rxbuf and chunk[-1] != 10:
                 self.cut += 1
                 self._gap = True  # the line at the end was cut: drop it
-            self._tail = (self._tail + 1) % self._wrap
+            self._tail = (tail + 1) % self._wrap  # last: poll() may read it now
         elif event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             if self._conn is None:
@@ -233,6 +263,28 @@ class NUSPeripheral:
             if data[0] == self._conn:
                 self._mtu = data[1]
 
+    def _room(self, n, tail):
+        """IRQ: where a write of n bytes goes in the ring; -1 when it does not fit.
+
+        It goes in one piece after the queued writes, else at the start of
+        the ring if the first queued one leaves room there. poll() may free
+        writes meanwhile: `head` read once errs on the safe side.
+        """
+        head = self._head
+        queued = (tail - head) % self._wrap
+        if queued >= self.window:
+            return -1
+        cap = self.rxring
+        if not queued:
+            return 0 if n <= cap else -1
+        first = self._qat[head % self.window]
+        end = self._end
+        if end > first:  # the queued writes lie in one piece
+            if n <= cap - end:
+                return end
+            return 0 if n <= first else -1
+        return end if n <= first - end else -1
+
     # -- lines in -------------------------------------------------------
 
     def pending(self):
@@ -244,8 +296,7 @@ class NUSPeripheral:
         n = -self._pos
         i = self._head
         while i != self._tail:
-            chunk = self._q[i % self.window]
-            n += len(chunk) if chunk is not None else 0
+            n += self._qlen[i % self.window]
             i = (i + 1) % self._wrap
         return max(n, 0)
 
@@ -268,77 +319,86 @@ class NUSPeripheral:
             self.advertise()
         if self._conn is not None:
             self._check_idle()
+        ring = self._ring
         while self._head != self._tail:
             slot = self._head % self.window
-            chunk = self._q[slot]
+            at = self._qat[slot]
+            end = at + self._qlen[slot]
             if self._pos == 0:
                 if self._qgen[slot] != self._gen:
-                    self._next_write(slot)  # from a link that is gone
+                    self._next_write()  # from a link that is gone
                     continue
-                if self._qflag[slot] or chunk[0] == _FRAME:
+                if self._qflag[slot] or ring[at] == _FRAME:
                     self._plen = 0  # a loss, or a frame, broke the line
                     self._skip = False
-            start = self._pos
-            if self._framed or (start == 0 and chunk[0] == _FRAME):
-                if self._frame(slot, chunk, start):
+            start = at + self._pos
+            if self._framed or (start == at and ring[at] == _FRAME):
+                if self._frame(at, start, end):
                     return True
                 continue
             if self._after_cut:
                 self._after_cut = False  # the rest of a cut frame: not a line
                 self.badframes += 1
-                self._next_write(slot)
+                self._next_write()
                 continue
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                self._keep(chunk, start, len(chunk))
-                self._next_write(slot)
+            nl = ring.find(b"\n", start, end)
+            if nl < 0:
+                self._keep(start, end)
+                self._next_write()
                 continue
-            self._pos = end + 1
-            if self._pos >= len(chunk):
-                self._next_write(slot)
+            self._pos = nl + 1 - at
+            line = None  # the line's text, copied out of the ring
             if self._skip:
                 self._skip = False
                 self._plen = 0
-                return True
-            if self._plen:
-                self._keep(chunk, start, end)
+            elif self._plen:
+                self._keep(start, nl)
                 if self._skip:
                     self._skip = False
                     self._plen = 0
-                    return True
-                line = self._partv[: self._plen]
-                self._plen = 0
+                else:
+                    line = self._text(self._partv[: self._plen])
+                    self._plen = 0
             else:
-                line = memoryview(chunk)[start:end]
-            if self._dispatch(line):
+                line = self._text(self._ringv[start:nl])
+            if nl + 1 >= end:
+                self._next_write()
+            if line is None:
+                return True  # dropped, but taken
+            if line:
+                self._dispatch(line)
                 return True
         return False
 
-    def _frame(self, slot, chunk, start):
-        """Hand the binary frame at chunk[start:] to the engine; True if one went.
+    def _frame(self, at, start, end):
+        """Hand the binary frame at ring[start:end] to the engine; True if one went.
 
         Frames fill a write from its start, one after another: bytes after
         them that are not a whole frame are dropped with the rest of the
         write, and so is a write that starts with what a cut frame left.
+        The engine reads the frame in the ring, so the write stays queued
+        until it returns.
         """
         self._after_cut = False
-        n = len(chunk)
-        end = n + 1  # cut short, unless the header says otherwise
-        if chunk[start] != _FRAME:
-            end = n  # garbage after a frame
-        elif n - start >= _FRAME_HEAD:
-            end = start + _FRAME_HEAD + (chunk[start + 1] | chunk[start + 2] << 8)
-        if end > n or end - start > self.frame_max or chunk[start] != _FRAME:
+        ring = self._ring
+        stop = end + 1  # cut short, unless the header says otherwise
+        if ring[start] != _FRAME:
+            stop = end  # garbage after a frame
+        elif end - start >= _FRAME_HEAD:
+            stop = start + _FRAME_HEAD + (ring[start + 1] | ring[start + 2] << 8)
+        if stop > end or stop - start > self.frame_max or ring[start] != _FRAME:
             self.badframes += 1  # the client resends what it does not see acked
-            self._after_cut = end > n
-            self._next_write(slot)
+            self._after_cut = stop > end
+            self._next_write()
             return False
-        self._pos = end
-        self._framed = end < n
-        if end >= n:
-            self._next_write(slot)
+        self._pos = stop - at
+        self._framed = stop < end
         self._last_ota = self.clock()
-        self._to_engine(memoryview(chunk)[start:end])
+        try:
+            self._to_engine(self._ringv[start:stop])
+        finally:
+            if stop >= end:
+                self._next_write()
         return True
 
     def _check_idle(self):
@@ -354,13 +414,12 @@ class NUSPeripheral:
             self.idle_drops += 1
             self.disconnect()
 
-    def _next_write(self, slot):
-        self._q[slot] = None
+    def _next_write(self):
         self._framed = False
         self._pos = 0
-        self._head = (self._head + 1) % self._wrap
+        self._head = (self._head + 1) % self._wrap  # the IRQ may reuse its bytes
 
-    def _keep(self, chunk, start, end):
+    def _keep(self, start, end):
         # Part of a line: stash it until its end arrives.
         if self._skip:
             return
@@ -370,23 +429,26 @@ class NUSPeripheral:
             self._skip = True
             self._plen = 0
             return
-        self._partv[self._plen : self._plen + n] = memoryview(chunk)[start:end]
+        self._partv[self._plen : self._plen + n] = self._ringv[start:end]
         self._plen += n
 
-    def _dispatch(self, raw):
+    def _text(self, raw):
+        """A received line as str, "" when empty; None (counted) when dropped."""
         n = len(raw)
         if n and raw[n - 1] == 13:  # "\r\n" line ends from terminal apps
             n -= 1
         if not n:
-            return False
+            return ""
         if n > self.line_max:
             self.overlong += 1
-            return True
+            return None
         try:
-            line = str(raw[:n], "utf-8")
+            return str(raw[:n], "utf-8")
         except ValueError:
             self.undecodable += 1
-            return True
+            return None
+
+    def _dispatch(self, line):
         if line.startswith("OTA:"):
             self._last_ota = self.clock()
             self.ota.handle(line)
@@ -398,7 +460,6 @@ class NUSPeripheral:
                 reply = None
             if reply is not None:
                 self.send(reply)
-        return True
 
     async def serve(self, idle_ms=10):
         """Run poll() forever as an asyncio task."""

@@ -40,14 +40,16 @@ class OTAManager:
     AUTH_KEY = None  # v2 HMAC-SHA256 key (str); v1 START then needs AUTH_TOKEN
     RESET_DELAY_MS = 500
     MAX_TRIAL_BOOTS = 2  # read by boot_guard
-    # D lines a v2 client may have unacknowledged. Each one costs RAM: a
-    # queued write (~0.3 KB while streaming) and LINE_MAX of RX buffer; 7
-    # keeps the streaming peak under 4 KB and a proxy link busy (scripts/bench).
+    # What a v2 client may have unacknowledged: WINDOW D lines of up to
+    # LINE_MAX bytes, or FRAME_WINDOW binary frames (HELLO fwin, fmax) of up
+    # to FRAME_MAX. nus_peripheral queues writes in a ring allocated at boot,
+    # sized for both: (window + 1) * longest, 4 KB for 7 lines of 512. 12
+    # frames cover a proxy's round trip; a client that keeps 16 in flight
+    # loses more to each lost write (scripts/bench wifi-proxy: 68 % of the
+    # link against 74 %). A ring made smaller (NUSPeripheral rxring=) lowers
+    # what HELLO announces.
     WINDOW = 7
     LINE_MAX = 512  # longest line the board accepts, "\n" included
-    # Binary frames (HELLO fwin, fmax): frames of at most FRAME_MAX bytes
-    # queue in at most FRAME_WINDOW * FRAME_MAX = 3 KB, and 12 in flight
-    # cover a proxy's round trip (scripts/bench: 86 % of the link, 7 gave 69 %).
     FRAME_WINDOW = 12
     FRAME_MAX = 256
 

@@ -942,26 +942,10 @@ def _make_time_module(board: VirtualBoard) -> types.ModuleType:
 def _backlog_bytes(peripheral: Any) -> int:
     """Received bytes the peripheral has not consumed yet.
 
-    Reads NUSPeripheral's queue (writes between head and tail, minus the read
-    position in the first); a peripheral without that queue costs per line only.
+    NUSPeripheral.pending_bytes(); a peripheral without it costs per line only.
     """
-    try:
-        queue, head, tail, wrap = (
-            peripheral._q,
-            peripheral._head,
-            peripheral._tail,
-            peripheral._wrap,
-        )
-        window = len(queue)
-        total = -int(peripheral._pos)
-    except (AttributeError, TypeError):
-        return 0
-    index = head
-    while index != tail:
-        chunk = queue[index % window]
-        total += len(chunk) if chunk is not None else 0
-        index = (index + 1) % wrap
-    return max(total, 0)
+    pending_bytes = getattr(peripheral, "pending_bytes", None)
+    return int(pending_bytes()) if callable(pending_bytes) else 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,10 +2,11 @@
 
 Figures are read with support/heap.py, as fw_memory.py reads them: modules
 that are C on an ESP32 (binascii, hashlib, json, os, time) and the stand-ins
-(bluetooth, machine) are loaded before the first figure. Not in the figure:
-the RX attribute buffer, which MicroPython's bluetooth module allocates on
-the same heap on a board (`rxbuf` bytes, added in `with_rx_buffer`), and the
-Bluetooth stack's own memory, which lies outside the MicroPython heap.
+(bluetooth, machine) are loaded before the first figure. The peripheral's
+RX ring is in the figure; the RX attribute buffer, which MicroPython's
+bluetooth module allocates on the same heap on a board (`rxbuf` bytes), is
+added in `after_boot_with_rx_buffer`, the figure held to the goal. Not in
+it: the Bluetooth stack's own memory, outside the MicroPython heap.
 
 The .py test comes first in this file: a MicroPython instance runs the tests
 of a file in order, and names the firmware already interned would otherwise
@@ -16,8 +17,11 @@ import nus_central
 from heap import live, new_name_pool, preload, report
 from nus_central import Central
 
-GOAL_PY = 24 * 1024  # firmware copied as .py source
-GOAL_MPY = 18 * 1024  # firmware compiled with mpy-cross
+# After boot with the RX attribute buffer: all the memory a write passes
+# through is there from boot on (the RX ring, 4 KB, and the 1 KB buffer),
+# so streaming a window of frames allocates none of it.
+GOAL_PY = 28 * 1024  # firmware copied as .py source
+GOAL_MPY = 22 * 1024  # firmware compiled with mpy-cross
 
 
 def _stack_footprint(goal):
@@ -47,11 +51,12 @@ def _stack_footprint(goal):
     after_session = live() - before
     return report(
         goal,
-        "stack_after_boot_bytes",
-        after_boot,
+        "after_boot_with_rx_buffer_bytes",
+        after_boot + p.rxbuf,
+        stack_after_boot_bytes=after_boot,
         boot_py_bytes=boot_py,
         rx_attribute_buffer_bytes=p.rxbuf,
-        after_boot_with_rx_buffer_bytes=after_boot + p.rxbuf,
+        rx_ring_bytes=p.rxring,
         after_one_v2_session_bytes=after_session,
         window=p.window,
         line_max=OTAManager.LINE_MAX,

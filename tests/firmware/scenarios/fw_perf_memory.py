@@ -2,13 +2,13 @@
 
 fw_memory.py measures the OTA manager's handle() alone. Here the lines go the
 way they do on a board: a central writes a whole window of D lines (the
-peripheral's IRQ handler queues each write as the bytes object gatts_read
-returns), then poll() takes them one at a time through the manager. Read
+peripheral's IRQ handler copies each write into its RX ring, allocated at
+boot), then poll() takes them one at a time through the manager. Read
 with support/heap.py (`heap.measured_stream`):
 
 - base: live heap after READY, every module loaded and the demo app running;
-- for each line: `live` = live heap minus base before poll() (the queued
-  writes and what the stack keeps), `call` = heap allocated by that poll();
+- for each line: `live` = live heap minus base before poll() (what the
+  stack keeps), `call` = heap allocated by that poll();
 - peak growth = max(live + call).
 
 The central's own memory (the lines it builds, the replies it keeps) is

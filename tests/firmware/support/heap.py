@@ -112,13 +112,13 @@ def resident_manager(key=None):
     return m, live() - before
 
 
-def started_stack():
+def started_stack(mtu=247):
     """The whole stack as main.py starts it, with C modules loaded first, and
     a central at MTU 247 (244-byte writes) that said HELLO: (central, caps)."""
     preload()
     import main
 
-    c = Central(main.start(), mtu=247)
+    c = Central(main.start(), mtu=mtu)
     return c, nus_central.hello(c)
 
 

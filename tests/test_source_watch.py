@@ -60,6 +60,19 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> Counter[Path]:
     return counts
 
 
+def hold_reads(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """From now on a folder's files are read once the returned event is set."""
+    reading = threading.Event()
+    read_state = SourceFolder._read_state
+
+    def held(folder: SourceFolder) -> SourceState:
+        assert reading.wait(timeout=60)  # a bound, never reached
+        return read_state(folder)
+
+    monkeypatch.setattr(SourceFolder, "_read_state", held)
+    return reading
+
+
 def path_of(hass: HomeAssistant, folder: str) -> Path:
     return Path(hass.config.path(folder))
 
@@ -159,14 +172,7 @@ async def test_a_rescan_never_answers_what_the_folder_held_before(
     offer(hass, SOURCE_DIR, "1.1.0")
     entries = await boards_on(hass, proxy, [SOURCE_DIR] * 3)
     offer(hass, SOURCE_DIR, "1.2.0")
-    reading = threading.Event()
-    read_state = SourceFolder._read_state
-
-    def held(folder: SourceFolder) -> SourceState:
-        assert reading.wait(timeout=60)  # a bound, never reached
-        return read_state(folder)
-
-    monkeypatch.setattr(SourceFolder, "_read_state", held)
+    reading = hold_reads(monkeypatch)
     rescans = [
         hass.async_create_task(entry.runtime_data.async_rescan_source())
         for entry in entries
@@ -256,14 +262,7 @@ async def test_timer_ticks_during_a_slow_scan_are_skipped(
     """
     (entry,) = await boards_on(hass, proxy, [SOURCE_DIR])
     offer(hass, SOURCE_DIR, "1.2.0")
-    reading = threading.Event()
-    read_state = SourceFolder._read_state
-
-    def held(folder: SourceFolder) -> SourceState:
-        assert reading.wait(timeout=60)  # a bound, never reached
-        return read_state(folder)
-
-    monkeypatch.setattr(SourceFolder, "_read_state", held)
+    reading = hold_reads(monkeypatch)
     watcher = hass.data[DATA_WATCHERS][path_of(hass, SOURCE_DIR)]
     now = dt_util.utcnow()
     slow = hass.async_create_task(watcher.async_scan())

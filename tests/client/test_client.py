@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import zlib
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -38,6 +39,7 @@ from custom_components.esp32_ota.nus_ota.board_info import (
     parse_board_info,
 )
 from custom_components.esp32_ota.nus_ota.client import (
+    SessionStats,
     choose_encoding,
     v1_chunk,
     v2_chunk,
@@ -46,6 +48,7 @@ from custom_components.esp32_ota.nus_ota.errors import (
     CrcMismatchError,
     SizeMismatchError,
 )
+from custom_components.esp32_ota.nus_ota.transfer import SenderStats
 
 from .loopback import (
     Link,
@@ -1161,3 +1164,22 @@ def test_v1_busy_is_final_when_not_our_own_or_bounded(
 
     run(go())
     assert written.count(b"OTA:ABORT\n") == aborts
+
+
+def test_the_totals_of_an_install_add_every_count_of_its_sessions() -> None:
+    counts = fields(SessionStats)
+    session = SessionStats(**{each.name: n for n, each in enumerate(counts, 1)})
+    totals = SessionStats()
+    totals.add_session(session)
+    totals.add_session(session)
+    for each in counts:
+        assert getattr(totals, each.name) == 2 * getattr(session, each.name)
+
+
+def test_a_session_counts_its_transfers_but_not_their_lines_twice() -> None:
+    session = SessionStats(lines_sent=5)
+    transfer = SenderStats(lines_sent=5, resent=1, rewinds=2, timeouts=3, duplicates=4)
+    session.add(transfer)
+    assert session == SessionStats(
+        lines_sent=5, resent=1, rewinds=2, timeouts=3, duplicates=4
+    )

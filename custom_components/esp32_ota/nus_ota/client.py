@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Final, Self
 
 from .auth import (
@@ -125,14 +125,10 @@ class FileImage:
 
 
 @dataclass(slots=True)
-class SessionStats:
-    """What one connection cost."""
+class SessionStats(SenderStats):
+    """What one connection cost: its lines, and its data transfers' counts."""
 
-    lines_sent: int = 0
     wire_bytes: int = 0
-    resent: int = 0
-    rewinds: int = 0
-    timeouts: int = 0
     control_retries: int = 0
     damaged: int = 0  # replies that lost a part on the link, dropped
 
@@ -142,10 +138,21 @@ class SessionStats:
         return self.rewinds + self.control_retries
 
     def add(self, sender: SenderStats) -> None:
-        """Fold a finished (or failed) data transfer into the totals."""
+        """Fold a finished (or failed) data transfer into the totals.
+
+        Not its lines_sent: the connection counts its lines as it writes them.
+        """
         self.resent += sender.resent
         self.rewinds += sender.rewinds
         self.timeouts += sender.timeouts
+        self.duplicates += sender.duplicates
+
+    def add_session(self, other: SessionStats) -> None:
+        """Add every count of another connection's (totals of an install)."""
+        for each in fields(self):
+            setattr(
+                self, each.name, getattr(self, each.name) + getattr(other, each.name)
+            )
 
 
 def choose_encoding(info: BoardInfo, wanted: str | None = None) -> str:

@@ -211,14 +211,7 @@ class _Run:
         if client.closed:
             return
         await client.close()
-        stats = client.stats
-        self.totals.lines_sent += stats.lines_sent
-        self.totals.wire_bytes += stats.wire_bytes
-        self.totals.resent += stats.resent
-        self.totals.rewinds += stats.rewinds
-        self.totals.timeouts += stats.timeouts
-        self.totals.control_retries += stats.control_retries
-        self.totals.damaged += stats.damaged
+        self.totals.add_session(client.stats)
         client.stats = SessionStats()
 
     def file_progress(self, name: str) -> Callable[[int], None]:

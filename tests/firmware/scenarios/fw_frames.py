@@ -1,20 +1,13 @@
 """Binary data frames through the NUS peripheral: routing, faults, resume."""
 
 import nus_central
+from fwtest import Recorder
 from nus_central import Central, frame
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
 
 DATA = "".join(f"# app line {i}\n" for i in range(300)).encode()
 CHUNK = 200
-
-
-class App:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, line):
-        self.lines.append(line)
 
 
 def at(off):
@@ -24,7 +17,7 @@ def at(off):
 def ready(app=None, data=DATA, mtu=256):
     """A board with a `bin` FILE under way; (peripheral, central, app)."""
     OTAManager.RESET_DELAY_MS = 0
-    app = app or App()
+    app = app or Recorder()
     p = NUSPeripheral(app=app)
     c = Central(p, mtu=mtu)
     assert "bin" in nus_central.hello(c)["enc"]
@@ -136,7 +129,7 @@ def test_gaps_duplicates_and_bad_frames_answer_like_d_lines():
 
 def test_frames_outside_a_transfer_and_a_pending_line():
     OTAManager.RESET_DELAY_MS = 0
-    app = App()
+    app = Recorder()
     p = NUSPeripheral(app=app)
     c = Central(p, mtu=256)
     c.write(b"PI")  # half a line, then a frame: the line is broken

@@ -20,7 +20,7 @@ checks that the lazy modules stay unloaded and the transfer completes.
 
 import sys
 
-from fwtest import Chunks, Replies, b64
+from fwtest import Chunks, Recorder, b64
 from heap import intern_data_chars, live, preload, report, resident_manager
 
 RESIDENT_GOAL = 6 * 1024
@@ -50,7 +50,7 @@ def test_mpy_transfer_peak_growth():
     chunk = 180
     data = Chunks(size, chunk, 7)
     crc = data.crc_hex()
-    out = Replies()
+    out = Recorder()
     m = ota_manager.OTAManager(out)
     intern_data_chars()
     yield

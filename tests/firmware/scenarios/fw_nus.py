@@ -5,23 +5,12 @@ from binascii import hexlify, unhexlify
 import bluetooth
 import machine
 import nus_central
+from fwtest import Recorder
 from nus_central import Central
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
 
 NUS_ON_AIR = bytes(reversed(unhexlify("6e400001b5a3f393e0a9e50e24dcca9e")))
-
-
-class App:
-    """An application handler that records what it gets."""
-
-    def __init__(self, reply=None):
-        self.lines = []
-        self.reply = reply
-
-    def __call__(self, line):
-        self.lines.append(line)
-        return self.reply
 
 
 def board(app=None, **kw):
@@ -110,7 +99,7 @@ def test_mtu_and_rx_characteristic():
 
 
 def test_fragmented_writes_make_one_line():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p, mtu=23)
     for part in ("PI", "N", "G and more", " text"):
@@ -129,7 +118,7 @@ def test_fragmented_writes_make_one_line():
 
 
 def test_several_lines_in_one_write_one_per_poll():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p)
     c.write("A\nB\r\n\nC\n")
@@ -153,7 +142,7 @@ def test_random_splits_reassemble_exactly():
         seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
         return (seed[0] >> 8) % n
 
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p, mtu=247)
     sent = []
@@ -178,7 +167,7 @@ def test_random_splits_reassemble_exactly():
 
 
 def test_write_cut_by_the_attribute_buffer():
-    app = App()
+    app = Recorder()
     p = board(app, rxbuf=64)
     c = Central(p)
     assert c.write("X" * 99 + "\n") == 64  # the buffer keeps 64 bytes
@@ -193,7 +182,7 @@ def test_write_cut_by_the_attribute_buffer():
 
 
 def test_overlong_line_dropped():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p, mtu=517)
     c.write("Z" * 300)
@@ -211,7 +200,7 @@ def test_overlong_line_dropped():
 
 
 def test_binary_garbage_does_not_hurt():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p)
     seed = 12345
@@ -239,7 +228,7 @@ def test_binary_garbage_does_not_hurt():
 
 
 def test_queue_is_bounded_and_recovers():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p)
     w = p.window
@@ -268,7 +257,7 @@ def test_queue_is_bounded_and_recovers():
 
 
 def test_lost_write_of_a_fragmented_line_drops_only_that_line():
-    app = App()
+    app = Recorder()
     p = board(app)
     c = Central(p)
     w = p.window
@@ -285,7 +274,7 @@ def test_lost_write_of_a_fragmented_line_drops_only_that_line():
 
 
 def test_app_lines_pass_through_untouched():
-    app = App(reply="PONG")
+    app = Recorder(answer="PONG")
     p = board(app)
     c = Central(p)
     assert c.ask("hello: world OTA:x") == ["PONG"]
@@ -294,7 +283,7 @@ def test_app_lines_pass_through_untouched():
     assert c.ask("OTA:NOPE") == ["OTA:ERR:UNKNOWN_CMD"]
     assert app.lines == ["hello: world OTA:x"]  # OTA lines never reach the app
     assert c.ask("ota:lowercase") == ["PONG"]
-    app.reply = None
+    app.answer = None
     assert c.ask("quiet") == []
 
 
@@ -316,7 +305,7 @@ def test_no_app_handler():
 
 
 def test_one_reply_per_notification_long_ones_split():
-    app = App(reply="PONG")
+    app = Recorder(answer="PONG")
     p = board(app)
     c = Central(p, mtu=256)
     c.send("a")
@@ -325,7 +314,7 @@ def test_one_reply_per_notification_long_ones_split():
     assert c.take() == ["PONG", "PONG"]
     assert c.notes == [b"PONG\n", b"PONG\n"]
     long_reply = "R" * 600
-    app.reply = long_reply
+    app.answer = long_reply
     c.notes = []
     assert c.ask("x") == [long_reply]
     assert [len(n) for n in c.notes] == [253, 253, 95]
@@ -339,7 +328,7 @@ def test_one_reply_per_notification_long_ones_split():
 
 
 def test_readvertise_after_disconnect_and_abort():
-    app = App()
+    app = Recorder()
     p = board(app)
     ble = bluetooth.BLE()
     adv = ble.advertising
@@ -481,7 +470,7 @@ def test_serve_as_an_asyncio_task():
 
     fake = FakeAsyncio()
     fake.sleep = sleep
-    app = App(reply="PONG")
+    app = Recorder(answer="PONG")
     p = board(app)
     c = Central(p)
     saved = sys.modules.get("asyncio")

@@ -7,19 +7,12 @@ must never reach the OTA engine or the application.
 """
 
 import bluetooth
+from fwtest import Recorder
 from nus_central import Central
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
 
 _IRQ_GATTS_WRITE = 3
-
-
-class App:
-    def __init__(self):
-        self.lines = []
-
-    def __call__(self, line):
-        self.lines.append(line)
 
 
 def _write_from(p, conn, data):
@@ -30,7 +23,7 @@ def _write_from(p, conn, data):
 
 def test_lines_of_another_connection_are_dropped():
     OTAManager.RESET_DELAY_MS = 0
-    app = App()
+    app = Recorder()
     p = NUSPeripheral(app=app)
     c = Central(p, conn=1)
     _write_from(p, 2, b"OTA:START:main.py:10:0badf00d\nintruder\n")

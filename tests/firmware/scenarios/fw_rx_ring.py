@@ -9,7 +9,8 @@ that does not fit is one clear drop, and nothing of a gone link survives.
 
 import bluetooth
 import nus_central
-from fw_frames import CHUNK, DATA, App, at, ready, send_rest, staged
+from fw_frames import CHUNK, DATA, at, ready, send_rest, staged
+from fwtest import Recorder
 from nus_central import Central, frame
 from nus_peripheral import NUSPeripheral
 from ota_manager import OTAManager
@@ -18,7 +19,7 @@ SMALL = 1024  # the smallest ring: one line of LINE_MAX (512) in flight
 
 
 def small_board(**kw):
-    app = App()
+    app = Recorder()
     return NUSPeripheral(app=app, rxring=SMALL, **kw), app
 
 
@@ -138,7 +139,7 @@ def _write_until_taken(c, data):
 
 def _wrap_many_times(rxring, name):
     rand = Rand(rxring)
-    app = App()
+    app = Recorder()
     p = NUSPeripheral(app=app, rxring=rxring)
     c = Central(p, mtu=517)
     data = "".join(f"# app line {i}\n" for i in range(2000)).encode()

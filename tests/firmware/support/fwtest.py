@@ -55,14 +55,18 @@ def listdir():
     return sorted(os.listdir("."))
 
 
-class Replies:
-    """A reply_fn that records every line the firmware sends."""
+class Recorder:
+    """Records every line it is called with: as the OTA manager's reply_fn,
+    the lines the firmware sends; as the NUS peripheral's application
+    handler, the lines the application gets (answering `answer`)."""
 
-    def __init__(self):
+    def __init__(self, answer=None):
         self.lines = []
+        self.answer = answer
 
     def __call__(self, line):
         self.lines.append(line)
+        return self.answer
 
     def take(self):
         lines = self.lines
@@ -157,7 +161,7 @@ class Board:
         for k, v in attrs.items():
             setattr(cls, k, v)
         self.cls = cls
-        self.replies = Replies()
+        self.replies = Recorder()
         self.m = cls(self.replies)
         self.reset = False
         self.last = []

@@ -55,12 +55,14 @@ def update(p, text, ver="2.0.0", apply=True):
 
 
 def _on_a_board(test):
-    undo = boots.board_files_first()
-    try:
+    """Decorator: the test runs on the board's files, app.py at 1.0.0."""
+
+    @boots.on_board_files
+    def run():
         boots.write("app.py", APP_V1)
         return test()
-    finally:
-        undo()
+
+    return run
 
 
 def test_known_answer():
@@ -71,63 +73,57 @@ def test_known_answer():
     assert ota_advert.bundle_hash({"lib.py": None}) == 0
 
 
+@_on_a_board
 def test_state_beside_the_name_and_the_bundle_of_hello():
-    def run():
-        status, p = boots.power_on()
-        assert status == "normal"
-        adv = p._ble.advertising
-        assert ad_structures(adv)[0x09] == p.name.encode()
-        proto, flags, bundle = advertised(p)
-        assert (proto, flags) == (2, 0)
-        import ota_advert
+    status, p = boots.power_on()
+    assert status == "normal"
+    adv = p._ble.advertising
+    assert ad_structures(adv)[0x09] == p.name.encode()
+    proto, flags, bundle = advertised(p)
+    assert (proto, flags) == (2, 0)
+    import ota_advert
 
-        assert bundle == ota_advert.bundle_hash(nus_central.hello_and_leave(p)["files"])
-        assert advertised(p) == (2, 0, bundle)  # a HELLO changes nothing
-        return {"adv_bytes": len(adv)}
-
-    return _on_a_board(run)
+    assert bundle == ota_advert.bundle_hash(nus_central.hello_and_leave(p)["files"])
+    assert advertised(p) == (2, 0, bundle)  # a HELLO changes nothing
+    return {"adv_bytes": len(adv)}
 
 
+@_on_a_board
 def test_changes_after_commit_confirmation_and_rollback():
-    def run():
-        _, p = boots.power_on()
-        first = advertised(p)[2]
-        assert update(p, APP_V2)
-        # The commit resets the board: the new boot advertises the new bundle
-        # on trial; once it has run 30 s the next poll confirms it.
+    _, p = boots.power_on()
+    first = advertised(p)[2]
+    assert update(p, APP_V2)
+    # The commit resets the board: the new boot advertises the new bundle
+    # on trial; once it has run 30 s the next poll confirms it.
+    status, p = boots.power_on()
+    assert status == "trial"
+    _, flags, second = advertised(p)
+    assert flags == 1
+    assert second != first
+    boots.clock().advance(30000)
+    p.poll()
+    assert advertised(p) == (2, 0, second)
+    # A version that crashes twice is rolled back at boot.
+    assert update(p, APP_CRASH)
+    for _ in range(3):
         status, p = boots.power_on()
-        assert status == "trial"
-        _, flags, second = advertised(p)
-        assert flags == 1
-        assert second != first
-        boots.clock().advance(30000)
-        p.poll()
-        assert advertised(p) == (2, 0, second)
-        # A version that crashes twice is rolled back at boot.
-        assert update(p, APP_CRASH)
-        for _ in range(3):
-            status, p = boots.power_on()
-            if status == "rolled-back":
-                break
-        assert status == "rolled-back", status
-        assert advertised(p) == (2, 2, second)
-
-    return _on_a_board(run)
+        if status == "rolled-back":
+            break
+    assert status == "rolled-back", status
+    assert advertised(p) == (2, 2, second)
 
 
+@_on_a_board
 def test_staged_data_shows_after_the_central_leaves():
-    def run():
-        _, p = boots.power_on()
-        bundle = advertised(p)[2]
-        update(p, APP_V2, apply=False)
-        assert advertised(p) == (2, 4, bundle)
-        c = Central(p)
-        assert c.ask("OTA:ABORT") == ["OTA:ABORTED"]
-        c.disconnect()
-        p.poll()
-        assert advertised(p) == (2, 0, bundle)
-
-    return _on_a_board(run)
+    _, p = boots.power_on()
+    bundle = advertised(p)[2]
+    update(p, APP_V2, apply=False)
+    assert advertised(p) == (2, 4, bundle)
+    c = Central(p)
+    assert c.ask("OTA:ABORT") == ["OTA:ABORTED"]
+    c.disconnect()
+    p.poll()
+    assert advertised(p) == (2, 0, bundle)
 
 
 def test_hello_is_signed_over_a_challenge_with_a_key():

@@ -23,45 +23,39 @@ def test_demo_answers_ping_and_version():
     assert p.name.startswith("ESP32-OTA-")
 
 
+@boots.on_board_files
 def test_demo_keeps_ota_working_when_app_py_is_broken():
-    undo = boots.board_files_first()
-    try:
-        boots.write("app.py", "def handle(line:\n")
-        status, p = boots.power_on()
-        assert status == "normal"  # not on trial: keep running, without the app
-        c = Central(p)
-        assert c.ask("PING") == []
-        assert nus_central.hello(c)["proto"] == 2
-        from ota_manager import OTAManager
+    boots.write("app.py", "def handle(line:\n")
+    status, p = boots.power_on()
+    assert status == "normal"  # not on trial: keep running, without the app
+    c = Central(p)
+    assert c.ask("PING") == []
+    assert nus_central.hello(c)["proto"] == 2
+    from ota_manager import OTAManager
 
-        OTAManager.RESET_DELAY_MS = 0
-        fixed = b'def handle(line):\n    return "PONG fixed"\n'
-        nus_central.v2_send_file(c, "app.py", fixed, ver="1.0.1")
-        assert nus_central.v2_apply(c, ["app.py"])
-        b = boots.boot(run_ms=31000)  # healthy: up 30 s without a crash
-        assert (b.status, b.outcome) == ("confirmed", "running")
-        assert Central(b.p).ask("PING") == ["PONG fixed"]
-    finally:
-        undo()
+    OTAManager.RESET_DELAY_MS = 0
+    fixed = b'def handle(line):\n    return "PONG fixed"\n'
+    nus_central.v2_send_file(c, "app.py", fixed, ver="1.0.1")
+    assert nus_central.v2_apply(c, ["app.py"])
+    b = boots.boot(run_ms=31000)  # healthy: up 30 s without a crash
+    assert (b.status, b.outcome) == ("confirmed", "running")
+    assert Central(b.p).ask("PING") == ["PONG fixed"]
 
 
+@boots.on_board_files
 def test_demo_broken_app_on_trial_resets():
-    undo = boots.board_files_first()
-    try:
-        _, p = boots.power_on()
-        from ota_manager import OTAManager
+    _, p = boots.power_on()
+    from ota_manager import OTAManager
 
-        OTAManager.RESET_DELAY_MS = 0
-        c = Central(p)
-        nus_central.v2_send_file(c, "app.py", b"1 / 0\n", ver="1.0.1")
-        assert nus_central.v2_apply(c, ["app.py"])
-        resets = machine.resets
-        status, p = boots.power_on()
-        assert status == "trial"
-        assert p == "reset"
-        assert machine.resets == resets + 1
-    finally:
-        undo()
+    OTAManager.RESET_DELAY_MS = 0
+    c = Central(p)
+    nus_central.v2_send_file(c, "app.py", b"1 / 0\n", ver="1.0.1")
+    assert nus_central.v2_apply(c, ["app.py"])
+    resets = machine.resets
+    status, p = boots.power_on()
+    assert status == "trial"
+    assert p == "reset"
+    assert machine.resets == resets + 1
 
 
 def test_demo_main_loop():

@@ -77,6 +77,21 @@ def board_files_first():
     return undo
 
 
+def on_board_files(test):
+    """Decorator: `test` runs with board_files_first(), undone after it.
+
+    For tests that return (not generators: their steps run later)."""
+
+    def run():
+        undo = board_files_first()
+        try:
+            return test()
+        finally:
+            undo()
+
+    return run
+
+
 class Boot:
     """One start: guard status, how it ended, the running peripheral."""
 

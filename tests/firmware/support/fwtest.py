@@ -554,38 +554,25 @@ class Fuzzer:
             ("OTA:COMMIT", "OTA:ABORT", "OTA:HELLO", "OTA:APPLY:main.py:", "OTA:FILE")
         )
 
+    def _fields(self, *choices):
+        """One pick from each of `choices`, joined with ':'."""
+        return ":".join(self._pick(c) for c in choices)
+
     def odd(self):
         p = self._pick
         k = self.r.below(6)
         if k == 0:
-            return "OTA:START:{}:{}:{}:{}:{}:{}".format(
-                p(self.NAMES),
-                p(self.SIZES),
-                p(self.CRCS),
-                p(self.VERS),
-                p(self.SIZES),
-                p(("", "tok")),
-            )
+            fields = (self.NAMES, self.SIZES, self.CRCS, self.VERS, self.SIZES)
+            return "OTA:START:" + self._fields(*fields, ("", "tok"))
         if k == 1:
-            return "OTA:FILE:{}:{}:{}:{}:{}:{}:{}".format(
-                p(self.NAMES),
-                p(self.SIZES),
-                p(self.CRCS),
-                p(self.VERS),
-                p(self.ENCS),
-                p(self.FLAGS),
-                p(("", "x" * 64)),
-            )
+            fields = (self.NAMES, self.SIZES, self.CRCS, self.VERS, self.ENCS)
+            return "OTA:FILE:" + self._fields(*fields, self.FLAGS, ("", "x" * 64))
         if k == 2:
-            return "OTA:D:{}:{}".format(
-                p(self.SIZES),
-                p(("", "AAAA", "zz", "====", "QUJD\u00e9", b64(blob(400)))),
-            )
+            payloads = ("", "AAAA", "zz", "====", "QUJD\u00e9", b64(blob(400)))
+            return "OTA:D:" + self._fields(self.SIZES, payloads)
         if k == 3:
-            return "OTA:DATA:{}:{}".format(
-                p(self.SIZES),
-                p(("", "00", "zz", "0", hexs(blob(300)))),
-            )
+            payloads = ("", "00", "zz", "0", hexs(blob(300)))
+            return "OTA:DATA:" + self._fields(self.SIZES, payloads)
         if k == 4:
             return "OTA:APPLY:{}:{}".format(
                 ",".join(p(self.NAMES) for _ in range(1 + self.r.below(3))),

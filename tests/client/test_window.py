@@ -20,8 +20,7 @@ import pytest
 from custom_components.esp32_ota.nus_ota.replies import Ack, Nak, Reply
 from custom_components.esp32_ota.nus_ota.transfer import SeqSender, WindowSender
 from custom_components.esp32_ota.nus_ota.window import (
-    INITIAL_WINDOW,
-    MIN_WINDOW,
+    BASE_WINDOW,
     PROXY_QUEUE,
     LinkWindow,
     Stamp,
@@ -120,8 +119,8 @@ def capacity(link: SlottedLink) -> float:
 # -- start and bounds -----------------------------------------------------
 
 
-def test_starts_at_the_initial_window_or_the_boards_if_smaller() -> None:
-    assert len(sender(16).poll(0.0)) == INITIAL_WINDOW
+def test_starts_at_the_base_window_or_the_boards_if_smaller() -> None:
+    assert len(sender(16).poll(0.0)) == BASE_WINDOW
     assert len(sender(7).poll(0.0)) == 7
     assert len(sender(1).poll(0.0)) == 1
 
@@ -153,15 +152,15 @@ def test_never_more_than_the_board_window_or_the_proxy_queue() -> None:
 
 def test_grows_to_cover_a_long_round_trip() -> None:
     # 60 ms each way: the round trip holds about 24 lines, twice the
-    # initial window; the window grows and the link runs nearly full
+    # base window; the window grows and the link runs nearly full
     link = SlottedLink(hop=0.060)
     size = 64 * KIB
     seconds = link.run(sender(32, size))
     assert max(link.windows) >= 20
     assert size / seconds > 0.8 * capacity(link)
-    # the initial window alone fills about half of it
+    # the base window alone fills about half of it
     fixed = SlottedLink(hop=0.060)
-    fixed_seconds = fixed.run(sender(INITIAL_WINDOW, size))
+    fixed_seconds = fixed.run(sender(BASE_WINDOW, size))
     assert size / fixed_seconds < 0.6 * capacity(link)
 
 
@@ -178,7 +177,7 @@ def test_stays_near_the_link_not_the_board() -> None:
 
 def test_shrinks_a_window_the_link_does_not_need() -> None:
     # a line every 10 ms, each acknowledged 50 ms after it went out: 5 in
-    # flight carry it all, and a window of 32 shrinks towards that
+    # flight carry it all, and a window of 32 shrinks to its floor
     window = LinkWindow(32)
     window.start(0.0)
     window.size = 32
@@ -188,11 +187,22 @@ def test_shrinks_a_window_the_link_does_not_need() -> None:
         while pending and pending[0][0] <= now:
             window.on_ack(1, now, pending.popleft()[1])
         pending.append((now + 0.050, window.stamp(now)))
-    assert MIN_WINDOW <= window.size <= 8
+    assert window.size == BASE_WINDOW
+
+
+def test_never_below_the_base_window_however_slow_the_link_looks() -> None:
+    # after a latency spike the samples say one line per 100 ms: the
+    # window keeps the base, or the link would idle once the spike is over
+    window = LinkWindow(32)
+    window.start(0.0)
+    for step in range(50):
+        now = step * 0.100
+        window.on_ack(1, now + 0.050, window.stamp(now))
+        assert window.size == BASE_WINDOW
 
 
 def test_stays_bounded_under_loss() -> None:
     link = SlottedLink(loss=0.05, seed=4)
     link.run(sender(32))
-    assert all(MIN_WINDOW <= size <= 16 for size in link.windows[50:])
+    assert all(BASE_WINDOW <= size <= 16 for size in link.windows[50:])
     assert link.dropped == 0

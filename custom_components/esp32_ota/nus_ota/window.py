@@ -23,14 +23,16 @@ acknowledgements in the manner of TCP BBR:
 
 Bounds: at most the board's window (what its RAM holds, from HELLO) and
 `PROXY_QUEUE` (an ESPHome proxy drops writes without response silently
-when its queue is full), at least `MIN_WINDOW`. It starts at
-`INITIAL_WINDOW` lines, or the upper bound if smaller: 12 lines cover an
-ESPHome proxy's round trip (scripts/bench `proxy`: 11 reach 85 % of the
-link, 12 and more 86 %), and the first burst should not be bigger than
-that: lines queued in the proxy from the start would make the shortest
-round trip include that queue, and every later window too big (measured
-with a board window of 24 and 48). Losses change nothing but the
-samples: the window stays within its bounds, and resent lines give no
+when its queue is full). It starts at `BASE_WINDOW` lines and never goes
+below (unless the board's window is smaller): 12 lines cover an ESPHome
+proxy's round trip (scripts/bench `proxy`: 11 reach 85 % of the link, 12
+and more 86 %). A bigger first burst would queue in the proxy from the
+start, and the shortest round trip would then include that queue and size
+every later window too big. Below it the estimate undershoots after a
+latency spike or a lucky shortest round trip (Wi-Fi jitter): on one
+`wifi-proxy` seed of scripts/bench the window fell to 2 and the transfer
+reached 57.9 % of the link instead of 67.3 %. Losses change nothing but
+the samples: the window stays within its bounds, and resent lines give no
 sample (their acknowledgement may answer either copy).
 
 Sans-I/O: times come from the caller, in seconds.
@@ -45,8 +47,7 @@ from typing import Final
 # The simulator's proxy queue (scripts/esp32_ota_sim/link.py, 32 writes):
 # more in flight could overflow it however fast the board acknowledges.
 PROXY_QUEUE: Final = 32
-MIN_WINDOW: Final = 2
-INITIAL_WINDOW: Final = 12
+BASE_WINDOW: Final = 12
 GAIN: Final = 1.5
 RATE_ROUNDS: Final = 10
 _ROUNDING: Final = 1e-9  # 12.000000001 lines is 12
@@ -80,7 +81,7 @@ class LinkWindow:
         if board_window < 1:
             raise ValueError("window must be at least 1")
         self.cap = min(board_window, PROXY_QUEUE)
-        self.size = self.cap if fixed else min(self.cap, INITIAL_WINDOW)
+        self.size = self.cap if fixed else min(self.cap, BASE_WINDOW)
         self.fixed = fixed
         self.delivered = 0  # lines acknowledged so far
         self.delivered_at = 0.0  # when the last of them was (see `start`)
@@ -133,4 +134,4 @@ class LinkWindow:
             # The first burst went out before any sample: until it is
             # acknowledged the samples count only part of it, so only grow.
             target = max(target, self.size)
-        self.size = min(self.cap, max(MIN_WINDOW, target))
+        self.size = min(self.cap, max(BASE_WINDOW, target))

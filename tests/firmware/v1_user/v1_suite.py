@@ -38,6 +38,14 @@ def board(token=None, wdt=None):
     return m, replies
 
 
+def abc_received(start=START_ABC):
+    """A board that took `start`, then the first chunk, b"abc"; (m, replies)."""
+    m, out = board()
+    m.handle(start)
+    m.handle("OTA:DATA:0:" + b"abc".hex())
+    return m, out
+
+
 def send_file(m, name, data, chunk=16):
     """START, every DATA, COMMIT; the replies of this transfer."""
     replies = []
@@ -150,17 +158,13 @@ def test_float_config_version_is_compared_as_text(board_dir):
 
 
 def test_first_chunk_is_acked_and_receiving():
-    m, out = board()
-    m.handle(START_ABC)
-    m.handle("OTA:DATA:0:" + b"abc".hex())
+    m, out = abc_received()
     assert out[-1] == "OTA:ACK:0"
     assert m._state == OTAManager.RECEIVING
 
 
 def test_repeated_chunk_is_acked_again_and_written_once(board_dir):
-    m, out = board()
-    m.handle("OTA:START:main.py:6:{}".format(crc(b"abcdef")))
-    m.handle("OTA:DATA:0:" + b"abc".hex())
+    m, out = abc_received("OTA:START:main.py:6:{}".format(crc(b"abcdef")))
     m.handle("OTA:DATA:0:" + b"abc".hex())
     m.handle("OTA:DATA:1:" + b"def".hex())
     assert out[1:] == ["OTA:ACK:0", "OTA:ACK:0", "OTA:ACK:1"]
@@ -213,9 +217,7 @@ def test_commit_keeps_the_old_file_as_bak(board_dir, no_reset):
 
 
 def test_bad_crc_installs_nothing(board_dir):
-    m, out = board()
-    m.handle("OTA:START:main.py:3:00000000")
-    m.handle("OTA:DATA:0:" + b"abc".hex())
+    m, out = abc_received("OTA:START:main.py:3:00000000")
     m.handle("OTA:COMMIT")
     assert out[-1].startswith("OTA:ERR:CRC:")
     assert not (board_dir / "main.py").exists()
@@ -224,9 +226,7 @@ def test_bad_crc_installs_nothing(board_dir):
 
 
 def test_short_file_is_a_size_error():
-    m, out = board()
-    m.handle("OTA:START:main.py:99:{}".format(crc(b"abc")))
-    m.handle("OTA:DATA:0:" + b"abc".hex())
+    m, out = abc_received("OTA:START:main.py:99:{}".format(crc(b"abc")))
     m.handle("OTA:COMMIT")
     assert out[-1] == "OTA:ERR:SIZE:got=3,exp=99"
     assert m._state == OTAManager.IDLE
@@ -278,9 +278,7 @@ def test_watchdog_is_fed():
 
 
 def test_abort_command_drops_the_transfer(board_dir):
-    m, out = board()
-    m.handle("OTA:START:main.py:6:{}".format(crc(b"abcdef")))
-    m.handle("OTA:DATA:0:" + b"abc".hex())
+    m, out = abc_received("OTA:START:main.py:6:{}".format(crc(b"abcdef")))
     m.handle("OTA:ABORT")
     assert out[-1] == "OTA:ABORTED"
     assert m._state == OTAManager.IDLE

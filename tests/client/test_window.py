@@ -132,6 +132,11 @@ def test_a_v1_window_stays_fixed() -> None:
     assert v1.window.size == 4
 
 
+def test_a_board_window_at_the_base_leaves_nothing_to_size() -> None:
+    assert LinkWindow(BASE_WINDOW).fixed  # no bookkeeping per acknowledgement
+    assert not LinkWindow(BASE_WINDOW + 1).fixed
+
+
 def test_refuses_an_empty_window() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LinkWindow(0)

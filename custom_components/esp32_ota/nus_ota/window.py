@@ -75,14 +75,16 @@ class LinkWindow:
     def __init__(self, board_window: int, *, fixed: bool = False) -> None:
         """Board_window: lines the board holds (HELLO `win` or `fwin`).
 
-        A `fixed` window stays at its bounds (v1 boards: a small pipeline
-        within the v1 contract, see transfer.SeqSender).
+        A `fixed` window stays at its bounds and counts nothing (v1 boards:
+        a small pipeline within the v1 contract, see transfer.SeqSender).
         """
         if board_window < 1:
             raise ValueError("window must be at least 1")
         self.cap = min(board_window, PROXY_QUEUE)
         self.size = self.cap if fixed else min(self.cap, BASE_WINDOW)
-        self.fixed = fixed
+        # A board window at or below the base leaves nothing to size: no
+        # rate or round-trip bookkeeping per acknowledgement then.
+        self.fixed = fixed or self.cap <= BASE_WINDOW
         self.delivered = 0  # lines acknowledged so far
         self.delivered_at = 0.0  # when the last of them was (see `start`)
         self.sent_at = 0.0  # when the newest line acknowledged went out
@@ -106,10 +108,12 @@ class LinkWindow:
         A sample only for a line sent once whose acknowledgement ends exactly
         at it (Karn's rule, as for the round-trip estimate).
         """
+        if self.fixed:
+            return
         self.delivered += lines
         self.delivered_at = now
         self._startup -= lines
-        if sample is None or self.fixed:
+        if sample is None:
             return
         sent, delivered, acked_at, acked_sent_at = sample
         self.sent_at = sent

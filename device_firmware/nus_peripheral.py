@@ -13,8 +13,9 @@ the OTA engine or to your application, outside the IRQ.
 
 A write may hold part of a line or several lines; lines end with "\\n".
 Lines that start with "OTA:" go to the OTA engine, all others to `app`.
-A write that starts with the byte 0xFF (never in UTF-8 text) holds binary
-data frames, one after another, and they go to the OTA engine only.
+A write that starts with the byte 0xFF or 0xFE (never in UTF-8 text) holds
+binary data frames, plain (0xFF) or deflated (0xFE), one after another, and
+they go to the OTA engine only.
 
 The board has one connection, so a central that connects and falls silent
 would lock everyone out: poll() hangs up when no OTA line has come for
@@ -58,6 +59,8 @@ NAME_PREFIX = "ESP32-OTA-"
 _GAP = const(1)  # queue flag: writes were lost before this one
 _FRAME = const(0xFF)  # first byte of a binary data frame (ota_core.FRAME)
 _FRAME_HEAD = const(7)
+_ZFRAME = const(0xFE)  # ... of a deflated one (ota_core.ZFRAME); no byte is above
+_ZFRAME_HEAD = const(9)
 
 
 def advertising_payload(name, state=b""):
@@ -328,11 +331,11 @@ class NUSPeripheral:
                 if self._qgen[slot] != self._gen:
                     self._next_write()  # from a link that is gone
                     continue
-                if self._qflag[slot] or ring[at] == _FRAME:
+                if self._qflag[slot] or ring[at] >= _ZFRAME:
                     self._plen = 0  # a loss, or a frame, broke the line
                     self._skip = False
             start = at + self._pos
-            if self._framed or (start == at and ring[at] == _FRAME):
+            if self._framed or (start == at and ring[at] >= _ZFRAME):
                 if self._frame(at, start, end):
                     return True
                 continue
@@ -381,12 +384,14 @@ class NUSPeripheral:
         """
         self._after_cut = False
         ring = self._ring
+        mark = ring[start]
+        head = _FRAME_HEAD if mark == _FRAME else _ZFRAME_HEAD
         stop = end + 1  # cut short, unless the header says otherwise
-        if ring[start] != _FRAME:
+        if mark < _ZFRAME:
             stop = end  # garbage after a frame
-        elif end - start >= _FRAME_HEAD:
-            stop = start + _FRAME_HEAD + (ring[start + 1] | ring[start + 2] << 8)
-        if stop > end or stop - start > self.frame_max or ring[start] != _FRAME:
+        elif end - start >= head:
+            stop = start + head + (ring[start + 1] | ring[start + 2] << 8)
+        if stop > end or stop - start > self.frame_max or mark < _ZFRAME:
             self.badframes += 1  # the client resends what it does not see acked
             self._after_cut = stop > end
             self._next_write()

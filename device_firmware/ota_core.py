@@ -15,7 +15,7 @@ except ImportError:  # plain CPython (a v1 user's desktop tests)
         return x
 
 
-FW_VERSION = "2.1.0"
+FW_VERSION = "2.2.0"
 
 # OTAManager.state
 IDLE = const(0)  # no transfer
@@ -43,6 +43,10 @@ TEMPS = (TMP, STATE + ".tmp", JOURNAL + ".tmp")
 # offset (u32 LE), payload. No UTF-8 text holds the byte 0xFF.
 FRAME = const(0xFF)
 FRAME_HEAD = const(7)
+# A deflated frame (HELLO `deflate`): 0xFE, payload length (u16 LE), offset
+# (u32 LE), count of file bytes it expands to (u16 LE), raw deflate stream.
+ZFRAME = const(0xFE)
+ZFRAME_HEAD = const(9)
 
 BIG = const(0x3FFFFFFF)  # what num() makes of a number too large to matter
 
@@ -112,6 +116,7 @@ class Transfer:
         self.done = -1  # v2: size of the file just completed (re-ACKs)
         self.sha = None  # v2: SHA-256 of what arrived, when FILE carried one
         self.want = None  # v2: the SHA-256 FILE announced (hex)
+        self.z = None  # v2: ota_inflate's buffers, made by the first 0xFE frame
 
     def drop(self):
         """Forget the transfer (IDLE); v2 staged data stays on flash."""
@@ -129,4 +134,5 @@ class Transfer:
             self.mode = NONE
             self.nak = False
             self.sha = None
+            self.z = None
             self.state = IDLE

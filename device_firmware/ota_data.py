@@ -2,14 +2,15 @@
 
 Part of OTAManager (ota_manager.py), which calls data(), d() or frame() only while a
 transfer of that protocol runs; ota_setup.begin() loaded this module before
-READY, so streaming allocates nothing but the decoded chunk and the reply.
+READY, so streaming allocates nothing but the decoded chunk and the reply
+(deflated frames: see ota_inflate, loaded by the first one).
 `m` is the manager, `m.t` the transfer (ota_core.Transfer).
 """
 
 import binascii
 
 import ota_state
-from ota_core import BIG, FRAME_HEAD, IDLE, NONE, RECEIVING, num, reason, remove
+from ota_core import BIG, FRAME, FRAME_HEAD, IDLE, NONE, RECEIVING, num, reason, remove
 
 
 def data(m, line):
@@ -87,12 +88,20 @@ def d(m, line):
 
 
 def frame(m, f):
-    """v2 binary frame (memoryview): 0xFF, <len:u16le>, <offset:u32le>, <payload>."""
+    """v2 binary frame (memoryview): 0xFF, <len:u16le>, <offset:u32le>, <payload>;
+    or 0xFE, <len:u16le>, <offset:u32le>, <count:u16le>, <deflated payload>."""
     t = m.t
     off = f[3] | f[4] << 8 | f[5] << 16 | f[6] << 24
-    if _at(m, t, off):
+    if not _at(m, t, off):
+        return
+    if f[0] == FRAME:
         n = len(f) - FRAME_HEAD
-        _store(m, t, off, f[FRAME_HEAD:], n if n == f[1] | f[2] << 8 else -1)
+        chunk = f[FRAME_HEAD:] if n == f[1] | f[2] << 8 else None
+    else:
+        import ota_inflate
+
+        chunk = ota_inflate.inflate(m, t, f)
+    _store(m, t, off, chunk, -1 if chunk is None else len(chunk))
 
 
 def _at(m, t, off):
@@ -148,6 +157,7 @@ def complete(m):
     t.state = IDLE
     sha = t.sha
     t.sha = None
+    t.z = None
     f.close()
     st = ota_state.load()
     if crc != t.exp or not ota_state.hash_is(sha, t.want):

@@ -133,6 +133,8 @@ def caps(m, challenge=""):
     if m.frames:
         d["fwin"] = m.FRAME_WINDOW
         d["fmax"] = m.FRAME_MAX
+        if _has_deflate():
+            d["deflate"] = {"wbits": m.DEFLATE_WBITS, "max": m.DEFLATE_MAX}
     s = json.dumps(d, separators=(",", ":"))
     if m.AUTH_KEY is not None and _challenge_ok(challenge):
         import ota_auth
@@ -140,6 +142,16 @@ def caps(m, challenge=""):
         mac = ota_auth.hmac_sha256(m.AUTH_KEY, challenge + "|HELLO|" + s)
         s = s[:-1] + ',"sig":"' + binascii.hexlify(mac).decode() + '"}'
     return s
+
+
+def _has_deflate():
+    """True when this MicroPython can decompress (deflate, since 1.21)."""
+    try:
+        import deflate
+
+        return hasattr(deflate, "DeflateIO")
+    except ImportError:
+        return False
 
 
 def _challenge_ok(c):

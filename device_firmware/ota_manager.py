@@ -52,6 +52,12 @@ class OTAManager:
     LINE_MAX = 512  # longest line the board accepts, "\n" included
     FRAME_WINDOW = 12
     FRAME_MAX = 256
+    # Deflated frames (HELLO `deflate`, boards whose MicroPython has the
+    # deflate module): each frame's stream may use a window of 2**DEFLATE_WBITS
+    # bytes, which the decoder allocates per frame, and expand to at most
+    # DEFLATE_MAX file bytes, the output buffer allocated once per transfer.
+    DEFLATE_WBITS = 9
+    DEFLATE_MAX = 1024
 
     def __init__(self, reply_fn, wdt=None):
         self._reply = reply_fn
@@ -119,17 +125,24 @@ class OTAManager:
         """
         try:
             self._feed()
-            t = self.t
-            if t.mode == V2:
-                import ota_data
-
-                ota_data.frame(self, f)
-            elif t.done >= 0:
-                self._send("OTA:A:%d" % t.done)  # a late duplicate
-            else:
-                self._send("OTA:ERR:NOT_READY")
+            self._data(f)
         except Exception as e:
             self._fail(e)
+
+    def _data(self, data):
+        """A D line (str) or a binary frame (memoryview) for the v2 transfer."""
+        t = self.t
+        if t.mode == V2:
+            import ota_data
+
+            if isinstance(data, str):
+                ota_data.d(self, data)
+            else:
+                ota_data.frame(self, data)
+        elif t.done >= 0:
+            self._send("OTA:A:%d" % t.done)  # a late duplicate
+        else:
+            self._send("OTA:ERR:NOT_READY")
 
     def _fail(self, e):
         try:
@@ -156,14 +169,7 @@ class OTAManager:
             line = line.strip()
             t = self.t
             if line.startswith("OTA:D:"):
-                if t.mode == V2:
-                    import ota_data
-
-                    ota_data.d(self, line)
-                elif t.done >= 0:
-                    self._send("OTA:A:%d" % t.done)  # a late duplicate
-                else:
-                    self._send("OTA:ERR:NOT_READY")
+                self._data(line)
                 return
             end = line.find(":", 4)
             cmd = line[4:] if end < 0 else line[4:end]

@@ -25,8 +25,8 @@ Modules:
   boards (also through Home Assistant's habluetooth wrapper).
 - `clock`: `VirtualTimeLoop` / `run_virtual`, asyncio on virtual time;
   `ticks`: MicroPython's tick arithmetic on any clock.
-- `stand_ins`: MicroPython's `machine`, `bluetooth` and `micropython` for
-  CPython, the one set used by virtual boards and the firmware tests.
+- `stand_ins`: MicroPython's `machine`, `bluetooth`, `micropython` and
+  `deflate` for CPython, the one set used by virtual boards and the firmware tests.
 
 `bleak_backend` is not imported here so that the rest works without bleak.
 """

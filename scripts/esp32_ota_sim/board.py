@@ -223,16 +223,22 @@ class _Runtime:
                 return self.exec_module(name, fs._files[path].data, path)
         if name == "bluetooth":
             return self.exec_stand_in(name)
+        if name == "deflate" and self.board.has_deflate:
+            return self.exec_stand_in(name, host_imports=True)
         if name in _HOST_MODULES:
             module = builtins.__import__(_HOST_MODULES[name])
             self.modules[name] = module
             return module
         raise ImportError(f"no module named '{name}'")
 
-    def exec_module(self, name: str, source: bytes, path: str) -> types.ModuleType:
+    def exec_module(
+        self, name: str, source: bytes, path: str, *, host_imports: bool = False
+    ) -> types.ModuleType:
         module = types.ModuleType(name)
         module.__file__ = path
-        module.__dict__["__builtins__"] = self.builtins
+        module.__dict__["__builtins__"] = (
+            builtins.__dict__ if host_imports else self.builtins
+        )
         self.modules[name] = module
         code = _compile(source, f"<{self.board.address}>{path}")
         try:
@@ -242,9 +248,15 @@ class _Runtime:
             raise
         return module
 
-    def exec_stand_in(self, name: str) -> types.ModuleType:
+    def exec_stand_in(
+        self, name: str, *, host_imports: bool = False
+    ) -> types.ModuleType:
+        """A stand-in from stand_ins_dir; `host_imports`: it imports the host's
+        modules (deflate's zlib), not the board's."""
         source = (self.board.stand_ins_dir / f"{name}.py").read_bytes()
-        return self.exec_module(name, source, f"<stand-in>/{name}.py")
+        return self.exec_module(
+            name, source, f"<stand-in>/{name}.py", host_imports=host_imports
+        )
 
     def run_script(self, path: str) -> None:
         source = self.board.fs._files[path].data
@@ -388,6 +400,7 @@ class VirtualBoard:
         housekeeping_ms: float = 1000.0,
         boot: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
+        has_deflate: bool = True,
     ) -> None:
         self.address = address.upper()
         if seed is None:  # deterministic, but different for every address
@@ -398,6 +411,9 @@ class VirtualBoard:
         self.fs.commit_ms = flash_commit_ms
         self.fs.cost_sink = self.spend_ms
         self.stand_ins_dir = stand_ins_dir
+        # MicroPython 1.21 and later have `deflate` (the firmware then offers
+        # compressed frames); False: an older MicroPython without it.
+        self.has_deflate = has_deflate
         self.line_cost_ms = line_cost_ms
         self.byte_cost_us = byte_cost_us
         self.max_failed_boots = max_failed_boots

@@ -413,3 +413,43 @@ def test_a_reset_loses_what_the_firmware_wrote_but_did_not_flush() -> None:
     board.reboot()  # the board does not close the firmware's files for it
     assert board.read("staged") == b"flushed"
     assert board.state == "running"
+
+
+def _deflated_frame(off: int, data: bytes) -> bytes:
+    """A deflated frame (0xFE, docs/protocol.md) of `data` at file offset `off`."""
+    import struct
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -9)
+    stream = c.compress(data) + c.flush()
+    return struct.pack("<BHIH", 0xFE, len(stream), off, len(data)) + stream
+
+
+@pytest.mark.parametrize("has_deflate", [True, False])
+def test_deflated_frames_on_a_board_with_and_without_deflate(has_deflate: bool) -> None:
+    new_app = (FIRMWARE_DIR / "ota_data.py").read_bytes()[:300]  # real source
+
+    async def scenario() -> tuple[VirtualBoard, dict[str, object], list[bytes]]:
+        board = VirtualBoard(has_deflate=has_deflate)
+        hello = await _ask(board, b"OTA:HELLO\n")
+        info = json.loads(hello[0][len(b"OTA:HELLO:") :])
+        got: list[bytes] = []
+        link = SimLink(board, "local", on_notify=got.append)
+        await link.open()
+        crc = f"{binascii.crc32(new_app):08x}"
+        line = f"OTA:FILE:app.py:{len(new_app)}:{crc}:1.1.0:bin:-:\n"
+        await link.write_with_response(line.encode())
+        await asyncio.sleep(0.1)
+        await link.write_with_response(_deflated_frame(0, new_app))
+        await asyncio.sleep(0.5)
+        return board, info, b"".join(got).splitlines()
+
+    board, info, replies = run_virtual(scenario())
+    assert replies[0].startswith(b"OTA:READY:0:")
+    if has_deflate:
+        assert info["deflate"] == {"wbits": 9, "max": 1024}
+        assert replies[1:] == [b"OTA:A:%d" % len(new_app)]
+        assert board.read("app.py.new") == new_app
+    else:
+        assert "deflate" not in info
+        assert replies[1:] == [b"OTA:ERR:BAD_DATA:0"]

@@ -28,18 +28,8 @@ def ready(app=None, data=DATA, mtu=256):
 
 
 def send_rest(p, c, off):
-    """Frames from `off` a window at a time; the last reply."""
-    while off < len(DATA):
-        for _ in range(p.window):
-            if off < len(DATA):
-                c.write(at(off))
-                off += CHUNK
-        c.pump()
-        got = c.take()
-        assert got, "no reply"
-        assert got[-1].startswith("OTA:A:"), got
-        off = int(got[-1].split(":")[2])
-    return off
+    """Frames from `off` a window at a time; the offset acked last."""
+    return nus_central.send_frames(c, off, len(DATA), at, CHUNK)
 
 
 def staged():

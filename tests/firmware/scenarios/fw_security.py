@@ -160,7 +160,7 @@ def _nothing_staged(b, *names):
 def test_hello_offers_sha256():
     caps = Board(AUTH_KEY=KEY).hello()
     assert caps["hash"] == "sha256"
-    assert caps["fw"] == "2.1.0"
+    assert caps["fw"] == "2.2.0"
 
 
 def test_swapped_data_with_forged_crc_is_refused_and_not_staged():

@@ -75,7 +75,7 @@ def test_hello_capabilities():
         ]
     )
     assert h["proto"] == 2
-    assert h["fw"] == "2.1.0"
+    assert h["fw"] == "2.2.0"
     assert h["app"] == "1.0.0"
     assert h["win"] == b.cls.WINDOW
     assert h["line"] == b.cls.LINE_MAX

@@ -127,6 +127,24 @@ def v2_apply(central, names):
     return False
 
 
+def send_frames(central, off, size, make, step):
+    """Frames from `off` to `size`, a window at a time; the offset acked last.
+
+    `make(off)` is the frame that carries the `step` file bytes at `off`."""
+    while off < size:
+        sent = off
+        for _ in range(central.p.window):
+            if sent < size:
+                central.write(make(sent))
+                sent += step
+        central.pump()
+        got = central.take()
+        assert got, "no reply"
+        assert got[-1].startswith("OTA:A:"), got
+        off = int(got[-1].split(":")[2])
+    return off
+
+
 def frame(off, payload):
     """A binary data frame (docs/protocol.md): 0xFF, length, offset, payload."""
     n = len(payload)

@@ -23,6 +23,7 @@ from esp32_ota_sim.bleak_backend import (
 )
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_bytes
 from esp32_ota_sim.v1_board import V1OnlyBoard
 
 from custom_components.esp32_ota.nus_ota import (
@@ -71,12 +72,15 @@ def connector(board: VirtualBoard) -> Callable[[], Any]:
     return connect
 
 
-def files_for(board: VirtualBoard) -> dict[str, bytes]:
+def files_for(board: VirtualBoard, *, more: int = 0) -> dict[str, bytes]:
     """The board's own app.py and main.py, changed (a working app, or the
-    boot guard rightly rolls the update back)."""
+    boot guard rightly rolls the update back). `more`: add about that many
+    bytes of real source as comments, so that even deflated frames are
+    enough writes for a lossy link to lose some."""
+    source = b"".join(b"# " + line + b"\n" for line in source_bytes(more).splitlines())
     return {
         "main.py": board.read("main.py") + b"# updated\n",
-        "app.py": board.read("app.py") + PADDING,
+        "app.py": board.read("app.py") + PADDING + source,
     }
 
 
@@ -95,7 +99,7 @@ def run_install(
 @pytest.mark.parametrize("profile", ["fast", "local", "proxy", "lossy-proxy"])
 def test_v2_install_over_bleak(profile: str) -> None:
     board = make_board(profile)
-    files = files_for(board)
+    files = files_for(board, more=40_000 if profile == "lossy-proxy" else 0)
     progress: list[int] = []
     result = run_install(board, files, progress=lambda done, _t: progress.append(done))
     assert board.read("app.py") == files["app.py"]
@@ -116,7 +120,7 @@ def test_v2_install_over_bleak(profile: str) -> None:
 def test_every_encoding_over_a_lossy_proxy(encoding: str) -> None:
     """Lost writes and notifications, gaps and duplicates, in each encoding."""
     board = make_board("lossy-proxy")
-    files = files_for(board)
+    files = files_for(board, more=40_000)
     result = run_install(board, files, options=InstallOptions(encoding=encoding))
     assert board.read("app.py") == files["app.py"]
     assert board.read("main.py") == files["main.py"]

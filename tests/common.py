@@ -76,8 +76,12 @@ def make_board(
     config: str = 'VERSION = "1.0.0"\n',
     v1: bool = False,
     total_blocks: int | None = None,
+    deflate: bool = True,
 ) -> VirtualBoard:
-    """A board with the real firmware (or a v1-only OTA manager) and config.py."""
+    """A board with the real firmware (or a v1-only OTA manager) and config.py.
+
+    `deflate=False`: a MicroPython without the deflate module, so binary data
+    goes as plain frames (tests that change a frame's bytes on the air)."""
     fs = None
     if total_blocks is not None:
         fs = MemFS(total_blocks=total_blocks)
@@ -86,7 +90,7 @@ def make_board(
     files: dict[str, bytes | str] = {"config.py": config}
     if v1:
         return V1OnlyBoard(address, files=files, fs=fs)
-    return VirtualBoard(address, files=files, fs=fs)
+    return VirtualBoard(address, files=files, fs=fs, has_deflate=deflate)
 
 
 def write_release(

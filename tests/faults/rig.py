@@ -151,9 +151,17 @@ def fault_board(
     address: str = "24:0A:C4:00:00:01",
     v1_only: bool = False,
     config: str | None = None,
+    deflate: bool = False,
 ) -> VirtualBoard:
-    """A booted board with the real firmware, registered for SimBleakClient."""
-    board = (V1OnlyBoard if v1_only else VirtualBoard)(address, boot=False)
+    """A booted board with the real firmware, registered for SimBleakClient.
+
+    `deflate`: its MicroPython has the deflate module, so it offers deflated
+    frames; without, binary data goes as plain frames, which the faults here
+    count and change (DATA_FRAME)."""
+    if v1_only:
+        board = V1OnlyBoard(address, boot=False)
+    else:
+        board = VirtualBoard(address, boot=False, has_deflate=deflate)
     if config is not None:
         board.write("config.py", config)
     board.boot()

@@ -124,7 +124,9 @@ async def test_swapped_code_with_a_forged_crc_is_refused(
     write_release(
         source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
     )
-    board = make_board(config=f'VERSION = "1.0.0"\nAUTH_KEY = "{KEY}"\n')
+    # Plain frames, which the relay knows how to rewrite.
+    config = f'VERSION = "1.0.0"\nAUTH_KEY = "{KEY}"\n'
+    board = make_board(config=config, deflate=False)
     entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: KEY})
     before = {name: board.read(name) for name in ("main.py", "app.py")}
     relay = Relay(board)

@@ -116,7 +116,7 @@ class Transfer:
         self.done = -1  # v2: size of the file just completed (re-ACKs)
         self.sha = None  # v2: SHA-256 of what arrived, when FILE carried one
         self.want = None  # v2: the SHA-256 FILE announced (hex)
-        self.z = None  # v2: ota_inflate's buffers, made by the first 0xFE frame
+        self.z = None  # v2 `bin`: ota_inflate's buffers (ota_inflate.prepare)
 
     def drop(self):
         """Forget the transfer (IDLE); v2 staged data stays on flash."""

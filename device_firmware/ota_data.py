@@ -3,7 +3,7 @@
 Part of OTAManager (ota_manager.py), which calls data(), d() or frame() only while a
 transfer of that protocol runs; ota_setup.begin() loaded this module before
 READY, so streaming allocates nothing but the decoded chunk and the reply
-(deflated frames: see ota_inflate, loaded by the first one).
+(deflated frames: ota_inflate, loaded by FILE too).
 `m` is the manager, `m.t` the transfer (ota_core.Transfer).
 """
 

@@ -306,6 +306,10 @@ def file(m, line):
     begin(m.t, V2, f, name, size, crc, None, have, run, p[6] == "b64")
     m.t.sha = h
     m.t.want = sha
+    if p[6] == "bin":
+        import ota_inflate  # loaded now: streaming allocates only the decoder
+
+        ota_inflate.prepare(m, m.t)
 
 
 def _resume(old, new, size, crc_s, sha):

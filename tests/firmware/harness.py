@@ -183,6 +183,7 @@ def run_on_micropython(
                 "/fw": str(firmware),
                 "/scenarios": str(SCENARIO_DIR),
             },
+            "data": {"/src": str(FIRMWARE_DIR)},  # the firmware's source, to read
             "module": module,
             "tests": tests,
             "purge": _module_names(

@@ -2,10 +2,12 @@
 //
 // Usage: node mp_runner.mjs <job.json>
 // job = {"mounts": {"/fw": "<host dir>", ...}, "module": "fw_x",
-//        "tests": ["test_a", ...], "purge": ["ota_manager", ...], "heapsize": n}
+//        "tests": ["test_a", ...], "purge": ["ota_manager", ...], "heapsize": n,
+//        "data": {"/src": "<host dir>"}}
 // Every *.py / *.mpy file of each host dir is copied into MicroPython's
-// in-memory filesystem. Each test runs in a fresh empty working directory
-// (the board's filesystem) with the firmware modules imported afresh.
+// in-memory filesystem; mounts go on sys.path, data dirs (files to read) do
+// not. Each test runs in a fresh empty working directory (the board's
+// filesystem) with the firmware modules imported afresh.
 // Results are printed as "@@RESULT <json>" lines; anything else the test
 // prints is returned with its result.
 import { readFileSync, readdirSync } from "node:fs";
@@ -20,7 +22,7 @@ const mp = await loadMicroPython({
   stderr: (line) => out.push(line),
 });
 
-for (const [target, source] of Object.entries(job.mounts)) {
+for (const [target, source] of Object.entries({ ...job.mounts, ...job.data })) {
   mp.FS.mkdirTree(target);
   for (const name of readdirSync(source)) {
     if (name.endsWith(".py") || name.endsWith(".mpy")) {

@@ -22,13 +22,11 @@ RAM filesystem: no flash cost, see the README for the flash model).
 
 import os
 
-import nus_central
 from fw_deflate import deflated, zframe
-from fw_perf_memory import MEASURED, _forget, _heap, _preload
-from nus_central import Central, StreamHeap, crc_hex
+from heap import expect_ready, live, measured_stream, started_stack
+from nus_central import crc_hex
 
 PEAK_GOAL = 6 * 1024  # issue 18: <= 6 KB with compression and a window >= 12
-RETAINED_GOAL = 6 * 1024
 SIZE = 64 * 1024
 WRITE = 244  # MTU 247
 
@@ -56,16 +54,17 @@ def firmware_source(size):
 class Deflater:
     """A client's deflated frames of `data`, the next one at any offset."""
 
-    def __init__(self, data, wbits, most):
+    def __init__(self, data, offer):
         self.data = data
-        self.wbits = wbits
-        self.most = most  # the board's `max`
-        self.guess = most
+        self.size = len(data)
+        self.wbits = offer["wbits"]
+        self.most = offer["max"]
+        self.guess = self.most
 
     def frame(self, off):
         """(the frame at `off`, the file bytes it carries)."""
         room = WRITE - 9
-        n = min(self.guess, len(self.data) - off)
+        n = min(self.guess, self.size - off)
         chunk = self.data[off : off + n]
         stream = deflated(chunk, self.wbits)
         while len(stream) > room:
@@ -76,89 +75,28 @@ class Deflater:
         return zframe(off, chunk, stream), n
 
 
-def _ready(info_keys=("fwin", "deflate")):
-    """Boot the demo board, connect, HELLO: (peripheral, central, HELLO)."""
-    _preload()
-    import main
-
-    p = main.start()
-    c = Central(p, mtu=WRITE + 3)
-    info = nus_central.hello(c)
-    for key in info_keys:
-        assert key in info, info
-    return p, c, info
-
-
-def _file(c, data):
-    got = c.ask(f"OTA:FILE:app.py:{len(data)}:{crc_hex(data)}:9.0.0:bin:-:")
-    assert len(got) == 1, got
-    assert got[0].startswith("OTA:READY:0:"), got
+def _file_line(data):
+    return f"OTA:FILE:app.py:{len(data)}:{crc_hex(data)}:9.0.0:bin:-:"
 
 
 def test_mpy_deflated_stream_heap():
-    p, c, info = _ready()
-    win = info["fwin"]
+    c, info = started_stack()
     data = firmware_source(SIZE)
-    frames = Deflater(data, info["deflate"]["wbits"], info["deflate"]["max"])
-    _file(c, data)
-    _forget(c)
-    nus_central.room_for_names()
-    yield
-    base = _heap()
-    heap = StreamHeap()
-    off = 0
-    sent_frames = 0
-    while off < SIZE:
-        end = off
-        for _ in range(win):
-            if end < SIZE:
-                f, n = frames.frame(end)
-                c.write(f)
-                end += n
-                sent_frames += 1
-        heap.most_queued = max(heap.most_queued, p.pending())
-        f = None
-        yield from _measured_polls(p, c, base, heap)
-        replies = c.take()
-        assert replies[-1] == f"OTA:A:{end}", replies
-        off = end
+    frames = Deflater(data, info["deflate"])
+    expect_ready(c, _file_line(data))
+    heap = yield from measured_stream(c, frames, info["fwin"], frames.frame)
     c.disconnect()
-    p.poll()
+    c.p.poll()
     yield
-    retained = _heap() - base
+    retained = live() - heap.base  # negative: the transfer's buffers went
     with open("app.py.new", "rb") as f:
         assert f.read() == data
-    if not MEASURED:
-        return None
-    assert heap.peak <= PEAK_GOAL, heap.peak
-    assert retained <= RETAINED_GOAL, retained
-    return {
-        "stream_peak_growth_bytes": heap.peak,
-        "max_live_growth_bytes": heap.live,
-        "max_poll_alloc_bytes": heap.call,
-        "retained_after_session_bytes": retained,
-        "window": win,
-        "wbits": info["deflate"]["wbits"],
-        "frames": sent_frames,
-        "file_bytes_per_frame": round(SIZE / sent_frames, 1),
-        "goal": PEAK_GOAL,
-    }
-
-
-def _measured_polls(p, c, base, heap):
-    """Generator: poll() until the queue is empty, reading heap around each."""
-    took = True
-    while took:
-        yield
-        before = _heap()
-        took = p.poll()
-        call = _heap() - before
-        if took:
-            heap.peak = max(heap.peak, before - base + call)
-            heap.live = max(heap.live, before - base)
-            heap.call = max(heap.call, call)
-        c.notes = []
-        c.lines = c.lines[-1:]  # the last reply, for the caller's check
+    return heap.report(
+        PEAK_GOAL,
+        retained_after_session_bytes=retained,
+        window=info["fwin"],
+        wbits=info["deflate"]["wbits"],
+    )
 
 
 def _fastest_ms(work, runs=5):
@@ -183,10 +121,10 @@ def test_mpy_deflated_frames_cpu():
 
     import ota_inflate
 
-    p, c, info = _ready()
+    c, info = started_stack()
     win = info["fwin"]
     data = firmware_source(SIZE)
-    maker = Deflater(data, info["deflate"]["wbits"], info["deflate"]["max"])
+    maker = Deflater(data, info["deflate"])
     frames = []
     off = 0
     while off < SIZE:
@@ -194,7 +132,7 @@ def test_mpy_deflated_frames_cpu():
         frames.append(f)
         off += n
     kb = SIZE / 1024
-    m = p.ota
+    m = c.p.ota
 
     def inflate(check=False):
         ota_inflate.prepare(m, m.t)  # as FILE does
@@ -207,7 +145,7 @@ def test_mpy_deflated_frames_cpu():
     def stream():
         if "app.py.new" in os.listdir():
             os.remove("app.py.new")  # the last run's: start from 0 again
-        _file(c, data)
+        expect_ready(c, _file_line(data))
         for i in range(0, len(frames), win):
             for f in frames[i : i + win]:
                 c.write(f)

@@ -148,7 +148,9 @@ class StreamHeap:
 
 def measured_stream(central, data, win, frames=False):
     """Generator: from READY, stream `data` (fwtest.Chunks) in windows of
-    `win` D lines (or binary frames, with `frames`); returns a StreamHeap.
+    `win` D lines (or binary frames, with `frames`; or the frames
+    `frames(off)` makes, (frame, file bytes it carries), of a file of
+    `data.size` bytes); returns a StreamHeap.
 
     As on a board: the central writes a whole window, then the peripheral's
     poll() takes the writes one at a time; for every poll(), `live` = live
@@ -171,11 +173,17 @@ def measured_stream(central, data, win, frames=False):
         for _ in range(win):
             if sent >= size:
                 break
-            if frames:
-                central.write(nus_central.frame(sent, data.read()))
+            if callable(frames):
+                write, step = frames(sent)
             else:
-                central.write(f"OTA:D:{sent}:{b64(data.read())}\n")
-            sent += data.chunk
+                step = data.chunk
+                if frames:
+                    write = nus_central.frame(sent, data.read())
+                else:
+                    write = f"OTA:D:{sent}:{b64(data.read())}\n"
+            central.write(write)
+            sent += step
+        write = None  # client-side memory
         figures.most_queued = max(figures.most_queued, p.pending())
         while True:
             yield

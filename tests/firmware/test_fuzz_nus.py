@@ -3,16 +3,18 @@
 Writes reach NUSPeripheral through the bluetooth stand-in's central hooks,
 as a phone or a proxy sends them: lines of a real v1/v2 session cut at any
 byte into several writes, several lines in one write, the longest writes
-the link allows (with and without response), random binary, disconnects
-in the middle. Invariants: no exception escapes poll() (a reset comes only
-after OTA:OK), the engine stays in a valid state, nothing but the allowed
-files and the engine's own ever appears, and the installed files change
-only with OTA:OK.
+the link allows (with and without response), random binary, binary data
+frames of a `bin` transfer (plain 0xFF and deflated 0xFE, one or two in a
+write, cut short or with bytes changed), disconnects in the middle.
+Invariants: no exception escapes poll() (a reset comes only after OTA:OK),
+the engine stays in a valid state, nothing but the allowed files and the
+engine's own ever appears, and the installed files change only with OTA:OK.
 """
 
 from __future__ import annotations
 
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +40,56 @@ _action = st.one_of(
     st.tuples(st.just("oversized"), st.binary(min_size=MTU, max_size=MAX_ATTR)),
     st.tuples(st.just("binary"), st.binary(max_size=MTU - 3)),
     st.tuples(st.just("text"), st.text(max_size=120)),
+    # frames of a `bin` transfer: (first frame, how many, FILE first, cut at,
+    # (position, xor) changes)
+    st.tuples(
+        st.just("frames"),
+        st.integers(0, 9),
+        st.integers(1, 2),
+        st.booleans(),
+        st.integers(0, 600),
+        st.lists(st.tuples(st.integers(0, 600), st.integers(1, 255)), max_size=3),
+    ),
     st.tuples(st.just("poll"), st.integers(0, 10)),
     st.tuples(st.just("reconnect")),
 )
 
 
+FRAMED = bytes(range(256)) * 6  # the file the `frames` action sends
+FRAMED_FILE = (
+    f"OTA:FILE:app.py:{len(FRAMED)}:{zlib.crc32(FRAMED):08x}:1.2.0:bin:f:\n".encode()
+)
+FRAME_STEP = 160
+
+
+def _frame(k: int) -> bytes:
+    """The k-th frame of FRAMED: plain when k is even, deflated when odd."""
+    off = k * FRAME_STEP
+    data = FRAMED[off : off + FRAME_STEP]
+    if k % 2 == 0:
+        return (
+            b"\xff" + len(data).to_bytes(2, "little") + off.to_bytes(4, "little") + data
+        )
+    c = zlib.compressobj(9, zlib.DEFLATED, -9)
+    stream = c.compress(data) + c.flush()
+    head = b"\xfe" + len(stream).to_bytes(2, "little") + off.to_bytes(4, "little")
+    return head + len(data).to_bytes(2, "little") + stream
+
+
+def _frame_writes(action: tuple[Any, ...]) -> list[tuple[bytes, bool]]:
+    _, first, count, file_first, cut, changes = action
+    raw = bytearray(b"".join(_frame(k) for k in range(first, first + count)))
+    for pos, xor in changes:
+        raw[pos % len(raw)] ^= xor
+    out = [(FRAMED_FILE, True)] if file_first else []
+    return [*out, (bytes(raw[: max(cut, 1)][: MTU - 3]), False)]
+
+
 def _writes(action: tuple[Any, ...], lines: list[str]) -> list[tuple[bytes, bool]]:
     """(data, with_response) writes of one action."""
     kind = action[0]
+    if kind == "frames":
+        return _frame_writes(action)
     if kind == "fragmented":
         start = action[1] % len(lines)
         data = "".join(line + "\n" for line in lines[start : start + action[2]])
@@ -114,6 +158,8 @@ def test_peripheral_survives_any_writes(actions: list[tuple[Any, ...]]) -> None:
                 assert base in ALLOWED or name in fw.OURS, name
             for line in central.take():
                 assert line.startswith("OTA:"), line
+                if action[0] == "frames" and line.startswith("OTA:A:"):
+                    event("a frame of the bin transfer was acknowledged")
             now = {n: fw.read(n) for n in ALLOWED if fw.exists(n)}
             assert now == installed
         assert p.pending() == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak.backends.device import BLEDevice
@@ -16,9 +17,11 @@ from bleak.backends.scanner import AdvertisementData
 from esp32_ota_sim.bleak_backend import SimBleakClient, register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_bytes
 from esp32_ota_sim.v1_board import V1OnlyBoard
 from nus_ota import NUS_SERVICE_UUID
 from nus_ota.cli import run
+from nus_ota.lines import DEFLATE_MARK, FRAME_MARK
 
 # The demo application, padded: a new app.py that really boots.
 DEMO_APP = Path(__file__).parents[2] / "device_firmware" / "app.py"
@@ -168,3 +171,37 @@ def advert(
         rssi=rssi,
         platform_data=(),
     )
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-compress",)])
+def test_push_deflates_unless_told_not_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: tuple[str, ...]
+) -> None:
+    board = VirtualBoard(files={"config.py": 'VERSION = "1.0.0"\n'})
+    register_board(board, "proxy")
+    source = source_bytes(16_000)
+    app = DEMO_APP.read_bytes() + b"".join(
+        b"# " + line + b"\n" for line in source.splitlines()
+    )
+    (tmp_path / "app.py").write_bytes(app)
+    marks: list[int] = []
+    receive = board.receive
+
+    def seen(link: Any, data: bytes) -> None:
+        marks.append(data[0])
+        receive(link, data)
+
+    board.receive = seen  # type: ignore[method-assign]
+    status, out = cli(
+        "push", str(tmp_path / "app.py"), "--address", board.address, *flags
+    )
+    assert status == 0, capsys.readouterr().err
+    assert "installed app.py over protocol 2" in out
+    assert board.read("app.py") == app
+    plain, deflated = marks.count(FRAME_MARK), marks.count(DEFLATE_MARK)
+    if flags:
+        assert deflated == 0
+        assert plain >= len(app) / 237
+    else:
+        assert deflated > 0
+        assert plain + deflated < 0.7 * len(app) / 237

@@ -1,0 +1,158 @@
+"""Deflated frames end to end: the real client, bleak, the real firmware.
+
+Virtual boards (esp32_ota_sim) booted from device_firmware, reached through
+`BleakClient(backend=SimBleakClient)` over the simulator's link profiles,
+in virtual time. The files are real Python: the board's own app.py (so the
+update boots) followed by the project's source as comments.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.bleak_backend import register_board
+from esp32_ota_sim.board import VirtualBoard
+from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_bytes
+from esp32_ota_sim.link import PROFILES
+
+from custom_components.esp32_ota.nus_ota import InstallOptions, probe
+from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK, FRAME_MARK
+from tests.faults.rig import drop_link
+
+from .test_sim import connector, run_install
+
+if TYPE_CHECKING:
+    from esp32_ota_sim.link import LinkProfile, SimLink
+
+KEY = "deflate-k3y"
+
+
+def with_source(board: VirtualBoard, size: int = 20_000) -> dict[str, bytes]:
+    """A new app.py that boots: the board's own, then real source as comments."""
+    source = source_bytes(size)
+    comments = b"".join(b"# " + line + b"\n" for line in source.splitlines())
+    return {"app.py": board.read("app.py") + comments}
+
+
+def board_on(
+    link: LinkProfile | str, *, config: str = "", **kw: Any
+) -> tuple[VirtualBoard, Counter[int]]:
+    """A booted board on `link`; the counter counts its writes by first byte."""
+    board = VirtualBoard(boot=False, **kw)
+    board.write("config.py", 'VERSION = "1.0.0"\n' + config)
+    board.boot()
+    register_board(board, link)
+    firsts: Counter[int] = Counter()
+    receive = board.receive
+
+    def counting(link: SimLink, data: bytes) -> None:
+        firsts[data[0]] += 1
+        receive(link, data)
+
+    board.receive = counting  # type: ignore[method-assign]
+    return board, firsts
+
+
+def crc(data: bytes) -> str:
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+def test_source_goes_deflated_and_arrives_exactly_on_a_keyed_board() -> None:
+    """CRC-32 and the signed SHA-256 are of the file; the board checks both."""
+    board, firsts = board_on("proxy", config=f'AUTH_KEY = "{KEY}"\n')
+    files = with_source(board)
+    result = run_install(board, files, options=InstallOptions(auth_key=KEY))
+    assert board.read("app.py") == files["app.py"]
+    assert result.board is not None
+    installed = result.board.files["app.py"]
+    assert installed is not None
+    assert installed.crc == crc(files["app.py"])
+    assert firsts[DEFLATE_MARK] > 0
+    # Deflated frames carry far more than the 237 bytes of a plain one.
+    assert firsts[DEFLATE_MARK] + firsts[FRAME_MARK] < 0.7 * len(files["app.py"]) / 237
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        pytest.param(PROFILES["lossy-proxy"], id="lost-writes"),
+        pytest.param(PROFILES["wifi-proxy"], id="wifi-jitter-and-losses"),
+        pytest.param(
+            replace(PROFILES["proxy"], notify_dup=0.1, name="dup"), id="duplicates"
+        ),
+    ],
+)
+def test_deflated_frames_through_a_faulty_link(link: LinkProfile) -> None:
+    board, firsts = board_on(link)
+    files = with_source(board, 40_000)
+    result = run_install(board, files)
+    assert board.read("app.py") == files["app.py"]
+    assert firsts[DEFLATE_MARK] > firsts[FRAME_MARK]
+    if link.write_loss:
+        assert result.retries > 0
+
+
+def test_an_interrupted_deflated_transfer_resumes() -> None:
+    """The link breaks mid-file; the next session goes on deflated from the
+    offset the board kept, and the file arrives exactly."""
+    board, _ = board_on("proxy")
+    files = with_source(board, 30_000)
+    receive = board.receive
+    sent: list[tuple[int, int]] = []  # (mark, offset) of every data write
+    broke_at = 0
+
+    def breaking(link: SimLink, data: bytes) -> None:
+        nonlocal broke_at
+        receive(link, data)
+        if data[0] in (DEFLATE_MARK, FRAME_MARK):
+            sent.append((data[0], int.from_bytes(data[3:7], "little")))
+            if len(sent) == 20:
+                broke_at = board.peripheral.ota.t.have
+                drop_link(board)
+
+    board.receive = breaking  # type: ignore[method-assign]
+    result = run_install(board, files, options=InstallOptions(session_attempts=2))
+    assert board.read("app.py") == files["app.py"]
+    assert result.connections >= 2
+    assert 0 < result.bytes_resumed <= broke_at
+    resumed = sent[20:]
+    assert resumed[0] == (DEFLATE_MARK, result.bytes_resumed)
+    marks = Counter(mark for mark, _ in sent)
+    assert marks[DEFLATE_MARK] > 0.9 * len(sent)  # the file's tail goes plain
+
+
+def test_a_board_without_deflate_gets_plain_frames() -> None:
+    """MicroPython before 1.21 has no `deflate`: HELLO offers none."""
+    board, firsts = board_on("proxy", has_deflate=False)
+    info = run_virtual(probe(connector(board)))
+    assert info is not None
+    assert "bin" in info.encodings
+    assert info.deflate is None
+    files = with_source(board)
+    run_install(board, files)
+    assert board.read("app.py") == files["app.py"]
+    assert firsts[DEFLATE_MARK] == 0
+    assert firsts[FRAME_MARK] > len(files["app.py"]) / 237
+
+
+@pytest.mark.parametrize(
+    ("options", "mark"),
+    [
+        pytest.param(InstallOptions(compress=False), FRAME_MARK, id="no-compress"),
+        pytest.param(InstallOptions(encoding="b64"), ord("O"), id="base64-lines"),
+    ],
+)
+def test_compression_off_or_lines_send_what_they_did(
+    options: InstallOptions, mark: int
+) -> None:
+    board, firsts = board_on("proxy")
+    files = with_source(board)
+    run_install(board, files, options=options)
+    assert board.read("app.py") == files["app.py"]
+    assert firsts[DEFLATE_MARK] == 0
+    assert firsts[mark] > len(files["app.py"]) / 244

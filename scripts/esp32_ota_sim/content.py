@@ -37,6 +37,14 @@ def source_bytes(size: int) -> bytes:
     return (corpus * (size // len(corpus) + 1))[:size]
 
 
+def source_comments(size: int) -> bytes:
+    """About `size` bytes of the project's Python as comments ("# " + line).
+
+    Appended to a working app.py, real code that still boots.
+    """
+    return b"".join(b"# " + line + b"\n" for line in source_bytes(size).splitlines())
+
+
 def file_content(kind: str, size: int, seed: int) -> bytes:
     """`size` bytes of `kind` ("random" or "source")."""
     if kind == "random":

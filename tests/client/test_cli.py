@@ -17,7 +17,7 @@ from bleak.backends.scanner import AdvertisementData
 from esp32_ota_sim.bleak_backend import SimBleakClient, register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
-from esp32_ota_sim.content import source_bytes
+from esp32_ota_sim.content import source_comments
 from esp32_ota_sim.v1_board import V1OnlyBoard
 from nus_ota import NUS_SERVICE_UUID
 from nus_ota.cli import run
@@ -179,10 +179,7 @@ def test_push_deflates_unless_told_not_to(
 ) -> None:
     board = VirtualBoard(files={"config.py": 'VERSION = "1.0.0"\n'})
     register_board(board, "proxy")
-    source = source_bytes(16_000)
-    app = DEMO_APP.read_bytes() + b"".join(
-        b"# " + line + b"\n" for line in source.splitlines()
-    )
+    app = DEMO_APP.read_bytes() + source_comments(16_000)
     (tmp_path / "app.py").write_bytes(app)
     marks: list[int] = []
     receive = board.receive

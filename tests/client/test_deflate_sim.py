@@ -17,7 +17,7 @@ import pytest
 from esp32_ota_sim.bleak_backend import register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
-from esp32_ota_sim.content import source_bytes
+from esp32_ota_sim.content import source_comments
 from esp32_ota_sim.link import PROFILES
 
 from custom_components.esp32_ota.nus_ota import InstallOptions, probe
@@ -34,9 +34,7 @@ KEY = "deflate-k3y"
 
 def with_source(board: VirtualBoard, size: int = 20_000) -> dict[str, bytes]:
     """A new app.py that boots: the board's own, then real source as comments."""
-    source = source_bytes(size)
-    comments = b"".join(b"# " + line + b"\n" for line in source.splitlines())
-    return {"app.py": board.read("app.py") + comments}
+    return {"app.py": board.read("app.py") + source_comments(size)}
 
 
 def board_on(

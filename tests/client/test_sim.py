@@ -23,7 +23,7 @@ from esp32_ota_sim.bleak_backend import (
 )
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
-from esp32_ota_sim.content import source_bytes
+from esp32_ota_sim.content import source_comments
 from esp32_ota_sim.v1_board import V1OnlyBoard
 
 from custom_components.esp32_ota.nus_ota import (
@@ -77,10 +77,9 @@ def files_for(board: VirtualBoard, *, more: int = 0) -> dict[str, bytes]:
     boot guard rightly rolls the update back). `more`: add about that many
     bytes of real source as comments, so that even deflated frames are
     enough writes for a lossy link to lose some."""
-    source = b"".join(b"# " + line + b"\n" for line in source_bytes(more).splitlines())
     return {
         "main.py": board.read("main.py") + b"# updated\n",
-        "app.py": board.read("app.py") + PADDING + source,
+        "app.py": board.read("app.py") + PADDING + source_comments(more),
     }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from esp32_ota_sim.bleak_backend import register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_comments
 from esp32_ota_sim.link import PROFILES, LinkProfile, LinkStats, SimLink
 from esp32_ota_sim.v1_board import V1OnlyBoard
 
@@ -24,7 +25,7 @@ from custom_components.esp32_ota.nus_ota import (
     InstallResult,
     install,
 )
-from custom_components.esp32_ota.nus_ota.lines import FRAME_MARK
+from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK, FRAME_MARK
 from tests.client.test_sim import connector
 
 if TYPE_CHECKING:
@@ -170,12 +171,20 @@ def fault_board(
 
 
 def release(
-    board: VirtualBoard, size: int = 6000, tag: str = "1.1.0"
+    board: VirtualBoard, size: int = 6000, tag: str = "1.1.0", *, source: bool = False
 ) -> dict[str, bytes]:
-    """A new main.py and app.py that still boot (the boot guard keeps them)."""
-    filler = b"".join(
-        b"# %s line %05d: padding to make the file larger\n" % (tag.encode(), i)
-        for i in range(size // 48)
+    """A new main.py and app.py that still boot (the boot guard keeps them).
+
+    app.py grows by about `size` bytes of padding, or with `source` of the
+    project's Python as comments (it compresses as real code does).
+    """
+    filler = (
+        source_comments(size)
+        if source
+        else b"".join(
+            b"# %s line %05d: padding to make the file larger\n" % (tag.encode(), i)
+            for i in range(size // 48)
+        )
     )
     return {
         "main.py": board.read("main.py") + b"# release " + tag.encode() + b"\n",
@@ -230,22 +239,34 @@ def install_through(
     *,
     protocol: int,
     size: int,
+    deflate: bool = False,
     **options: Any,
 ) -> InstallResult:
     """Install a release of about `size` bytes over `link` (v1: a field board).
 
-    The install must finish with every file new, and the link must really
-    have injected faults; they go to the ledger.
+    With `deflate` the board offers deflated frames and the release is real
+    source, so the client sends them. The install must finish with every
+    file new, and the link must really have injected faults; they go to the
+    ledger.
     """
-    board = fault_board(link, v1_only=protocol == 1)
+    board = fault_board(link, v1_only=protocol == 1, deflate=deflate)
     old = bundle(board)
-    new = release(board, size=size)
+    new = release(board, size=size, source=deflate)
+    deflated = 0
+
+    def counting(_link: SimLink, data: bytes, deliver: Callable[[], None]) -> None:
+        nonlocal deflated
+        deflated += data[0] == DEFLATE_MARK
+        deliver()
+
+    tap(board, counting)
     connect = Recorder(board)
     result = run_virtual(run_install(connect, new, **options))
     injected = connect.count_faults(faults)
     assert isinstance(result, InstallResult), (link.name, result)
     assert result.protocol == protocol
     assert injected > 0, link.name  # the knobs really injected something
+    assert (deflated > 0) == deflate  # deflated frames exactly when offered
     assert faults.check_board(board, old, new) == "new"
     return result
 

@@ -245,6 +245,24 @@ def test_run_bench_refuses_unknown_names() -> None:
         run_bench(["proxy"], [4], ["v2"], heap=False, content="lorem")
 
 
+def test_deflated_frames_deliver_source_faster() -> None:
+    """Same link, same board: fewer, fuller writes; random bytes go as before."""
+    plain = run_case("proxy", 16 * KIB, "v2-bin", content="source")
+    zipped = run_case("proxy", 16 * KIB, "v2-zip", content="source")
+    assert zipped.bytes_delivered == plain.bytes_delivered == 16 * KIB
+    assert zipped.writes < 0.7 * plain.writes
+    assert zipped.wire_bytes < 0.7 * plain.wire_bytes
+    assert zipped.seconds < plain.seconds
+    assert zipped.chunk > 1.4 * plain.chunk  # file bytes per write
+    noise = run_case("proxy", 16 * KIB, "v2-zip")
+    bare = run_case("proxy", 16 * KIB, "v2-bin")
+    assert (noise.seconds, noise.writes, noise.wire_bytes) == (
+        bare.seconds,
+        bare.writes,
+        bare.wire_bytes,
+    )
+
+
 def test_source_content_is_the_projects_python() -> None:
     source = source_bytes(64 * KIB)
     firmware = b"".join(

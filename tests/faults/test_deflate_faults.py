@@ -1,0 +1,173 @@
+"""Faults on the deflated path: boards that offer `deflate`, files that compress.
+
+The release is the board's own app with real source appended as comments
+(the project's Python, esp32_ota_sim.content; never text made up to compress
+well), so the client sends deflated frames (0xFE). Lost writes and
+notifications, a link that drops at any deflated frame, a power cut in the
+middle of the file: every install ends with the new files, byte for byte,
+and a resumed transfer continues from what the board kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.content import source_bytes
+
+from custom_components.esp32_ota.nus_ota import InstallResult, probe
+from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK
+from tests.faults.rig import (
+    Recorder,
+    bundle,
+    drop_link,
+    fault_board,
+    profile,
+    run_install,
+    tap,
+    untap,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from esp32_ota_sim.board import VirtualBoard
+    from esp32_ota_sim.link import LinkProfile
+
+    from tests.faults.rig import FaultLedger
+
+DEFLATED = bytes((DEFLATE_MARK,))
+COUNT = slice(7, 9)  # a deflated frame's <count>: the file bytes it carries
+
+
+def _board(link: LinkProfile | str) -> VirtualBoard:
+    board = fault_board(link, deflate=True)
+    info = run_virtual(probe(Recorder(board)))
+    assert info is not None
+    assert info.deflate is not None  # the board offers deflated frames
+    return board
+
+
+def _release(board: VirtualBoard, size: int) -> dict[str, bytes]:
+    """main.py and app.py changed; app.py grows by ~`size` bytes of real source."""
+    text = b"".join(b"# " + line + b"\n" for line in source_bytes(size).splitlines())
+    return {
+        "main.py": board.read("main.py") + b"# release 1.1.0\n",
+        "app.py": board.read("app.py") + text,
+    }
+
+
+def _count_deflated(board: VirtualBoard) -> list[int]:
+    """File bytes of every deflated frame the board receives (a tap)."""
+    counts: list[int] = []
+
+    def counting(_link: object, data: bytes, deliver: Callable[[], None]) -> None:
+        if data.startswith(DEFLATED):
+            counts.append(int.from_bytes(data[COUNT], "little"))
+        deliver()
+
+    tap(board, counting)
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("knob", "rate", "seed"),
+    [("write_loss", 0.03, 1), ("notify_loss", 0.05, 2), ("notify_dup", 0.05, 3)],
+)
+def test_deflated_install_through_a_faulty_link(
+    faults: FaultLedger, knob: str, rate: float, seed: int
+) -> None:
+    board = _board(profile("proxy", seed=seed, **{knob: rate}))
+    old = bundle(board)
+    new = _release(board, 40_000)
+    counts = _count_deflated(board)
+    connect = Recorder(board)
+
+    result = run_virtual(run_install(connect, new))
+
+    assert connect.count_faults(faults) > 0  # the knob really injected faults
+    assert isinstance(result, InstallResult), result
+    assert faults.check_board(board, old, new) == "new"
+    assert len(counts) > 50, len(counts)  # the data went as deflated frames
+    assert sum(counts) / len(counts) > 300  # more file bytes a frame than plain
+    if knob == "write_loss":
+        assert result.retries > 0  # a lost frame is resent, never skipped
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
+    faults: FaultLedger, seed: int
+) -> None:
+    board = _board("proxy")
+    old = bundle(board)
+    new = _release(board, 20_000)
+    at = 5 + seed * 13  # the deflated frame after which the link drops
+    seen = 0
+
+    def dropping(_link: object, data: bytes, deliver: Callable[[], None]) -> None:
+        nonlocal seen
+        deliver()
+        if data.startswith(DEFLATED):
+            seen += 1
+            if seen == at:
+                faults.add("disconnect")
+                drop_link(board)
+
+    tap(board, dropping)
+
+    async def scenario() -> tuple[Any, int, Any]:
+        first = await run_install(Recorder(board), new, session_attempts=1)
+        untap(board)
+        info = await probe(Recorder(board))
+        assert info is not None
+        held = sum(s.have for s in info.staged.values())
+        return first, held, await run_install(Recorder(board), new)
+
+    first, held, second = run_virtual(scenario())
+
+    assert seen >= at
+    assert not isinstance(first, InstallResult), first  # the drop ended it
+    assert isinstance(second, InstallResult), second
+    assert held > 0
+    assert second.bytes_resumed == held  # READY's offset: what the board kept
+    assert faults.check_board(board, old, new) == "new"
+
+
+def test_a_power_cut_mid_deflated_file_resumes_from_the_last_flush(
+    faults: FaultLedger,
+) -> None:
+    board = _board("fast")
+    old = bundle(board)
+    new = _release(board, 30_000)
+    carried = 0
+
+    def cut_after_16_kb(
+        _link: object, data: bytes, deliver: Callable[[], None]
+    ) -> None:
+        nonlocal carried
+        deliver()
+        if data.startswith(DEFLATED) and carried < 16_000:
+            carried += int.from_bytes(data[COUNT], "little")
+            if carried >= 16_000:
+                faults.add("power loss")
+                board.power_loss_at(1)
+
+    tap(board, cut_after_16_kb)
+
+    async def scenario() -> list[Any]:
+        outcomes = [await run_install(Recorder(board), new)]
+        if not isinstance(outcomes[0], InstallResult):
+            await asyncio.sleep(5)
+            outcomes.append(await run_install(Recorder(board), new))
+        return outcomes
+
+    outcomes = run_virtual(scenario())
+    assert board.fs.power_losses == 1
+    assert isinstance(outcomes[-1], InstallResult), outcomes
+    resumed = sum(o.bytes_resumed for o in outcomes if isinstance(o, InstallResult))
+    # 16 KB of file in deflated frames, app.py after main.py: at least 8 KB of
+    # app.py had been flushed (every 4 KB) before the cut.
+    assert resumed >= 8192, outcomes
+    assert faults.check_board(board, old, new) == "new"

@@ -5,14 +5,15 @@ file. It behaves as MicroPython 1.27's does, checked on the WebAssembly port:
 
 - `DeflateIO(stream, format=AUTO, wbits=0, close=False)`; a format that is not
   one of RAW, ZLIB, GZIP, AUTO raises ValueError("format"), wbits outside
-  0..15 ValueError("wbits"); wbits below 8 fail at the first read.
+  0..15 ValueError("wbits").
 - The compressed data is read from `stream.readinto` one byte at a time, only
   as far as the decoder needs: after the end of the stream, the bytes that
   follow it are left unread.
 - A stream that ends too soon raises EOFError, corrupt data (a back
-  reference farther than the window included) OSError(EINVAL), and so does
-  reading after close().
-- RAW with wbits 0 uses a 256-byte window.
+  reference farther than the window of 2**wbits bytes included)
+  OSError(EINVAL), and so does reading after close().
+- RAW with wbits 0 uses a 256-byte window. zlib has no smaller one, so wbits
+  1..7 (MicroPython: windows of 2..128 bytes) mean 256 bytes here.
 - `write()` compresses (AUTO means RAW; zlib's streams, not MicroPython's
   byte for byte), `close()` ends the stream.
 
@@ -49,9 +50,8 @@ class DeflateIO:
 
     def _decoder(self):
         if self._z is None:
-            if self._wbits < 8:
-                raise OSError(errno.EINVAL, "EINVAL")
-            bits = {RAW: -self._wbits, ZLIB: self._wbits, GZIP: 16 + self._wbits}
+            wbits = max(self._wbits, 8)
+            bits = {RAW: -wbits, ZLIB: wbits, GZIP: 16 + wbits}
             self._z = zlib.decompressobj(bits.get(self._format, 32 + 15))
         return self._z
 
@@ -65,13 +65,16 @@ class DeflateIO:
         pending = z.unconsumed_tail
         while n < want and not z.eof:
             try:
-                out = z.decompress(pending, want - n)
+                # One byte at a time: zlib checks a reference against its
+                # window only when it reaches back past this call's output.
+                out = z.decompress(pending, 1)
             except zlib.error as e:
                 raise OSError(errno.EINVAL, "EINVAL") from e
             pending = z.unconsumed_tail
-            view[n : n + len(out)] = out
-            n += len(out)
-            if not out and not pending and not z.eof:
+            if out:
+                view[n] = out[0]
+                n += 1
+            elif not pending and not z.eof:
                 # the decoder needs more: one byte, as MicroPython reads it
                 if not self._stream.readinto(self._byte):
                     raise EOFError

@@ -25,7 +25,11 @@ from custom_components.esp32_ota.nus_ota import (
     InstallResult,
     install,
 )
-from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK, FRAME_MARK
+from custom_components.esp32_ota.nus_ota.lines import (
+    DEFLATE_MARK,
+    FRAME_HEAD,
+    FRAME_MARK,
+)
 from tests.client.test_sim import connector
 
 if TYPE_CHECKING:
@@ -34,7 +38,8 @@ if TYPE_CHECKING:
     type Hook = Callable[[SimLink, bytes, Callable[[], None]], None]
 
 BUNDLE = ("main.py", "app.py")
-DATA_FRAME = bytes((FRAME_MARK,))  # how every binary data frame starts
+DATA_FRAME = bytes((FRAME_MARK,))  # how every plain binary data frame starts
+DEFLATED_FRAME = bytes((DEFLATE_MARK,))  # ... and every deflated one
 _LINK_FAULTS = {
     "writes_lost": "lost write",
     "writes_dropped": "write dropped by a full proxy queue",
@@ -190,6 +195,15 @@ def release(
         "main.py": board.read("main.py") + b"# release " + tag.encode() + b"\n",
         "app.py": board.read("app.py") + filler,
     }
+
+
+def frame_file_bytes(data: bytes) -> int:
+    """How many file bytes the binary frame `data` carries (0: not a frame)."""
+    if data.startswith(DATA_FRAME):
+        return len(data) - FRAME_HEAD
+    if data.startswith(DEFLATED_FRAME):
+        return int.from_bytes(data[7:9], "little")  # its <count>
+    return 0
 
 
 def bundle(board: VirtualBoard) -> dict[str, bytes]:

@@ -1,30 +1,30 @@
 """Faults on the deflated path: boards that offer `deflate`, files that compress.
 
 The release is the board's own app with real source appended as comments
-(the project's Python, esp32_ota_sim.content; never text made up to compress
-well), so the client sends deflated frames (0xFE). Lost writes and
-notifications, a link that drops at any deflated frame, a power cut in the
-middle of the file: every install ends with the new files, byte for byte,
-and a resumed transfer continues from what the board kept.
+(rig.release with `source`), so the client sends deflated frames (0xFE). Lost writes and
+notifications, a link that drops at any deflated frame (a power cut in the
+middle of a deflated file: test_power_loss.py): every install ends with the
+new files, byte for byte, and a resumed transfer continues from what the
+board kept.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from esp32_ota_sim.clock import run_virtual
-from esp32_ota_sim.content import source_bytes
 
 from custom_components.esp32_ota.nus_ota import InstallResult, probe
-from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK
 from tests.faults.rig import (
+    DEFLATED_FRAME,
     Recorder,
     bundle,
     drop_link,
     fault_board,
+    frame_file_bytes,
     profile,
+    release,
     run_install,
     tap,
     untap,
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
     from tests.faults.rig import FaultLedger
 
-DEFLATED = bytes((DEFLATE_MARK,))
-COUNT = slice(7, 9)  # a deflated frame's <count>: the file bytes it carries
-
 
 def _board(link: LinkProfile | str) -> VirtualBoard:
     board = fault_board(link, deflate=True)
@@ -50,22 +47,13 @@ def _board(link: LinkProfile | str) -> VirtualBoard:
     return board
 
 
-def _release(board: VirtualBoard, size: int) -> dict[str, bytes]:
-    """main.py and app.py changed; app.py grows by ~`size` bytes of real source."""
-    text = b"".join(b"# " + line + b"\n" for line in source_bytes(size).splitlines())
-    return {
-        "main.py": board.read("main.py") + b"# release 1.1.0\n",
-        "app.py": board.read("app.py") + text,
-    }
-
-
 def _count_deflated(board: VirtualBoard) -> list[int]:
     """File bytes of every deflated frame the board receives (a tap)."""
     counts: list[int] = []
 
     def counting(_link: object, data: bytes, deliver: Callable[[], None]) -> None:
-        if data.startswith(DEFLATED):
-            counts.append(int.from_bytes(data[COUNT], "little"))
+        if data.startswith(DEFLATED_FRAME):
+            counts.append(frame_file_bytes(data))
         deliver()
 
     tap(board, counting)
@@ -81,7 +69,7 @@ def test_deflated_install_through_a_faulty_link(
 ) -> None:
     board = _board(profile("proxy", seed=seed, **{knob: rate}))
     old = bundle(board)
-    new = _release(board, 40_000)
+    new = release(board, 40_000, source=True)
     counts = _count_deflated(board)
     connect = Recorder(board)
 
@@ -102,14 +90,14 @@ def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
 ) -> None:
     board = _board("proxy")
     old = bundle(board)
-    new = _release(board, 20_000)
+    new = release(board, 20_000, source=True)
     at = 5 + seed * 13  # the deflated frame after which the link drops
     seen = 0
 
     def dropping(_link: object, data: bytes, deliver: Callable[[], None]) -> None:
         nonlocal seen
         deliver()
-        if data.startswith(DEFLATED):
+        if data.startswith(DEFLATED_FRAME):
             seen += 1
             if seen == at:
                 faults.add("disconnect")
@@ -132,42 +120,4 @@ def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
     assert isinstance(second, InstallResult), second
     assert held > 0
     assert second.bytes_resumed == held  # READY's offset: what the board kept
-    assert faults.check_board(board, old, new) == "new"
-
-
-def test_a_power_cut_mid_deflated_file_resumes_from_the_last_flush(
-    faults: FaultLedger,
-) -> None:
-    board = _board("fast")
-    old = bundle(board)
-    new = _release(board, 30_000)
-    carried = 0
-
-    def cut_after_16_kb(
-        _link: object, data: bytes, deliver: Callable[[], None]
-    ) -> None:
-        nonlocal carried
-        deliver()
-        if data.startswith(DEFLATED) and carried < 16_000:
-            carried += int.from_bytes(data[COUNT], "little")
-            if carried >= 16_000:
-                faults.add("power loss")
-                board.power_loss_at(1)
-
-    tap(board, cut_after_16_kb)
-
-    async def scenario() -> list[Any]:
-        outcomes = [await run_install(Recorder(board), new)]
-        if not isinstance(outcomes[0], InstallResult):
-            await asyncio.sleep(5)
-            outcomes.append(await run_install(Recorder(board), new))
-        return outcomes
-
-    outcomes = run_virtual(scenario())
-    assert board.fs.power_losses == 1
-    assert isinstance(outcomes[-1], InstallResult), outcomes
-    resumed = sum(o.bytes_resumed for o in outcomes if isinstance(o, InstallResult))
-    # 16 KB of file in deflated frames, app.py after main.py: at least 8 KB of
-    # app.py had been flushed (every 4 KB) before the cut.
-    assert resumed >= 8192, outcomes
     assert faults.check_board(board, old, new) == "new"

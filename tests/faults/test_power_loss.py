@@ -21,12 +21,13 @@ import pytest
 from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import InstallResult, OTAError
-from custom_components.esp32_ota.nus_ota.lines import FRAME_HEAD
 from tests.faults.rig import (
     DATA_FRAME,
+    DEFLATED_FRAME,
     Recorder,
     bundle,
     fault_board,
+    frame_file_bytes,
     release,
     run_install,
     tap,
@@ -133,13 +134,17 @@ def test_reset_after_every_received_line(faults: FaultLedger, protocol: int) -> 
     assert "old" in outcomes or "new" in outcomes
 
 
-def test_a_power_cut_mid_file_resumes_from_the_last_flush(faults: FaultLedger) -> None:
+@pytest.mark.parametrize("deflate", [False, True])
+def test_a_power_cut_mid_file_resumes_from_the_last_flush(
+    faults: FaultLedger, deflate: bool
+) -> None:
     """The staged file is flushed every 4 KB, so a power cut keeps what came
     before the last flush: the next connection resumes there instead of at 0.
-    (The flash loses everything written since the last flush, as LittleFS does.)"""
-    board = fault_board("fast")
+    (The flash loses everything written since the last flush, as LittleFS does.)
+    `deflate`: a board that offers deflated frames, and a file that compresses."""
+    board = fault_board("fast", deflate=deflate)
     old = bundle(board)
-    new = release(board, size=24_000)
+    new = release(board, 30_000 if deflate else 24_000, source=deflate)
     sent = 0
 
     def cut_after_16_kb(
@@ -147,8 +152,9 @@ def test_a_power_cut_mid_file_resumes_from_the_last_flush(faults: FaultLedger) -
     ) -> None:
         nonlocal sent
         deliver()
-        if data.startswith(DATA_FRAME) and sent < 16_000:
-            sent += len(data) - FRAME_HEAD
+        if sent < 16_000 and frame_file_bytes(data):
+            assert data.startswith(DEFLATED_FRAME if deflate else DATA_FRAME)
+            sent += frame_file_bytes(data)
             if sent >= 16_000:
                 faults.add("power loss")
                 board.power_loss_at(1)

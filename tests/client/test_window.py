@@ -195,6 +195,25 @@ def test_shrinks_a_window_the_link_does_not_need() -> None:
     assert window.size == BASE_WINDOW
 
 
+def test_settles_one_line_above_the_measured_product() -> None:
+    # 200 lines/s, each acknowledged 100 ms after it went out: 20 lines in
+    # flight carry it; the window first grows past that (1.5 x while the
+    # rate still grows), then keeps the product and one line to probe with
+    window = LinkWindow(32)
+    window.start(0.0)
+    pending: deque[tuple[float, Stamp]] = deque()
+    sizes = []
+    for step in range(400):
+        now = step * 0.005
+        while pending and pending[0][0] <= now:
+            window.on_ack(1, now, pending.popleft()[1])
+            sizes.append(window.size)
+        pending.append((now + 0.100, window.stamp(now)))
+    assert max(sizes) == 30
+    assert window.filled
+    assert window.size == 21
+
+
 def test_never_below_the_base_window_however_slow_the_link_looks() -> None:
     # after a latency spike the samples say one line per 100 ms: the
     # window keeps the base, or the link would idle once the spike is over

@@ -15,11 +15,16 @@ acknowledgements in the manner of TCP BBR:
   burst of acknowledgements does not fake a fast link).
   The window keeps the highest sample of the last `RATE_ROUNDS` round trips;
 - round trip: the shortest sample of the transfer (queueing only adds);
-- window = `GAIN` x rate x shortest round trip, rounded up. BLE moves
-  packets in connection events, so a line also waits for the next event
-  and its acknowledgement for the one after: a gain above 1 covers that
-  wait, and lets the window grow while it limits the rate (each sample is
-  then window / round trip).
+- while the rate still grows (by `FULL_GROWTH` from one round trip to the
+  next, TCP BBR's start-up), window = `STARTUP_GAIN` x rate x round trip,
+  so a long link fills in a few round trips; once it stops growing, the
+  link is full and window = rate x round trip + `PROBE_LINES`: the line
+  more keeps probing (each sample is window / round trip while the window
+  limits the rate), and no more than that waits in the proxy. BLE moves
+  packets in connection events, so the shortest round trip seen under load
+  already includes the wait for an event: a gain above 1 in the steady
+  state overshoots (1.5 kept 16-18 lines in flight where 13 fill `proxy`,
+  and lost more to every lost write on `wifi-proxy` and `lossy-proxy`).
 
 Bounds: at most the board's window (what its RAM holds, from HELLO) and
 `PROXY_QUEUE` (an ESPHome proxy drops writes without response silently
@@ -48,7 +53,10 @@ from typing import Final
 # more in flight could overflow it however fast the board acknowledges.
 PROXY_QUEUE: Final = 32
 BASE_WINDOW: Final = 12
-GAIN: Final = 1.5
+STARTUP_GAIN: Final = 1.5
+FULL_GROWTH: Final = 1.25
+FULL_ROUNDS: Final = 1
+PROBE_LINES: Final = 1
 RATE_ROUNDS: Final = 10
 _ROUNDING: Final = 1e-9  # 12.000000001 lines is 12
 
@@ -61,11 +69,14 @@ class LinkWindow:
     """The number of lines to keep in flight (`size`), from rate and round trip."""
 
     __slots__ = (
+        "_flat_rounds",
+        "_full_rate",
         "_rates",
-        "_startup",
+        "_round_end",
         "cap",
         "delivered",
         "delivered_at",
+        "filled",
         "fixed",
         "min_rtt",
         "sent_at",
@@ -92,7 +103,12 @@ class LinkWindow:
         # Rate samples (time, lines/s) that may still be the highest of the
         # horizon: each one higher than every later one (a sliding maximum).
         self._rates: deque[tuple[float, float]] = deque()
-        self._startup = self.size  # lines of the first burst not acknowledged
+        # Until the rate stops growing by FULL_GROWTH for FULL_ROUNDS round
+        # trips the window doubles the product (see the module's text).
+        self.filled = False
+        self._full_rate = 0.0
+        self._flat_rounds = 0
+        self._round_end = 0  # lines acknowledged when the round trip ends
 
     def start(self, now: float) -> None:
         """Count rates from now, when the first line goes out."""
@@ -112,7 +128,6 @@ class LinkWindow:
             return
         self.delivered += lines
         self.delivered_at = now
-        self._startup -= lines
         if sample is None:
             return
         sent, delivered, acked_at, acked_sent_at = sample
@@ -133,9 +148,22 @@ class LinkWindow:
         horizon = now - RATE_ROUNDS * self.min_rtt
         while rates[0][0] < horizon:
             rates.popleft()
-        target = math.ceil(GAIN * rates[0][1] * self.min_rtt - _ROUNDING)
-        if self._startup > 0:
-            # The first burst went out before any sample: until it is
-            # acknowledged the samples count only part of it, so only grow.
-            target = max(target, self.size)
+        best = rates[0][1]
+        if not self.filled and delivered >= self._round_end:
+            self._next_round(best)
+        product = best * self.min_rtt
+        if self.filled:
+            target = math.ceil(product - _ROUNDING) + PROBE_LINES
+        else:
+            target = math.ceil(STARTUP_GAIN * product - _ROUNDING)
         self.size = min(self.cap, max(BASE_WINDOW, target))
+
+    def _next_round(self, rate: float) -> None:
+        """End a round trip (TCP BBR's count): tell whether the link is full."""
+        self._round_end = self.delivered
+        if rate >= self._full_rate * FULL_GROWTH:
+            self._full_rate = rate
+            self._flat_rounds = 0
+        else:
+            self._flat_rounds += 1
+            self.filled = self._flat_rounds >= FULL_ROUNDS

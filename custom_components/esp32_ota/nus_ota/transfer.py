@@ -9,7 +9,8 @@ The caller drives a sender with three calls and the current time:
 until `sender.done`. Errors the board reports are raised as OTAError.
 
 `WindowSender` speaks v2: byte offsets, cumulative `A:<have>`, `N:<have>`
-go-back, at most `win` lines in flight. `SeqSender` speaks v1: chunk numbers,
+go-back, as many lines in flight as the link needs (`window.LinkWindow`), at
+most the board's `win` (or `fwin`). `SeqSender` speaks v1: chunk numbers,
 `ACK:<seq>` and `ERR:<seq>`; with window 1 it is the classic stop-and-wait,
 with a small window it pipelines while every write stays one whole line.
 

@@ -219,7 +219,7 @@ def test_bad_streams_answer_bad_data_and_the_transfer_goes_on():
         zframe(0, part, good, count=CHUNK + 1),  # ends before count
         zframe(0, part, good + b"\x00\x00"),  # bytes after the stream's end
         zframe(0, b"", deflated(b"")),  # count 0
-        zframe(0, part, good, count=1025),  # count > max (1024)
+        zframe(0, DATA[:25] + b" " * 1000),  # expands to more than max (1024)
         zframe(0, far_data, far_stream),  # needs a window of 10 bits
         zframe(0, b"x", b"\x03\x00", count=1),  # an empty stream
     ]

@@ -14,8 +14,9 @@ and `main.tick()` (the rest of main.run()'s loop: boot_guard.poll, app.loop)
 after it, and every `housekeeping_ms` during a trial; each line costs
 `line_cost_ms + byte_cost_us * len(line)` of loop time (plus
 any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
-of writes, see FLASH_* and memfs) and its notifications leave when the work
-is done. `machine.reset()`, a power cut and the watchdog reboot the board
+of writes, see FLASH_* and memfs, plus the deflate decoder's, see
+INFLATE_US_PER_BYTE) and its notifications leave when the work is done.
+`machine.reset()`, a power cut and the watchdog reboot the board
 (the firmware's boot guard decides what runs next), up to `max_failed_boots`
 boots in a row that end that way. An exception escaping boot.py or main.py
 ends at the REPL, as on MicroPython: no reset, Bluetooth stops (not
@@ -68,6 +69,12 @@ STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
 FLASH_PROGRAM_US_PER_BYTE = 16.0
 FLASH_ERASE_MS = 30.0
 FLASH_COMMIT_MS = 5.0
+# MicroPython's deflate decoder per byte of file it produces. On the
+# WebAssembly port it took 62 us per KB of file where the whole stack took
+# 300 us per KB (tests/firmware/scenarios/fw_deflate_cost.py): about a fifth.
+# The board's own per-byte cost (byte_cost_us, 2 us) stands for the whole
+# stack, so decoding costs a fifth of that per file byte.
+INFLATE_US_PER_BYTE = 0.4
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.
@@ -224,7 +231,10 @@ class _Runtime:
         if name == "bluetooth":
             return self.exec_stand_in(name)
         if name == "deflate" and self.board.has_deflate:
-            return self.exec_stand_in(name, host_imports=True)
+            module = self.exec_stand_in(name, host_imports=True)
+            module.cost_sink = self.board.spend_ms
+            module.us_per_byte = self.board.inflate_us_per_byte
+            return module
         if name in _HOST_MODULES:
             module = builtins.__import__(_HOST_MODULES[name])
             self.modules[name] = module
@@ -401,6 +411,7 @@ class VirtualBoard:
         boot: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
         has_deflate: bool = True,
+        inflate_us_per_byte: float = INFLATE_US_PER_BYTE,
     ) -> None:
         self.address = address.upper()
         if seed is None:  # deterministic, but different for every address
@@ -414,6 +425,7 @@ class VirtualBoard:
         # MicroPython 1.21 and later have `deflate` (the firmware then offers
         # compressed frames); False: an older MicroPython without it.
         self.has_deflate = has_deflate
+        self.inflate_us_per_byte = inflate_us_per_byte
         self.line_cost_ms = line_cost_ms
         self.byte_cost_us = byte_cost_us
         self.max_failed_boots = max_failed_boots

@@ -453,3 +453,35 @@ def test_deflated_frames_on_a_board_with_and_without_deflate(has_deflate: bool) 
     else:
         assert "deflate" not in info
         assert replies[1:] == [b"OTA:ERR:BAD_DATA:0"]
+
+
+def test_decoding_a_deflated_frame_costs_board_time() -> None:
+    """The decoder's time (inflate_us_per_byte per file byte) delays the A."""
+    new_app = (FIRMWARE_DIR / "ota_data.py").read_bytes()[:300]  # real source
+
+    async def ack_after(us_per_byte: float) -> float:
+        board = VirtualBoard(inflate_us_per_byte=us_per_byte)
+        got: list[bytes] = []
+        acked = asyncio.Event()
+
+        def notified(data: bytes) -> None:
+            got.append(data)
+            if data.startswith(b"OTA:A:"):
+                acked.set()
+
+        link = SimLink(board, "local", on_notify=notified)
+        await link.open()
+        crc = f"{binascii.crc32(new_app):08x}"
+        line = f"OTA:FILE:app.py:{len(new_app)}:{crc}:1.1.0:bin:-:\n"
+        await link.write_with_response(line.encode())
+        await asyncio.sleep(0.5)
+        assert got[-1].startswith(b"OTA:READY:0:"), got
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await link.write_with_response(_deflated_frame(0, new_app))
+        await asyncio.wait_for(acked.wait(), 5)
+        return loop.time() - start
+
+    free = run_virtual(ack_after(0.0))
+    costly = run_virtual(ack_after(100.0))  # 100 us per byte: 30 ms for 300
+    assert 0.029 < costly - free < 0.032, (free, costly)

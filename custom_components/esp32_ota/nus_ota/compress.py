@@ -169,9 +169,8 @@ class DeflateFrames:
         for _ in range(_TRIES):
             stream = self._compress(pos, count)
             size = len(stream)
-            if size <= room:
-                if best is None or count > best[0]:
-                    best = (count, stream)
+            if size <= room:  # fits: more input than any earlier try that fit
+                best = (count, stream)
                 if size >= goal * _GROW_BELOW or count == cap:
                     break
             if tried is None or tried[1] == size:

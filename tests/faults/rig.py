@@ -253,34 +253,22 @@ def install_through(
     *,
     protocol: int,
     size: int,
-    deflate: bool = False,
     **options: Any,
 ) -> InstallResult:
     """Install a release of about `size` bytes over `link` (v1: a field board).
 
-    With `deflate` the board offers deflated frames and the release is real
-    source, so the client sends them. The install must finish with every
-    file new, and the link must really have injected faults; they go to the
-    ledger.
+    The install must finish with every file new, and the link must really
+    have injected faults; they go to the ledger.
     """
-    board = fault_board(link, v1_only=protocol == 1, deflate=deflate)
+    board = fault_board(link, v1_only=protocol == 1)
     old = bundle(board)
-    new = release(board, size=size, source=deflate)
-    deflated = 0
-
-    def counting(_link: SimLink, data: bytes, deliver: Callable[[], None]) -> None:
-        nonlocal deflated
-        deflated += data[0] == DEFLATE_MARK
-        deliver()
-
-    tap(board, counting)
+    new = release(board, size=size)
     connect = Recorder(board)
     result = run_virtual(run_install(connect, new, **options))
     injected = connect.count_faults(faults)
     assert isinstance(result, InstallResult), (link.name, result)
     assert result.protocol == protocol
     assert injected > 0, link.name  # the knobs really injected something
-    assert (deflated > 0) == deflate  # deflated frames exactly when offered
     assert faults.check_board(board, old, new) == "new"
     return result
 

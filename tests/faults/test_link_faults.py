@@ -44,29 +44,18 @@ KNOBS = {
 }
 
 
-@pytest.mark.parametrize(
-    ("protocol", "encoding"), [(2, "zip"), (2, "bin"), (2, "b64"), (1, None)]
-)
+@pytest.mark.parametrize(("protocol", "encoding"), [(2, "bin"), (2, "b64"), (1, None)])
 @pytest.mark.parametrize("fault", list(KNOBS))
 @pytest.mark.parametrize("rate", RATES)
 def test_install_through_a_faulty_link(
     faults: FaultLedger, rate: float, fault: str, protocol: int, encoding: str | None
 ) -> None:
-    """`zip`: deflated frames, a board that offers them and real source."""
     seed = round(rate * 1000) * 10 + list(KNOBS).index(fault) * 2 + protocol
     if encoding == "bin" and fault == "lost_writes":
         seed += 1000  # a seed that loses a write in the fewer writes frames take
-    if encoding == "zip":
-        seed += 2003  # seeds that inject faults into the fewer writes it takes
     link = profile("proxy", seed=seed, **{KNOBS[fault]: rate})
-    deflate = encoding == "zip"
     result = install_through(
-        faults,
-        link,
-        protocol=protocol,
-        size=40_000,
-        deflate=deflate,
-        encoding="bin" if deflate else encoding,
+        faults, link, protocol=protocol, size=40_000, encoding=encoding
     )
     if fault == "lost_writes":
         assert result.retries > 0, seed  # a lost line is resent, never skipped

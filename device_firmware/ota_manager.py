@@ -121,7 +121,9 @@ class OTAManager:
     def frame(self, f):
         """Process one binary data frame (a memoryview, docs/protocol.md).
 
-        nus_peripheral calls it for every whole frame; never raises.
+        nus_peripheral calls it for every whole frame; never raises. `f`
+        views the peripheral's RX ring, whose bytes are reused once this
+        returns: copy what must outlive the call.
         """
         try:
             self._feed()

@@ -137,6 +137,16 @@ def test_a_board_window_at_the_base_leaves_nothing_to_size() -> None:
     assert not LinkWindow(BASE_WINDOW + 1).fixed
 
 
+def test_an_instant_acknowledgement_gives_no_rate() -> None:
+    # a loopback link answers in no time: no division by zero, no change
+    window = LinkWindow(32)
+    window.start(1.0)
+    window.on_ack(1, 1.0, window.stamp(1.0))
+    assert window.min_rtt == 0.0
+    assert window.size == BASE_WINDOW
+    assert not window.filled
+
+
 def test_refuses_an_empty_window() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LinkWindow(0)

@@ -118,19 +118,30 @@ class _Sender:
     def __init__(
         self,
         file: str,
+        data: bytes,
         *,
+        chunk: int,
         window: LinkWindow,
-        end: int,
         start: int,
-        rtt: RttEstimator,
+        rtt: RttEstimator | None,
         max_retries: int,
     ) -> None:
+        """Chunk is the most file data one line carries, in bytes."""
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1 byte")
         self.file = file
+        self.data = data
+        self._view = memoryview(data)  # slices without copying
+        self.chunk = chunk
         self.window = window
-        self.rtt = rtt
+        self.rtt = rtt or RttEstimator()
         self.max_retries = max_retries
         self.stats = SenderStats()
-        self._end = end
+        self._end = self._end_of(len(data))
+        if not 0 <= start <= self._end:
+            raise ProtocolError(
+                f"resume offset {start} outside a {len(data)}-byte file"
+            )
         self.acked = start
         self._next = start
         self._high = start  # one past the furthest position ever sent
@@ -141,8 +152,13 @@ class _Sender:
         self._flight: deque[tuple[int, Stamp | None]] = deque()
         self._timer_start: float | None = None
         self._stalled = 0  # rewinds since the last progress
+        self._bad_data = 0
 
     # -- to be provided by subclasses
+    def _end_of(self, size: int) -> int:
+        """One past the last position of a file of `size` bytes."""
+        raise NotImplementedError
+
     def _step(self, pos: int) -> int:
         raise NotImplementedError
 
@@ -259,6 +275,19 @@ class _Sender:
                 f"board acknowledged {self.file} at {pos} after {self.acked} ({reply})"
             )
 
+    def _count_bad_data(self, reply: BadData) -> None:
+        """Count a line the board could not decode; too many end the transfer.
+
+        Our encoder never produces undecodable data: repeats mean the link
+        corrupts lines.
+        """
+        self._bad_data += 1
+        if self._bad_data > MAX_BAD_DATA:
+            raise ProtocolError(
+                f"board could not decode the data it was sent {self._bad_data}"
+                f" times (last at {reply.offset})"
+            )
+
     def _fail(self, reply: Reply) -> None:
         """Errors that end the transfer."""
         if isinstance(reply, (Ready, Hello)):
@@ -292,32 +321,26 @@ class WindowSender(_Sender):
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         """Start is the resume offset the board gave in READY."""
-        if chunk < 1:
-            raise ValueError("chunk must be at least 1 byte")
-        if not 0 <= start <= len(data):
-            raise ProtocolError(
-                f"resume offset {start} outside a {len(data)}-byte file"
-            )
         super().__init__(
             file,
+            data,
+            chunk=chunk,
             window=LinkWindow(window),
-            end=len(data),
             start=start,
-            rtt=rtt or RttEstimator(),
+            rtt=rtt,
             max_retries=max_retries,
         )
-        self.data = data
-        self._view = memoryview(data)  # slices without copying
-        self.chunk = chunk
         self.encoding = encoding
         self._nak_at: int | None = None  # where the last NAK sent us, until progress
-        self._bad_data = 0
         self._grid = start  # lines start here and every `chunk` bytes after
 
     @property
     def acked_bytes(self) -> int:
         """Bytes the board holds."""
         return self.acked
+
+    def _end_of(self, size: int) -> int:
+        return size
 
     def _step(self, pos: int) -> int:
         return min(pos + self.chunk, self._end)
@@ -360,13 +383,8 @@ class WindowSender(_Sender):
             self._nak_at = self._grid = reply.have
         elif isinstance(reply, BadData):
             # The board dropped that chunk; the next one brings a NAK (or the
-            # timer fires when it was the last). Our encoder never produces
-            # undecodable data, so repeats mean the link corrupts lines.
-            self._bad_data += 1
-            if self._bad_data > MAX_BAD_DATA:
-                raise ProtocolError(
-                    f"board could not decode chunk at {reply.offset} repeatedly"
-                )
+            # timer fires when it was the last).
+            self._count_bad_data(reply)
         else:
             self._fail(reply)
 
@@ -392,27 +410,24 @@ class SeqSender(_Sender):
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
         """Chunk in bytes of file data (the line carries twice as many hex digits)."""
-        if chunk < 1:
-            raise ValueError("chunk must be at least 1 byte")
-        count = (len(data) + chunk - 1) // chunk
         super().__init__(
             file,
+            data,
+            chunk=chunk,
             window=LinkWindow(window, fixed=True),
-            end=count,
             start=0,
-            rtt=rtt or RttEstimator(),
+            rtt=rtt,
             max_retries=max_retries,
         )
-        self.data = data
-        self._view = memoryview(data)
-        self.chunk = chunk
         self._ignore_errors = False  # after a rewind, until progress
-        self._bad_data = 0
 
     @property
     def acked_bytes(self) -> int:
         """Bytes the board holds."""
         return min(self.acked * self.chunk, len(self.data))
+
+    def _end_of(self, size: int) -> int:
+        return (size + self.chunk - 1) // self.chunk  # the last one may be short
 
     def _step(self, pos: int) -> int:
         return pos + 1
@@ -437,11 +452,8 @@ class SeqSender(_Sender):
             self._advance(reply.seq + 1, now)
         elif isinstance(reply, BadData):
             # Our firmware refuses an undecodable chunk without writing it:
-            # the same as a gap. Our encoder never produces one, so repeats
-            # mean the link corrupts lines.
-            self._bad_data += 1
-            if self._bad_data > MAX_BAD_DATA:
-                raise ProtocolError(f"board could not decode chunk {reply.offset}")
+            # the same as a gap.
+            self._count_bad_data(reply)
             if not self._ignore_errors:
                 self._rewind(self.acked, now)
         elif isinstance(reply, SeqError):

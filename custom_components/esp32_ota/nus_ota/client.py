@@ -465,8 +465,14 @@ class OTAClient:
     async def _pump(
         self, sender: WindowSender | SeqSender, progress: Callable[[int], None] | None
     ) -> None:
-        """Drive a data sender until the board acknowledged everything."""
-        reported = -1
+        """Drive a data sender until the board acknowledged everything.
+
+        Progress gets the bytes the board holds: first where the sender
+        starts (a resume offset, or 0), then every change.
+        """
+        reported = sender.acked_bytes
+        if progress is not None:
+            progress(reported)
         now = asyncio.get_running_loop().time
         try:
             while not sender.done:
@@ -627,8 +633,6 @@ class OTAClient:
                 rtt=self.rtt,
                 max_retries=self.max_retries,
             )
-        if progress is not None:
-            progress(reply.offset)
         try:
             await self._pump(sender, progress)
         except DeviceError as err:
@@ -704,8 +708,6 @@ class OTAClient:
             rtt=self.rtt,
             max_retries=self.max_retries,
         )
-        if progress is not None:
-            progress(0)
         await self._pump(sender, progress)
         try:
             reply = await self._simple("COMMIT")

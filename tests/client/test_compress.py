@@ -185,6 +185,10 @@ def test_an_incompressible_stretch_goes_as_plain_frames() -> None:
     assert inside
     assert set(inside) == {0xFF}
     assert sum(mark == 0xFE for _, mark in kinds) > 60  # 32 KB of source
+    # A frame of noise costs one compression: its stream overflows the
+    # write by far more than the least input that beats a plain frame saves.
+    stats = frames.stats
+    assert stats.compressions < 1.7 * stats.deflated + 1.1 * stats.plain
 
 
 @pytest.mark.parametrize("start", [1, 237, 5000, 12345, len(SOURCE) - 700])

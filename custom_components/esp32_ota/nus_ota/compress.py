@@ -185,11 +185,20 @@ class DeflateFrames:
                 slope = _MARGINAL * count / size
             else:
                 slope = (tried[0] - count) / (tried[1] - size)
+            slope = min(_MAX_SLOPE, max(1.0, slope))
+            least = plain + 1 if best is None else best[0] + 1
+            guess = count + int((goal - size) * slope)
+            if (
+                best is None
+                and guess < least < count
+                and size - (count - least) / slope <= room
+            ):
+                # Nothing fit yet: try the least input that beats a plain
+                # frame when, by the slope, its stream may fit the write.
+                guess = least
             tried = (count, size)
-            count = min(
-                cap, count + int((goal - size) * min(_MAX_SLOPE, max(1, slope)))
-            )
-            if count <= (plain if best is None else best[0]):
+            count = min(cap, guess)
+            if count < least:
                 break
         return best
 

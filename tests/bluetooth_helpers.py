@@ -112,7 +112,30 @@ def board_advertisement(board: VirtualBoard, rssi: int = -60) -> AdvertisementDa
     )
 
 
-class SimProxyScanner(BaseHaRemoteScanner):
+class _SimScanner:
+    """What both simulated scanners share: a board is put on the air, then heard."""
+
+    heard_at = -60  # the RSSI a board is heard at unless inject() is told
+
+    def inject(
+        self,
+        board: VirtualBoard,
+        profile: LinkProfile | str = "fast",
+        *,
+        rssi: int | None = None,
+    ) -> None:
+        """Register `board` with the simulator and report its advertisement."""
+        if board.advertising_payload is None:
+            raise RuntimeError(f"{board.address} is not advertising")
+        register_board(board, profile)
+        self._report(board, self.heard_at if rssi is None else rssi)
+
+    def _report(self, board: VirtualBoard, rssi: int) -> None:
+        """Report what `board` advertises now to Home Assistant."""
+        raise NotImplementedError
+
+
+class SimProxyScanner(_SimScanner, BaseHaRemoteScanner):
     """An ESPHome-proxy-like remote scanner whose connections go to virtual boards.
 
     Like bleak-esphome, Home Assistant sees the slot use the proxy last
@@ -152,19 +175,8 @@ class SimProxyScanner(BaseHaRemoteScanner):
         self.reported = self._current()
         get_manager().async_on_allocation_changed(self.reported)
 
-    def inject(
-        self,
-        board: VirtualBoard,
-        profile: LinkProfile | str = "fast",
-        *,
-        rssi: int = -60,
-    ) -> None:
-        """Register `board` with the simulator and report its advertisement (raw)."""
-        payload = board.advertising_payload
-        if payload is None:
-            raise RuntimeError(f"{board.address} is not advertising")
-        register_board(board, profile)
-        self.relay(board, rssi)
+    def _report(self, board: VirtualBoard, rssi: int) -> None:
+        self.relay(board, rssi)  # raw, as a proxy forwards it
 
     def relay(self, board: VirtualBoard, rssi: int = -60) -> bool:
         """Report what `board` advertises now; False while it does not advertise."""
@@ -207,8 +219,10 @@ class SimProxyScanner(BaseHaRemoteScanner):
         return cancel
 
 
-class SimLocalScanner(BaseHaScanner):
+class SimLocalScanner(_SimScanner, BaseHaScanner):
     """A connectable local-adapter-like scanner (see module docstring)."""
+
+    heard_at = -50
 
     def __init__(
         self, source: str = LOCAL_ADAPTER_SOURCE, adapter: str = "sim0"
@@ -239,16 +253,9 @@ class SimLocalScanner(BaseHaScanner):
         free, limit, allocated = connection_slots(LOCAL_SOURCE)
         return Allocations(self.adapter, limit, free, allocated)
 
-    def inject(
-        self,
-        board: VirtualBoard,
-        profile: LinkProfile | str = "fast",
-        *,
-        rssi: int = -50,
-    ) -> None:
-        """Register `board` and report it like HaScanner reports a BlueZ device."""
+    def _report(self, board: VirtualBoard, rssi: int) -> None:
+        """Report `board` like HaScanner reports a BlueZ device."""
         advertisement = board_advertisement(board, rssi)
-        register_board(board, profile)
         # No "source" (and no D-Bus "path"): the wrapper's local-adapter branch.
         device = make_ble_device(
             board.address, advertisement.local_name, {"sim_adapter": self.adapter}

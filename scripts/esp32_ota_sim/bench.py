@@ -63,6 +63,13 @@ from .board import (
     FLASH_COMMIT_MS,
     FLASH_ERASE_MS,
     FLASH_PROGRAM_US_PER_BYTE,
+    FRAME_BYTE,
+    FRAME_FIXED,
+    HEX_LINE_BYTE,
+    HEX_LINE_FIXED,
+    INFLATE_US_PER_BYTE,
+    ZFRAME_BYTE,
+    ZFRAME_FIXED,
     VirtualBoard,
 )
 from .clock import run_virtual
@@ -865,6 +872,14 @@ def _notes(result: BenchResult) -> list[str]:
         f"Board flash (LittleFS on ESP32): {FLASH_PROGRAM_US_PER_BYTE:g} us/byte + "
         f"{FLASH_ERASE_MS:g} ms per 4096-byte erase (about 42 KB/s sustained), "
         f"{FLASH_COMMIT_MS:g} ms per metadata commit (flush, close, rename)."
+    )
+    lines.append(
+        "Board CPU per write, as shares of a base64 line's ms/line and us/byte "
+        "(measured on MicroPython WebAssembly, fw_write_cost.py): "
+        f"v1 hex line {HEX_LINE_FIXED:g} and {HEX_LINE_BYTE:g}, "
+        f"binary frame {FRAME_FIXED:g} and {FRAME_BYTE:g}, "
+        f"deflated frame {ZFRAME_FIXED:g} and {ZFRAME_BYTE:g} "
+        f"+ {INFLATE_US_PER_BYTE:g} us per file byte."
     )
     cpu = result.cpu_by_mode()
     if cpu:

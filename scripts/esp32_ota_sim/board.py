@@ -11,11 +11,13 @@ attribute or a file.
 Running: the link hands received writes to the `bluetooth` stand-in (the IRQ
 copies bytes), then the board calls `peripheral.poll()` once per queued line
 and `main.tick()` (the rest of main.run()'s loop: boot_guard.poll, app.loop)
-after it, and every `housekeeping_ms` during a trial; each line costs
-`line_cost_ms + byte_cost_us * len(line)` of loop time (plus
-any `time.sleep_ms` the firmware does, plus the flash's time: about 42 KB/s
-of writes, see FLASH_* and memfs, plus the deflate decoder's, see
-INFLATE_US_PER_BYTE) and its notifications leave when the work is done.
+after it, and every `housekeeping_ms` during a trial. Each line costs
+`line_cost_ms + byte_cost_us * len(line)` of loop time, a v1 hex line or a
+binary frame the measured shares of these (HEX_LINE_*, FRAME_*, ZFRAME_*,
+see write_cost_ms), plus any `time.sleep_ms` the firmware does, plus the
+flash's time (about 42 KB/s of writes, see FLASH_* and memfs), plus, for a
+deflated frame, INFLATE_US_PER_BYTE per file byte; its notifications leave
+when the work is done.
 `machine.reset()`, a power cut and the watchdog reboot the board
 (the firmware's boot guard decides what runs next), up to `max_failed_boots`
 boots in a row that end that way. An exception escaping boot.py or main.py
@@ -69,12 +71,32 @@ STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
 FLASH_PROGRAM_US_PER_BYTE = 16.0
 FLASH_ERASE_MS = 30.0
 FLASH_COMMIT_MS = 5.0
-# MicroPython's deflate decoder per byte of file it produces. On the
-# WebAssembly port it took 62 us per KB of file where the whole stack took
-# 300 us per KB (tests/firmware/scenarios/fw_deflate_cost.py): about a fifth.
-# The board's own per-byte cost (byte_cost_us, 2 us) stands for the whole
-# stack, so decoding costs a fifth of that per file byte.
-INFLATE_US_PER_BYTE = 0.4
+# The board's CPU per received write, by kind, relative to a base64 D line,
+# which costs `line_cost_ms` + `byte_cost_us` per byte of the write (round
+# 1's anchor, 1.5 ms + 2 us/B: there is no ESP32 to time). The ratios are
+# the firmware's own CPU time per write on MicroPython 1.27 WebAssembly, as
+# .mpy (tests/firmware/scenarios/fw_write_cost.py: the NUS IRQ copy, poll(),
+# the engine, the reply; the bluetooth stand-in's time subtracted, no flash:
+# the port's filesystem is RAM), fixed part and part per byte fitted by least
+# squares over write sizes, mean of four runs: a D line 48-50 us + 27-33 us
+# per KB, a v1 hex line 40-45 us + 16-38 us/KB, a plain frame 34-35 us +
+# 4-8 us/KB, a deflated frame 38-40 us + 37-74 us per KB of frame + 3-24 us
+# per KB of file it expands to. The per-byte parts are a few us a write, near
+# the port's millisecond clock: their ratios vary between runs by up to a
+# factor of two (frame 0.13-0.28, hex 0.58-1.4, deflated 1.4-2.3 per byte
+# of frame and 0.09-0.87 per byte of file), the fixed ones by +-7 %. A
+# kind's fixed cost is line_cost_ms x its *_FIXED, its cost per byte of the
+# write byte_cost_us x its *_BYTE.
+HEX_LINE_FIXED = 0.87
+HEX_LINE_BYTE = 0.85
+FRAME_FIXED = 0.70
+FRAME_BYTE = 0.19
+ZFRAME_FIXED = 0.80
+ZFRAME_BYTE = 1.9
+# A deflated frame's cost per byte of file it expands to (the decoder's
+# output, CRC-32, the file write): 0.40 of the D line's 2 us per byte, from
+# the same runs; the deflate stand-in charges it per decoded byte.
+INFLATE_US_PER_BYTE = 0.8
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.
@@ -812,6 +834,7 @@ class VirtualBoard:
         failure: BaseException | None = None
         did = False
         backlog = _backlog_bytes(self.peripheral)
+        kind = _next_write_kind(self.peripheral)
         try:
             did = bool(self.peripheral.poll())
             if self.runtime is not None:
@@ -823,7 +846,7 @@ class VirtualBoard:
         spent = self._spent_ms
         self._spent_ms = 0.0
         size = max(0, backlog - _backlog_bytes(self.peripheral)) if did else 0
-        base_ms = self.line_cost_ms + self.byte_cost_us * size / 1000 if did else 0.0
+        base_ms = self.write_cost_ms(kind, size) if did else 0.0
         start = loop.time()
         when = start
         for spent_at, conn, data in outbox:
@@ -835,6 +858,14 @@ class VirtualBoard:
             return
         self._busy = True
         loop.call_at(start + (base_ms + spent) / 1000, self._finish, failure)
+
+    def write_cost_ms(self, kind: str, size: int) -> float:
+        """The CPU time poll() takes for `size` received bytes of `kind`:
+        "line" (a v2 D line or any other line), "hex" (a v1 DATA line),
+        "frame" or "zframe" (deflated; its file bytes cost on top, see
+        INFLATE_US_PER_BYTE)."""
+        fixed, per_byte = _WRITE_COST_SHARES[kind]
+        return fixed * self.line_cost_ms + per_byte * self.byte_cost_us * size / 1000
 
     def _release_due(self) -> None:
         """Hand notifications whose time has come to their links, in order."""
@@ -974,6 +1005,42 @@ def _backlog_bytes(peripheral: Any) -> int:
     """
     pending_bytes = getattr(peripheral, "pending_bytes", None)
     return int(pending_bytes()) if callable(pending_bytes) else 0
+
+
+# kind of write: (share of line_cost_ms, share of byte_cost_us), see above
+_WRITE_COST_SHARES = {
+    "line": (1.0, 1.0),
+    "hex": (HEX_LINE_FIXED, HEX_LINE_BYTE),
+    "frame": (FRAME_FIXED, FRAME_BYTE),
+    "zframe": (ZFRAME_FIXED, ZFRAME_BYTE),
+}
+_FRAME_MARK = 0xFF
+_ZFRAME_MARK = 0xFE
+_V1_DATA = b"OTA:DATA:"
+
+
+def _next_write_kind(peripheral: Any) -> str:
+    """What the peripheral's next poll() takes: "frame", "zframe", "hex" (a v1
+    DATA line) or "line", read from NUSPeripheral's RX ring where it starts
+    (a line begun in an earlier write: its kept part); "line" for any
+    other peripheral or nothing queued."""
+    try:
+        if peripheral._head == peripheral._tail:
+            return "line"
+        at = peripheral._qat[peripheral._head % peripheral.window] + peripheral._pos
+        ring = peripheral._ring
+        if peripheral._plen:
+            start = bytes(peripheral._part[: len(_V1_DATA)])
+        else:
+            mark = ring[at]
+            if mark == _FRAME_MARK:
+                return "frame"
+            if mark == _ZFRAME_MARK:
+                return "zframe"
+            start = bytes(ring[at : at + len(_V1_DATA)])
+    except (AttributeError, IndexError, TypeError):
+        return "line"
+    return "hex" if start == _V1_DATA else "line"
 
 
 def _describe(exc: BaseException) -> str:

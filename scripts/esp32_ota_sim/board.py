@@ -78,25 +78,24 @@ FLASH_COMMIT_MS = 5.0
 # .mpy (tests/firmware/scenarios/fw_write_cost.py: the NUS IRQ copy, poll(),
 # the engine, the reply; the bluetooth stand-in's time subtracted, no flash:
 # the port's filesystem is RAM), fixed part and part per byte fitted by least
-# squares over write sizes, mean of four runs: a D line 48-50 us + 27-33 us
-# per KB, a v1 hex line 40-45 us + 16-38 us/KB, a plain frame 34-35 us +
-# 4-8 us/KB, a deflated frame 38-40 us + 37-74 us per KB of frame + 3-24 us
-# per KB of file it expands to. The per-byte parts are a few us a write, near
-# the port's millisecond clock: their ratios vary between runs by up to a
-# factor of two (frame 0.13-0.28, hex 0.58-1.4, deflated 1.4-2.3 per byte
-# of frame and 0.09-0.87 per byte of file), the fixed ones by +-7 %. A
-# kind's fixed cost is line_cost_ms x its *_FIXED, its cost per byte of the
-# write byte_cost_us x its *_BYTE.
+# squares over write sizes. Five runs: a D line 48-50 us + 27-33 us per KB,
+# a v1 hex line 40-45 us + 16-38 us/KB, a plain frame 33-35 us + 4-14 us/KB,
+# a deflated frame 38-40 us + 34-74 us per KB of frame + 3-24 us per KB of
+# file it expands to. The per-byte parts are a few us a write, near the
+# port's millisecond clock, and vary from run to run by a factor of two and
+# more; the fixed ones by +-5 %. Each share is the ratio of the means of the
+# five runs. A kind's fixed cost is line_cost_ms x its *_FIXED, its cost
+# per byte of the write byte_cost_us x its *_BYTE.
 HEX_LINE_FIXED = 0.87
-HEX_LINE_BYTE = 0.85
+HEX_LINE_BYTE = 0.81
 FRAME_FIXED = 0.70
-FRAME_BYTE = 0.19
-ZFRAME_FIXED = 0.80
-ZFRAME_BYTE = 1.9
+FRAME_BYTE = 0.25
+ZFRAME_FIXED = 0.81
+ZFRAME_BYTE = 1.8
 # A deflated frame's cost per byte of file it expands to (the decoder's
-# output, CRC-32, the file write): 0.40 of the D line's 2 us per byte, from
+# output, CRC-32, the file write): 0.44 of the D line's 2 us per byte, from
 # the same runs; the deflate stand-in charges it per decoded byte.
-INFLATE_US_PER_BYTE = 0.8
+INFLATE_US_PER_BYTE = 0.87
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.

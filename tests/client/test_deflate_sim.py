@@ -79,7 +79,9 @@ def test_deflated_frames_through_a_jittery_wifi_proxy() -> None:
     (Each fault alone on the deflated path: tests/faults/test_deflate_faults.py.)
     """
     board, firsts = board_on("wifi-proxy")
-    files = with_source(board, 40_000)
+    # long enough for the profile's 1 % of lost writes to hit data: with the
+    # board's measured costs per write, 40 KB (about 105 frames) lose none
+    files = with_source(board, 60_000)
     result = run_install(board, files)
     assert board.read("app.py") == files["app.py"]
     assert firsts[DEFLATE_MARK] > firsts[FRAME_MARK]

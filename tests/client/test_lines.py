@@ -87,7 +87,15 @@ def test_binary_garbage_decodes_without_raising() -> None:
     assert "\ufffd" in line
 
 
-@given(st.lists(st.binary(max_size=40), max_size=30))
+# Notifications that start with `OTA:` are left out: one that comes while an
+# `OTA:` line is open drops that line as damaged (a lost end, tested on its
+# own above), which plain splitting on newlines does not model.
+@given(
+    st.lists(
+        st.binary(max_size=40).filter(lambda chunk: not chunk.startswith(b"OTA:")),
+        max_size=30,
+    )
+)
 def test_reassembly_matches_split_on_newlines(chunks: list[bytes]) -> None:
     asm = LineAssembler(max_line=64)
     out: list[str] = []
@@ -99,6 +107,7 @@ def test_reassembly_matches_split_on_newlines(chunks: list[bytes]) -> None:
         p.decode("ascii", "replace").rstrip("\r") for p in complete if len(p) <= 64
     ]
     assert out == expected
+    assert asm.damaged == 0
     assert asm.overflows == sum(1 for p in complete if len(p) > 64) + (
         1 if len(whole.split(b"\n")[-1]) > 64 else 0
     )

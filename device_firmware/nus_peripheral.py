@@ -27,6 +27,7 @@ import time
 
 import bluetooth
 from micropython import const
+from nus_rx import RxRing
 from ota_manager import OTAManager
 
 _IRQ_CENTRAL_CONNECT = const(1)
@@ -56,7 +57,6 @@ _NUS_ON_AIR = b"\x9e\xca\xdc\x24\x0e\xe5\xa9\xe0\x93\xf3\xa3\xb5\x01\x00\x40\x6e
 # see a scan response). Plain NUS devices are not claimed.
 NAME_PREFIX = "ESP32-OTA-"
 
-_GAP = const(1)  # queue flag: writes were lost before this one
 _FRAME = const(0xFF)  # first byte of a binary data frame (ota_core.FRAME)
 _FRAME_HEAD = const(7)
 _ZFRAME = const(0xFE)  # ... of a deflated one (ota_core.ZFRAME); no byte is above
@@ -114,12 +114,10 @@ class NUSPeripheral:
             ota.frames = True
             self.frame_max = ota.FRAME_MAX
             want = max(want, (ota.FRAME_WINDOW + 1) * self.frame_max)
-        # The RX queue: every write is copied into one ring of preallocated
-        # bytes (one piece per write, behind the queued ones) and noted in a
-        # slot; no queued write keeps an object of its own. Made here, once:
-        # at connect time a fragmented heap could refuse it, in the IRQ. N
-        # writes of up to M bytes fit in (N + 1) * M bytes, whatever the
-        # wrap-around leaves unused, so HELLO announces what the ring holds.
+        # The RX queue (nus_rx), made here, once: at connect time a
+        # fragmented heap could refuse it, in the IRQ. N writes of up to M
+        # bytes fit in (N + 1) * M bytes, whatever the wrap-around leaves
+        # unused, so HELLO announces what the ring holds.
         cap = max(rxring or want, 2 * ota.LINE_MAX)
         self.rxring = cap
         self.window = min(ota.WINDOW, cap // ota.LINE_MAX - 1)
@@ -128,24 +126,16 @@ class NUSPeripheral:
             ota.FRAME_WINDOW = min(ota.FRAME_WINDOW, cap // self.frame_max - 1)
             self.window = max(self.window, ota.FRAME_WINDOW)
         self.line_max = ota.LINE_MAX - 1
-        self._ring = bytearray(cap)
-        self._ringv = memoryview(self._ring)
-        self._end = 0  # IRQ: where the last queued write ends in the ring
-        self._qat = [0] * self.window  # where each queued write starts
-        self._qlen = [0] * self.window
-        self._qgen = bytearray(self.window)
-        self._qflag = bytearray(self.window)
-        self._wrap = 2 * self.window  # head/tail run modulo 2*window
-        self._head = 0  # advanced by poll() only
-        self._tail = 0  # advanced by the IRQ only
-        self._pos = 0  # read position in the write at the head
+        self.rxq = RxRing(cap, self.window)
+        self._ring = self.rxq.buf
+        self._ringv = self.rxq.view
+        self._pos = 0  # read position in the oldest queued write
         self._part = bytearray(self.line_max)  # a line that spans writes
         self._partv = memoryview(self._part)
         self._plen = 0
         self._skip = False  # dropping the rest of an overlong or broken line
         self._framed = False  # the write at the head held frames: only frames follow
         self._after_cut = False  # the next write may hold the rest of a cut frame
-        self._gap = False  # IRQ: the next queued write follows a loss
         self._conn = None
         self._gen = 0  # counts connections, so stale writes are recognised
         self._mtu = _DEFAULT_MTU
@@ -224,25 +214,11 @@ class NUSPeripheral:
             chunk = self._ble.gatts_read(handle)  # also empties the buffer
             if conn != self._conn or not chunk:
                 return
-            n = len(chunk)
-            tail = self._tail
-            at = self._room(n, tail)
-            if at < 0:
+            if not self.rxq.put(chunk, self._gen):
                 self.dropped += 1
-                self._gap = True
-                return
-            slot = tail % self.window
-            self._ringv[at : at + n] = chunk
-            self._qat[slot] = at
-            self._qlen[slot] = n
-            self._qgen[slot] = self._gen
-            self._qflag[slot] = _GAP if self._gap else 0
-            self._end = at + n
-            self._gap = False
-            if n >= self.rxbuf and chunk[-1] != 10:
+            elif len(chunk) >= self.rxbuf and chunk[-1] != 10:
                 self.cut += 1
-                self._gap = True  # the line at the end was cut: drop it
-            self._tail = (tail + 1) % self._wrap  # last: poll() may read it now
+                self.rxq.gap = True  # the line at the end was cut: drop it
         elif event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             if self._conn is None:
@@ -266,42 +242,15 @@ class NUSPeripheral:
             if data[0] == self._conn:
                 self._mtu = data[1]
 
-    def _room(self, n, tail):
-        """IRQ: where a write of n bytes goes in the ring; -1 when it does not fit.
-
-        It goes in one piece after the queued writes, else at the start of
-        the ring if the first queued one leaves room there. poll() may free
-        writes meanwhile: `head` read once errs on the safe side.
-        """
-        head = self._head
-        queued = (tail - head) % self._wrap
-        if queued >= self.window:
-            return -1
-        cap = self.rxring
-        if not queued:
-            return 0 if n <= cap else -1
-        first = self._qat[head % self.window]
-        end = self._end
-        if end > first:  # the queued writes lie in one piece
-            if n <= cap - end:
-                return end
-            return 0 if n <= first else -1
-        return end if n <= first - end else -1
-
     # -- lines in -------------------------------------------------------
 
     def pending(self):
         """Writes waiting in the queue."""
-        return (self._tail - self._head) % self._wrap
+        return self.rxq.pending()
 
     def pending_bytes(self):
         """Received bytes not handled yet (the simulator charges time by them)."""
-        n = -self._pos
-        i = self._head
-        while i != self._tail:
-            n += self._qlen[i % self.window]
-            i = (i + 1) % self._wrap
-        return max(n, 0)
+        return max(self.rxq.queued_bytes() - self._pos, 0)
 
     def poll(self):
         """Handle at most one received line; True if a line was taken."""
@@ -323,15 +272,18 @@ class NUSPeripheral:
         if self._conn is not None:
             self._check_idle()
         ring = self._ring
-        while self._head != self._tail:
-            slot = self._head % self.window
-            at = self._qat[slot]
-            end = at + self._qlen[slot]
+        rxq = self.rxq
+        while True:
+            slot = rxq.first()
+            if slot < 0:
+                return False
+            at = rxq.at[slot]
+            end = at + rxq.size[slot]
             if self._pos == 0:
-                if self._qgen[slot] != self._gen:
+                if rxq.gen[slot] != self._gen:
                     self._next_write()  # from a link that is gone
                     continue
-                if self._qflag[slot] or ring[at] >= _ZFRAME:
+                if rxq.flag[slot] or ring[at] >= _ZFRAME:
                     self._plen = 0  # a loss, or a frame, broke the line
                     self._skip = False
             start = at + self._pos
@@ -371,7 +323,6 @@ class NUSPeripheral:
             if line:
                 self._dispatch(line)
                 return True
-        return False
 
     def _frame(self, at, start, end):
         """Hand the binary frame at ring[start:end] to the engine; True if one went.
@@ -422,7 +373,7 @@ class NUSPeripheral:
     def _next_write(self):
         self._framed = False
         self._pos = 0
-        self._head = (self._head + 1) % self._wrap  # the IRQ may reuse its bytes
+        self.rxq.free()
 
     def _keep(self, start, end):
         # Part of a line: stash it until its end arrives.

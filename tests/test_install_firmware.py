@@ -133,6 +133,7 @@ def test_board_settings_go_into_config(tmp_path: Path) -> None:
         (["--allow", "a:b.py"], "unusable file name"),
         (["--allow", "boot_guard.py"], "cannot be updated over the air"),
         (["--allow", "ota_manager.py"], "cannot be updated over the air"),
+        (["--allow", "nus_rx.py"], "cannot be updated over the air"),
         (["--allow", "app.py,app.py"], "listed twice"),
         (["--allow", "app.py", "app.py"], "listed twice"),
         (["--auth-key", "short"], "at least 8"),

@@ -1020,14 +1020,16 @@ _V1_DATA = b"OTA:DATA:"
 
 def _next_write_kind(peripheral: Any) -> str:
     """What the peripheral's next poll() takes: "frame", "zframe", "hex" (a v1
-    DATA line) or "line", read from NUSPeripheral's RX ring where it starts
-    (a line begun in an earlier write: its kept part); "line" for any
+    DATA line) or "line", read from NUSPeripheral's RX ring (nus_rx) where it
+    starts (a line begun in an earlier write: its kept part); "line" for any
     other peripheral or nothing queued."""
     try:
-        if peripheral._head == peripheral._tail:
+        rxq = peripheral.rxq
+        slot = rxq.first()
+        if slot < 0:
             return "line"
-        at = peripheral._qat[peripheral._head % peripheral.window] + peripheral._pos
-        ring = peripheral._ring
+        at = rxq.at[slot] + peripheral._pos
+        ring = rxq.buf
         if peripheral._plen:
             start = bytes(peripheral._part[: len(_V1_DATA)])
         else:

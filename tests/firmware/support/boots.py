@@ -28,6 +28,7 @@ FIRMWARE = (
     "app",
     "config",
     "nus_peripheral",
+    "nus_rx",
     "bluetooth",
 )
 

@@ -11,7 +11,7 @@ modulo 2 * window, so a full queue and an empty one look different.
 
 from micropython import const
 
-GAP = const(1)  # slot flag: writes were lost before this one
+_GAP = const(1)  # slot flag: writes were lost before this one
 
 
 class RxRing:
@@ -45,7 +45,7 @@ class RxRing:
         self.at[slot] = at
         self.size[slot] = n
         self.gen[slot] = gen
-        self.flag[slot] = GAP if self.gap else 0
+        self.flag[slot] = _GAP if self.gap else 0
         self._end = at + n
         self.gap = False
         self._tail = (tail + 1) % self._wrap  # last: poll() may read it now

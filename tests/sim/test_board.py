@@ -9,7 +9,7 @@ import json
 import sys
 
 import pytest
-from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
+from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard, _next_write_kind
 from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.link import SimLink
 
@@ -485,3 +485,25 @@ def test_decoding_a_deflated_frame_costs_board_time() -> None:
     free = run_virtual(ack_after(0.0))
     costly = run_virtual(ack_after(100.0))  # 100 us per byte: 30 ms for 300
     assert 0.029 < costly - free < 0.032, (free, costly)
+
+
+@pytest.mark.parametrize(
+    ("write", "kind"),
+    [
+        (b"\xff\x03\x00\x00\x00\x00\x00abc", "frame"),
+        (_deflated_frame(0, b"abc"), "zframe"),
+        (b"OTA:DATA:0:616263\n", "hex"),
+        (b"PING\n", "line"),
+    ],
+    ids=["frame", "zframe", "hex", "line"],
+)
+def test_the_write_cost_kind_is_read_from_the_firmware_rx_ring(
+    write: bytes, kind: str
+) -> None:
+    """The simulator prices the next poll() by what lies in the real ring."""
+    board = VirtualBoard()
+    central = Central()
+    connect(board, central)
+    board.receive(central, write)  # type: ignore[arg-type]
+    assert board.peripheral.pending() == 1
+    assert _next_write_kind(board.peripheral) == kind

@@ -240,6 +240,37 @@ def test_bad_streams_answer_bad_data_and_the_transfer_goes_on():
     assert staged() == DATA
 
 
+def test_a_frame_of_more_than_max_is_refused_wherever_its_stream_ends():
+    # The output buffer holds max + 1 bytes: it fills up before the decoder
+    # has read the end of such a stream, unless that end shares the last
+    # byte with the last literal (k 13..23 with CPython's zlib). The count
+    # against max refuses them all.
+    p = board()
+    c = ready(p)
+    for k in range(24):
+        data = b" " * 1000 + b"%025d" % (k * 7919)  # max + 1 bytes
+        c.write(zframe(0, data))
+        c.pump()
+        assert c.take() == ["OTA:ERR:BAD_DATA:0"], k
+    assert p.ota.t.have == 0
+
+
+def test_the_engine_refuses_a_frame_whose_length_field_disagrees():
+    # The peripheral cuts frames by their length field; another transport
+    # may hand the engine (OTAManager.frame) whatever arrived.
+    p = board()
+    c = ready(p)
+    good = at(0)
+    n = len(good) - 9
+    for length in (n - 1, n + 1, 0):
+        f = bytearray(good)
+        f[1], f[2] = length & 255, length >> 8
+        p.ota.frame(memoryview(f))
+        assert c.take() == ["OTA:ERR:BAD_DATA:0"], length
+    p.ota.frame(memoryview(good))
+    assert c.take() == [f"OTA:A:{CHUNK}"]
+
+
 def test_board_without_deflate():
     sys.modules["deflate"] = None  # an import fails (CPython) or finds nothing
     p = board()

@@ -95,6 +95,20 @@ def test_full_ring_by_bytes_or_by_slots_and_every_place_a_write_can_go():
     assert app.lines[-1] == b
 
 
+def test_a_write_that_fills_the_ring_up_to_the_oldest_one_leaves_no_room():
+    p, app = small_board()
+    c = Central(p, mtu=517)
+    a, b, f = ("A" * 450, "B" * 450, "F" * 450)
+    c.write(a + "\n")  # ring[0:451]
+    c.write(b + "\n")  # ring[451:902]
+    assert p.poll()  # A taken
+    c.write(f + "\n")  # at the start, ring[0:451]: it ends where B starts
+    c.write("I\n")  # a slot is free, but no byte before B: dropped
+    assert (p.pending(), p.dropped) == (2, 1)
+    c.pump()
+    assert app.lines == [a, b, f]  # B intact
+
+
 def test_frames_and_lines_mixed():
     p, c, app = ready(mtu=517)
     c.write(at(0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +19,7 @@ from esp32_ota_sim.bleak_backend import register_board
 from esp32_ota_sim.board import VirtualBoard
 from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.content import source_comments
+from esp32_ota_sim.link import PROFILES
 
 from custom_components.esp32_ota.nus_ota import InstallOptions, probe
 from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK, FRAME_MARK
@@ -78,9 +80,11 @@ def test_deflated_frames_through_a_jittery_wifi_proxy() -> None:
 
     (Each fault alone on the deflated path: tests/faults/test_deflate_faults.py.)
     """
-    board, firsts = board_on("wifi-proxy")
-    # long enough for the profile's 1 % of lost writes to hit data: with the
-    # board's measured costs per write, 40 KB (about 105 frames) lose none
+    # The profile loses 1 % of writes; the file is the project's source,
+    # so which writes are lost moves with every change to it, and at 1 %
+    # whether any data write is lost at all was chance (60 KB, about 150
+    # frames, lost none once nus_rx.py was split off). At 5 % it is not.
+    board, firsts = board_on(replace(PROFILES["wifi-proxy"], write_loss=0.05))
     files = with_source(board, 60_000)
     result = run_install(board, files)
     assert board.read("app.py") == files["app.py"]

@@ -172,6 +172,16 @@ def test_deflated_and_plain_frames_in_one_write():
     assert staged() == DATA
 
 
+def test_a_deflated_frame_breaks_a_pending_line():
+    p = board()
+    c = ready(p)
+    c.write(b"OTA:NO")  # part of a line: a frame follows, so it is dropped
+    c.write(at(0))
+    c.write(b"PE\n")  # to the app, not "OTA:NOPE" to the engine
+    c.pump()
+    assert c.take() == [f"OTA:A:{CHUNK}"]
+
+
 def test_deflated_frame_cut_split_or_followed_by_garbage():
     p = board()
     c = ready(p)

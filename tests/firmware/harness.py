@@ -73,11 +73,19 @@ def scenario_tests() -> list[tuple[str, str]]:
     return found
 
 
+# Milliseconds the firmware slept on CPython: a sleep moves its clock this
+# far ahead at once instead of waiting (no real sleep in a test); the clock
+# still follows real time too, so a loop that watches ticks_ms ends.
+_slept_ms = [0.0]
+
+
+def _sleep_ms(ms: float) -> None:
+    _slept_ms[0] += max(ms, 0.0)
+
+
 def _add_time_shims() -> None:
     """Give CPython's `time` the MicroPython tick functions the firmware uses."""
-    shims = tick_functions(
-        lambda: time.monotonic() * 1000, lambda ms: time.sleep(ms / 1000)
-    )
+    shims = tick_functions(lambda: time.monotonic() * 1000 + _slept_ms[0], _sleep_ms)
     for name, func in shims.items():
         if not hasattr(time, name):
             setattr(time, name, func)

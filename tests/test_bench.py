@@ -8,6 +8,7 @@ figures are only checked for being sane, never against a limit.
 
 from __future__ import annotations
 
+import ast
 import gc
 import json
 import math
@@ -29,7 +30,7 @@ from esp32_ota_sim.bench import (
     run_bench,
     run_case,
 )
-from esp32_ota_sim.content import source_bytes
+from esp32_ota_sim.content import FROZEN_SOURCE, source_bytes
 from esp32_ota_sim.link import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,13 +272,15 @@ def test_deflated_frames_deliver_source_faster() -> None:
     )
 
 
-def test_source_content_is_the_projects_python() -> None:
+def test_source_content_is_a_frozen_snapshot_of_real_python() -> None:
+    snapshot = FROZEN_SOURCE.read_bytes()
+    tree = ast.parse(snapshot)  # real code, cut at a statement boundary
+    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {"OTAManager", "OTAClient"} <= classes  # the firmware, then the client
     source = source_bytes(64 * KIB)
-    firmware = b"".join(
-        path.read_bytes() for path in sorted((ROOT / "device_firmware").glob("*.py"))
-    )
-    assert source.startswith(firmware[: 64 * KIB])
+    assert snapshot.startswith(source)
     assert source_bytes(10 * 1024 * KIB)[: 64 * KIB] == source  # repeats to any size
+    assert source_bytes(len(snapshot) + 5) == snapshot + snapshot[:5]
     result = run_bench(
         ["proxy"], [4], ["v2-bin"], heap=False, repeats=1, content="source"
     )

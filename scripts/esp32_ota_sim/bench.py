@@ -73,7 +73,7 @@ from .board import (
     VirtualBoard,
 )
 from .clock import run_virtual
-from .content import CONTENTS, SOURCES, file_content
+from .content import CONTENTS, file_content
 from .link import PROFILES, LinkProfile, SimLink
 from .v1_board import V1OnlyBoard
 
@@ -848,8 +848,9 @@ def _notes(result: BenchResult) -> list[str]:
     zipped = [c for c in result.cases if c.mode == "v2-zip"]
     if any(c.content == "source" for c in result.cases):
         lines.append(
-            "size ... source: the project's own Python concatenated to the size "
-            f"({', '.join(SOURCES)}, in that order); otherwise random bytes."
+            "size ... source: a frozen snapshot of the project's own Python "
+            "(esp32_ota_sim/frozen_source.txt), repeated to the size; otherwise "
+            "random bytes."
         )
     if zipped:
         lines.append(

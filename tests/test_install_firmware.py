@@ -131,9 +131,8 @@ def test_board_settings_go_into_config(tmp_path: Path) -> None:
         (["--allow", "main.py,,app.py"], "not a plain file name"),
         (["--allow", "main.py", "../app.py"], "not a plain file name"),
         (["--allow", "a:b.py"], "unusable file name"),
-        (["--allow", "boot_guard.py"], "cannot be updated over the air"),
-        (["--allow", "ota_manager.py"], "cannot be updated over the air"),
-        (["--allow", "nus_rx.py"], "cannot be updated over the air"),
+        # every module of the OTA firmware, a new one included
+        *((["--allow", name], "cannot be updated over the air") for name in LIBRARY),
         (["--allow", "app.py,app.py"], "listed twice"),
         (["--allow", "app.py", "app.py"], "listed twice"),
         (["--auth-key", "short"], "at least 8"),

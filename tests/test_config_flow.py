@@ -1,4 +1,9 @@
-"""Config flow: Bluetooth discovery, manual pick, options; every step and error."""
+"""Config flow: Bluetooth discovery, manual pick, options; every step and error.
+
+Option and form field names are spelled out here, not taken from const.py:
+they are what users' entries have stored and what strings.json translates, so
+renaming one must fail a test rather than lose everyone's settings.
+"""
 
 # ruff: noqa: ASYNC240
 
@@ -23,18 +28,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.esp32_ota.config_flow import default_source_dir
-from custom_components.esp32_ota.const import (
-    CONF_AUTH_KEY,
-    CONF_CONFIRM_TRIAL,
-    CONF_ENCODING,
-    CONF_NAME,
-    CONF_PROBE_MINUTES,
-    CONF_SOURCE_DIR,
-    CONF_TOKEN,
-    CONF_WINDOW,
-    DOMAIN,
-    NUS_SERVICE_UUID,
-)
+from custom_components.esp32_ota.const import DOMAIN, NUS_SERVICE_UUID
 
 if TYPE_CHECKING:
     from homeassistant.config_entries import ConfigFlowResult
@@ -74,8 +68,8 @@ def known_entry(address: str) -> MockConfigEntry:
     return MockConfigEntry(
         domain=DOMAIN,
         unique_id=address,
-        data={CONF_ADDRESS: address, CONF_NAME: "known"},
-        options={CONF_SOURCE_DIR: "esp32_ota/known"},
+        data={CONF_ADDRESS: address, "name": "known"},
+        options={"source_dir": "esp32_ota/known"},
         disabled_by=ConfigEntryDisabler.USER,
     )
 
@@ -116,8 +110,8 @@ async def test_discovery_creates_an_entry_with_a_default_folder(
     result = await hass.config_entries.flow.async_configure(flow["flow_id"], {})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "ESP32-OTA-0001"
-    assert result["data"] == {CONF_ADDRESS: BOARD, CONF_NAME: "ESP32-OTA-0001"}
-    assert result["options"] == {CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001"}
+    assert result["data"] == {CONF_ADDRESS: BOARD, "name": "ESP32-OTA-0001"}
+    assert result["options"] == {"source_dir": "esp32_ota/esp32_ota_0001"}
     assert result["result"].unique_id == BOARD
     assert Path(hass.config.path("esp32_ota/esp32_ota_0001")).is_dir()
     await hass.async_block_till_done()
@@ -129,8 +123,8 @@ async def test_discovery_of_a_configured_board_changes_nothing(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=BOARD,
-        data={CONF_ADDRESS: BOARD, CONF_NAME: "old name"},
-        options={CONF_SOURCE_DIR: "esp32_ota/x"},
+        data={CONF_ADDRESS: BOARD, "name": "old name"},
+        options={"source_dir": "esp32_ota/x"},
     )
     entry.add_to_hass(hass)
     advertise(proxy, BOARD, "ESP32-OTA-NEW", uuids=[NUS_SERVICE_UUID])
@@ -138,7 +132,7 @@ async def test_discovery_of_a_configured_board_changes_nothing(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     # The address is the unique id; the name the user knows stays.
-    assert entry.data == {CONF_ADDRESS: BOARD, CONF_NAME: "old name"}
+    assert entry.data == {CONF_ADDRESS: BOARD, "name": "old name"}
     assert entry.title == "Mock Title"
 
 
@@ -180,7 +174,7 @@ async def test_user_lists_our_boards_first_then_other_nus_devices(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Custom board"
-    assert result["options"] == {CONF_SOURCE_DIR: "esp32_ota/custom_board_0077"}
+    assert result["options"] == {"source_dir": "esp32_ota/custom_board_0077"}
     await hass.async_block_till_done(wait_background_tasks=True)
 
 
@@ -237,8 +231,8 @@ def entry(hass: HomeAssistant) -> MockConfigEntry:
         domain=DOMAIN,
         unique_id=BOARD,
         title="ESP32-OTA-0001",
-        data={CONF_ADDRESS: BOARD, CONF_NAME: "ESP32-OTA-0001"},
-        options={CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001"},
+        data={CONF_ADDRESS: BOARD, "name": "ESP32-OTA-0001"},
+        options={"source_dir": "esp32_ota/esp32_ota_0001"},
     )
     entry.add_to_hass(hass)
     return entry
@@ -270,17 +264,17 @@ async def test_options_set_folder_key_and_token(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
-            CONF_SOURCE_DIR: " shared/boards ",
-            CONF_AUTH_KEY: "s3cret key",
-            CONF_TOKEN: "tok",
+            "source_dir": " shared/boards ",
+            "auth_key": "s3cret key",
+            "token": "tok",
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {
-        CONF_SOURCE_DIR: "shared/boards",
-        CONF_AUTH_KEY: "s3cret key",
-        CONF_TOKEN: "tok",
-        CONF_CONFIRM_TRIAL: True,
+        "source_dir": "shared/boards",
+        "auth_key": "s3cret key",
+        "token": "tok",
+        "confirm_trial": True,
     }
     assert Path(hass.config.path("shared/boards")).is_dir()
     await hass.async_block_till_done()
@@ -289,9 +283,9 @@ async def test_options_set_folder_key_and_token(
 
     # Clearing the secrets removes them; an absolute folder is kept as is.
     absolute = str(Path(hass.config.path("elsewhere")))
-    result = await submit_options(hass, entry, {CONF_SOURCE_DIR: absolute})
+    result = await submit_options(hass, entry, {"source_dir": absolute})
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_SOURCE_DIR: absolute, CONF_CONFIRM_TRIAL: True}
+    assert entry.options == {"source_dir": absolute, "confirm_trial": True}
     await hass.async_block_till_done()
 
 
@@ -301,38 +295,38 @@ async def test_options_errors(hass: HomeAssistant, entry: MockConfigEntry) -> No
     result = await hass.config_entries.options.async_init(entry.entry_id)
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: "  ", CONF_TOKEN: "a:b"}
+        result["flow_id"], {"source_dir": "  ", "token": "a:b"}
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {
-        CONF_SOURCE_DIR: "folder_required",
-        CONF_TOKEN: "invalid_token",
+        "source_dir": "folder_required",
+        "token": "invalid_token",
     }
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: "a_file", CONF_TOKEN: "tøken"}
+        result["flow_id"], {"source_dir": "a_file", "token": "tøken"}
     )
     assert result["errors"] == {
-        CONF_SOURCE_DIR: "not_a_folder",
-        CONF_TOKEN: "invalid_token",
+        "source_dir": "not_a_folder",
+        "token": "invalid_token",
     }
 
     # issue 15: a carriage return inside passed, then failed at install time
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: "fine", CONF_TOKEN: "sec\rret"}
+        result["flow_id"], {"source_dir": "fine", "token": "sec\rret"}
     )
-    assert result["errors"] == {CONF_TOKEN: "invalid_token"}
+    assert result["errors"] == {"token": "invalid_token"}
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: "blocked/inside"}
+        result["flow_id"], {"source_dir": "blocked/inside"}
     )
-    assert result["errors"] == {CONF_SOURCE_DIR: "cannot_create_folder"}
+    assert result["errors"] == {"source_dir": "cannot_create_folder"}
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {CONF_SOURCE_DIR: "fine"}
+        result["flow_id"], {"source_dir": "fine"}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {CONF_SOURCE_DIR: "fine", CONF_CONFIRM_TRIAL: True}
+    assert entry.options == {"source_dir": "fine", "confirm_trial": True}
 
 
 @pytest.mark.usefixtures("entry_set_up")
@@ -343,20 +337,20 @@ async def test_options_transfer_settings(
         hass,
         entry,
         {
-            CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
-            CONF_CONFIRM_TRIAL: False,
-            CONF_WINDOW: 4,
-            CONF_ENCODING: "hex",
-            CONF_PROBE_MINUTES: 30,
+            "source_dir": "esp32_ota/esp32_ota_0001",
+            "confirm_trial": False,
+            "window": 4,
+            "encoding": "hex",
+            "probe_minutes": 30,
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {
-        CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
-        CONF_CONFIRM_TRIAL: False,
-        CONF_WINDOW: 4,
-        CONF_ENCODING: "hex",
-        CONF_PROBE_MINUTES: 30,
+        "source_dir": "esp32_ota/esp32_ota_0001",
+        "confirm_trial": False,
+        "window": 4,
+        "encoding": "hex",
+        "probe_minutes": 30,
     }
     await hass.async_block_till_done()
     settings = entry.runtime_data.settings
@@ -369,21 +363,21 @@ async def test_options_transfer_settings(
     result = await hass.config_entries.options.async_init(entry.entry_id)
     schema = result["data_schema"].schema
     defaults = {str(key): key.default() for key in schema if callable(key.default)}
-    assert defaults[CONF_ENCODING] == "hex"
-    assert defaults[CONF_CONFIRM_TRIAL] is False
-    assert defaults[CONF_PROBE_MINUTES] == 30
+    assert defaults["encoding"] == "hex"
+    assert defaults["confirm_trial"] is False
+    assert defaults["probe_minutes"] == 30
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
-            CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
-            CONF_CONFIRM_TRIAL: True,
-            CONF_WINDOW: 0,
-            CONF_ENCODING: "auto",
-            CONF_PROBE_MINUTES: 60,
+            "source_dir": "esp32_ota/esp32_ota_0001",
+            "confirm_trial": True,
+            "window": 0,
+            "encoding": "auto",
+            "probe_minutes": 60,
         },
     )
     assert entry.options == {
-        CONF_SOURCE_DIR: "esp32_ota/esp32_ota_0001",
-        CONF_CONFIRM_TRIAL: True,
+        "source_dir": "esp32_ota/esp32_ota_0001",
+        "confirm_trial": True,
     }
     await hass.async_block_till_done()

@@ -5,11 +5,12 @@ can change every byte, and can answer in place of the board. Here a relay
 sits on the board's receiving side of the simulated link, with the real
 firmware on the board and the real integration in Home Assistant:
 
-- it swaps the code: every `OTA:D` payload (or binary frame) is rewritten
-  with a file of its own of the same size whose CRC-32 is forged to match
-  (4 chosen bytes). The signed FILE and APPLY pass untouched. The board
-  must refuse the data (its SHA-256 is not the signed one), nothing may be
-  staged or applied, and Home Assistant must say so in words.
+- it swaps the code: every `OTA:D` payload or binary frame (plain or
+  deflated) is rewritten with a file of its own of the same size whose CRC-32
+  is forged to match (4 chosen bytes). The signed FILE and APPLY pass
+  untouched. The board must refuse the data (its SHA-256 is not the signed
+  one), nothing may be staged or applied, and Home Assistant must say so in
+  words.
 - it pretends the board is old v1 firmware (`OTA:ERR:UNKNOWN_CMD` to HELLO)
   to get the v1 token or to bypass the key. A board that spoke v2 before, or
   one with a key, must get nothing after HELLO, and a repair must explain.
@@ -20,12 +21,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from custom_components.esp32_ota.const import CONF_AUTH_KEY, CONF_TOKEN
-from custom_components.esp32_ota.nus_ota.lines import FRAME_HEAD, data_frame
+from custom_components.esp32_ota.nus_ota.lines import (
+    FRAME_HEAD,
+    data_frame,
+    deflate_frame,
+)
 from tests.common import (
     app_source,
     board_with_release,
@@ -36,7 +42,7 @@ from tests.common import (
     source_folder,
     write_release,
 )
-from tests.faults.rig import DATA_FRAME
+from tests.faults.rig import DATA_FRAME, DEFLATED_FRAME
 from tests.firmware.support.crc_forge import crc32, swap_for
 from tests.test_repairs import fix, issue, start_fix
 from tests.test_trial import ON_TRIAL, when_on_trial
@@ -63,6 +69,7 @@ class Relay:
         self.swap = False
         self.fake_v1 = False
         self.swapped = 0
+        self.swapped_deflated = 0
         self._forged = b""
         self._b64 = True
         receive = board.receive
@@ -93,6 +100,14 @@ class Relay:
             size = len(data) - FRAME_HEAD
             self.swapped += 1
             return data_frame(start, self._forged[start : start + size])
+        elif self.swap and self._forged and data.startswith(DEFLATED_FRAME):
+            start = int.from_bytes(data[3:7], "little")
+            count = int.from_bytes(data[7:9], "little")
+            self.swapped += 1
+            self.swapped_deflated += 1
+            own = zlib.compressobj(9, zlib.DEFLATED, -9)  # the board's 512 B window
+            chunk = self._forged[start : start + count]
+            return deflate_frame(start, count, own.compress(chunk) + own.flush())
         elif self.swap and self._forged and data.startswith(b"OTA:D:"):
             _, _, offset, payload = data.rstrip(b"\n").split(b":", 3)
             start = int(offset)
@@ -118,15 +133,15 @@ def staged(board: VirtualBoard) -> dict[str, Any]:
     return {"state": state.get("staged", {}), "files": news}
 
 
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflated"])
 async def test_swapped_code_with_a_forged_crc_is_refused(
-    hass: HomeAssistant, proxy: SimProxyScanner, faults: FaultLedger
+    hass: HomeAssistant, proxy: SimProxyScanner, faults: FaultLedger, deflate: bool
 ) -> None:
     write_release(
         source_folder(hass), {"app.py": app_source("1.1.0")}, {"version": "1.1.0"}
     )
-    # Plain frames, which the relay knows how to rewrite.
     config = f'VERSION = "1.0.0"\nAUTH_KEY = "{KEY}"\n'
-    board = make_board(config=config, deflate=False)
+    board = make_board(config=config, deflate=deflate)
     entry = await setup_board(hass, proxy, board, options={CONF_AUTH_KEY: KEY})
     before = {name: board.read(name) for name in ("main.py", "app.py")}
     relay = Relay(board)
@@ -136,6 +151,7 @@ async def test_swapped_code_with_a_forged_crc_is_refused(
 
     faults.add("code swapped by a relay (CRC forged)")
     assert relay.swapped > 0  # the relay did rewrite the data
+    assert (relay.swapped_deflated > 0) == deflate
     assert err.translation_placeholders == {"name": entry.title, "file": "app.py"}
     assert "did not match the signature" in str(err), str(err)
     assert staged(board) == {"state": {}, "files": []}

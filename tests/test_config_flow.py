@@ -253,6 +253,12 @@ async def submit_options(
     return await hass.config_entries.options.async_configure(result["flow_id"], options)
 
 
+def form_defaults(result: ConfigFlowResult) -> dict[str, Any]:
+    """The default of every field of a form that has one."""
+    schema = result["data_schema"].schema
+    return {str(key): key.default() for key in schema if callable(key.default)}
+
+
 @pytest.mark.usefixtures("entry_set_up")
 async def test_options_set_folder_key_and_token(
     hass: HomeAssistant, entry: MockConfigEntry
@@ -260,6 +266,14 @@ async def test_options_set_folder_key_and_token(
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "init"
+    # An entry with only its folder: the form shows what the board runs with.
+    defaults = form_defaults(result)
+    assert (defaults["confirm_trial"], defaults["probe_minutes"]) == (True, 60)
+    settings = entry.runtime_data.settings
+    assert (settings.confirm_trial, settings.probe_interval) == (
+        True,
+        timedelta(minutes=60),
+    )
 
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
@@ -361,8 +375,7 @@ async def test_options_transfer_settings(
 
     # Back to what the board prefers: the overrides go.
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    schema = result["data_schema"].schema
-    defaults = {str(key): key.default() for key in schema if callable(key.default)}
+    defaults = form_defaults(result)
     assert defaults["encoding"] == "hex"
     assert defaults["confirm_trial"] is False
     assert defaults["probe_minutes"] == 30

@@ -40,7 +40,6 @@ from .const import (
     CONF_SOURCE_DIR,
     CONF_TOKEN,
     CONF_WINDOW,
-    DEFAULT_CONFIRM_TRIAL,
     DEFAULT_PROBE_MINUTES,
     DEFAULT_SOURCE_ROOT,
     DOMAIN,
@@ -51,6 +50,7 @@ from .const import (
     NUS_SERVICE_UUID,
     PROBE_MINUTES_RANGE,
 )
+from .data import with_defaults
 from .nus_ota import valid_token
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
     ) -> ConfigFlowResult:
         """Edit the options."""
         errors: dict[str, str] = {}
-        options: Mapping[str, Any] = self.config_entry.options
+        options: Mapping[str, Any] = with_defaults(self.config_entry.options)
         if user_input is not None:
             source_dir = user_input[CONF_SOURCE_DIR].strip()
             if error := await async_check_folder(self.hass, source_dir):
@@ -346,11 +346,11 @@ class Esp32OtaOptionsFlow(OptionsFlowWithReload):
                     **credentials_schema(options),
                     vol.Required(
                         CONF_CONFIRM_TRIAL,
-                        default=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
+                        default=options[CONF_CONFIRM_TRIAL],
                     ): BooleanSelector(),
                     vol.Required(
                         CONF_PROBE_MINUTES,
-                        default=options.get(CONF_PROBE_MINUTES, DEFAULT_PROBE_MINUTES),
+                        default=options[CONF_PROBE_MINUTES],
                     ): _PROBE_MINUTES,
                     vol.Optional(
                         CONF_WINDOW,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.helpers.storage import Store
@@ -38,13 +38,25 @@ from .history import TransferRecord
 from .inventory import InstalledRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from homeassistant.core import HomeAssistant
 
     from .coordinator import BoardCoordinator
 
 type Esp32OtaConfigEntry = ConfigEntry[BoardCoordinator]
+
+# What an entry that has no such option (saved before it existed, or left at
+# its default) means.
+_OPTION_DEFAULTS: Final = {
+    CONF_CONFIRM_TRIAL: DEFAULT_CONFIRM_TRIAL,
+    CONF_PROBE_MINUTES: DEFAULT_PROBE_MINUTES,
+}
+
+
+def with_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return an entry's options with the meaning of absent ones filled in."""
+    return {**_OPTION_DEFAULTS, **options}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,17 +75,15 @@ class BoardSettings:
     @classmethod
     def from_entry(cls, hass: HomeAssistant, entry: ConfigEntry) -> BoardSettings:
         """Read the options; empty values mean 'not set'."""
-        options = entry.options
+        options = with_defaults(entry.options)
         return cls(
             source_dir=Path(hass.config.path(options[CONF_SOURCE_DIR])),
             auth_key=options.get(CONF_AUTH_KEY) or None,
             token=options.get(CONF_TOKEN) or None,
             window=options.get(CONF_WINDOW) or None,
             encoding=options.get(CONF_ENCODING) or None,
-            confirm_trial=options.get(CONF_CONFIRM_TRIAL, DEFAULT_CONFIRM_TRIAL),
-            probe_interval=timedelta(
-                minutes=options.get(CONF_PROBE_MINUTES, DEFAULT_PROBE_MINUTES)
-            ),
+            confirm_trial=options[CONF_CONFIRM_TRIAL],
+            probe_interval=timedelta(minutes=options[CONF_PROBE_MINUTES]),
         )
 
 

@@ -56,7 +56,7 @@ from typing import Any, TypeVar
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from nus_ota import BleakTransport, FileImage, OTAClient
-from nus_ota.client import DEFAULT_V1_WINDOW
+from nus_ota.client import DEFAULT_V1_WINDOW, ClientOptions
 
 from .bleak_backend import SimBleakClient, register_board, reset_registry
 from .board import (
@@ -490,7 +490,10 @@ async def _run_case_async(
     _meter_board(board, meter)
     register_board(board, profile)
     transport = await _connect(board)()
-    client = OTAClient(transport)
+    options = ClientOptions(
+        encoding=mode.encoding, compress=mode.compress, v1_window=mode.v1_window
+    )
+    client = OTAClient(transport, options)
     await client.start()
     info = await client.hello()
     if (info is None) != (mode.protocol == 1):
@@ -506,11 +509,9 @@ async def _run_case_async(
     loop = asyncio.get_running_loop()
     started = loop.time()
     if mode.protocol == 2:
-        send = client.send_file(
-            image, encoding=mode.encoding, compress=mode.compress, progress=progress
-        )
+        send = client.send_file(image, progress=progress)
     else:
-        send = client.send_file_v1(image, window=mode.v1_window, progress=progress)
+        send = client.send_file_v1(image, progress=progress)
     meter.start()
     try:
         await loop.create_task(meter.timed_coroutine("client", send))

@@ -39,6 +39,7 @@ from custom_components.esp32_ota.nus_ota.board_info import (
     parse_board_info,
 )
 from custom_components.esp32_ota.nus_ota.client import (
+    ClientOptions,
     SessionStats,
     choose_encoding,
     v1_chunk,
@@ -74,7 +75,7 @@ def run[T](coro: Coroutine[Any, Any, T]) -> T:
 async def started(
     board: LoopbackBoard, link: Link | None = None, **kw: Any
 ) -> OTAClient:
-    client = OTAClient(LoopbackTransport(board, link), **kw)
+    client = OTAClient(LoopbackTransport(board, link), ClientOptions(**kw))
     await client.start()
     return client
 
@@ -214,13 +215,13 @@ def test_hmac_file_line_spans_writes_on_a_small_link(board_fs: Path) -> None:
     image = FileImage("app.py", bytes(range(200)), "1.0.1")
 
     async def go() -> None:
-        client = await started(board, Link(max_write=40, mtu_payload=40))
+        client = await started(
+            board, Link(max_write=40, mtu_payload=40), encoding="hex"
+        )
         info = await client.hello()
         assert info is not None
         assert info.auth == "hmac"
-        await client.send_file(
-            image, credentials=Credentials(key="k3y"), encoding="hex"
-        )
+        await client.send_file(image, credentials=Credentials(key="k3y"))
         with pytest.raises(RejectedError) as err:
             await client.apply([image], Credentials(key="wrong"))
         assert err.value.reason == "AUTH"
@@ -327,7 +328,7 @@ def test_v1_send_file(board_fs: Path) -> None:
     image = FileImage("app.py", bytes(range(256)) * 10, "1.0.1")
 
     async def go() -> bool:
-        client = await started(board)
+        client = await started(board, v1_window=4)
         assert await client.hello() is None
         with pytest.raises(RejectedError) as err:
             await client.send_file_v1(image, token="bad")
@@ -337,7 +338,7 @@ def test_v1_send_file(board_fs: Path) -> None:
             await client.send_file_v1(FileImage("app.py", b""))
         with pytest.raises(ValueError):
             await client.send_file_v1(FileImage("app.py", b"x"), token="t0k")
-        ok = await client.send_file_v1(image, token="t0k", window=4)
+        ok = await client.send_file_v1(image, token="t0k")
         await client.close()
         return ok
 
@@ -428,10 +429,10 @@ def canned(
     return answer
 
 
-async def canned_client(
-    replies: dict[bytes, list[bytes] | str], **kw: Any
-) -> OTAClient:
-    client = OTAClient(CannedTransport(canned(replies)), control_timeout=1.0, **kw)
+async def canned_client(replies: dict[bytes, list[bytes] | str]) -> OTAClient:
+    client = OTAClient(
+        CannedTransport(canned(replies)), ClientOptions(control_timeout=1.0)
+    )
     await client.start()
     return client
 
@@ -619,7 +620,9 @@ def test_hung_stack_operations_are_bounded(hang_start: bool) -> None:
     async def go() -> float:
         loop = asyncio.get_running_loop()
         begin = loop.time()
-        client = OTAClient(HangingTransport(hang_start), control_timeout=3.0)
+        client = OTAClient(
+            HangingTransport(hang_start), ClientOptions(control_timeout=3.0)
+        )
 
         async def use() -> None:
             await client.start()
@@ -651,7 +654,7 @@ def test_hung_data_write_is_bounded() -> None:
     async def go() -> tuple[float, list[tuple[bytes, bool]]]:
         loop = asyncio.get_running_loop()
         transport = HangingDataTransport(canned(replies))
-        client = OTAClient(transport, control_timeout=2.0)
+        client = OTAClient(transport, ClientOptions(control_timeout=2.0))
         await client.start()
         await client.hello()
         begin = loop.time()
@@ -683,7 +686,7 @@ def test_data_line_longer_than_the_link_allows() -> None:
             return canned(replies)(line)
 
         transport.answer = answer
-        client = OTAClient(transport, control_timeout=1.0)
+        client = OTAClient(transport, ClientOptions(control_timeout=1.0))
         await client.start()
         await client.hello()
         with pytest.raises(LinkTooSmallError):
@@ -793,7 +796,7 @@ def test_late_hello_reply_while_waiting_for_ready_v2() -> None:
     )
 
     async def go() -> int:
-        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        client = OTAClient(CannedTransport(answer), ClientOptions(control_timeout=1.0))
         await client.start()
         assert await client.hello() is not None
         return await client.send_file(FileImage("app.py", b"abc"))
@@ -813,7 +816,7 @@ def test_late_hello_reply_while_waiting_for_ready_v1() -> None:
     )
 
     async def go() -> bool:
-        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        client = OTAClient(CannedTransport(answer), ClientOptions(control_timeout=1.0))
         await client.start()
         assert await client.hello() is None
         return await client.send_file_v1(FileImage("app.py", b"abc", "1.0.0"))
@@ -847,11 +850,11 @@ def test_a_slow_steady_link_draws_no_spurious_resends(
     data = bytes(range(256)) * 12
 
     async def go() -> OTAClient:
-        client = await started(board, Link(latency=0.1))
-        assert await client.hello() is None
-        assert await client.send_file_v1(
-            FileImage("app.py", data, "1.0.1"), window=window, max_chunk=100
+        client = await started(
+            board, Link(latency=0.1), v1_window=window, max_chunk=100
         )
+        assert await client.hello() is None
+        assert await client.send_file_v1(FileImage("app.py", data, "1.0.1"))
         return client
 
     client = run(go())
@@ -881,7 +884,9 @@ def test_ask_v1_version(answer: list[bytes], version: str | None) -> None:
 
     async def go() -> tuple[str | None, float]:
         transport = CannedTransport(canned({b"VERSION\n": answer}))
-        client = OTAClient(transport, control_timeout=2.0, on_app_line=seen.append)
+        client = OTAClient(
+            transport, ClientOptions(control_timeout=2.0), on_app_line=seen.append
+        )
         await client.start()
         loop = asyncio.get_running_loop()
         begin = loop.time()
@@ -915,12 +920,12 @@ def first_window(
 
     async def go() -> list[tuple[bytes, bool]]:
         transport = CannedTransport(canned(replies))
-        client = OTAClient(transport)
+        client = OTAClient(transport, ClientOptions(**send))
         await client.start()
         await client.hello()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):  # before the first retransmit
-                await client.send_file(FileImage("app.py", data), **send)
+                await client.send_file(FileImage("app.py", data))
         return transport.written
 
     return [data for data, response in run(go()) if not response]
@@ -1053,7 +1058,7 @@ def test_a_hello_reply_that_lost_a_part_is_asked_again(damaged: list[bytes]) -> 
     answer, written = in_turn({b"OTA:HELLO": [damaged, HELLO_PARTS]})
 
     async def go() -> OTAClient:
-        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        client = OTAClient(CannedTransport(answer), ClientOptions(control_timeout=1.0))
         await client.start()
         info = await client.hello()
         assert info is not None
@@ -1071,7 +1076,8 @@ def test_a_hello_reply_damaged_every_time_still_fails() -> None:
 
     async def go() -> None:
         client = OTAClient(
-            CannedTransport(answer), control_timeout=1.0, control_attempts=3
+            CannedTransport(answer),
+            ClientOptions(control_timeout=1.0, control_attempts=3),
         )
         await client.start()
         with pytest.raises(InvalidBoardInfoError):
@@ -1094,7 +1100,7 @@ def test_a_late_damaged_hello_reply_is_skipped_while_waiting_for_ready() -> None
     )
 
     async def go() -> tuple[int, OTAClient]:
-        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        client = OTAClient(CannedTransport(answer), ClientOptions(control_timeout=1.0))
         await client.start()
         assert await client.hello() is not None
         return await client.send_file(FileImage("app.py", b"abc")), client
@@ -1121,7 +1127,7 @@ def test_v1_start_whose_ready_was_lost_is_aborted_and_sent_again() -> None:
     )
 
     async def go() -> bool:
-        client = OTAClient(CannedTransport(answer), control_timeout=1.0)
+        client = OTAClient(CannedTransport(answer), ClientOptions(control_timeout=1.0))
         await client.start()
         assert await client.hello() is None
         return await client.send_file_v1(V1_FILE)
@@ -1154,7 +1160,8 @@ def test_v1_busy_is_final_when_not_our_own_or_bounded(
 
     async def go() -> None:
         client = OTAClient(
-            CannedTransport(answer), control_timeout=1.0, control_attempts=3
+            CannedTransport(answer),
+            ClientOptions(control_timeout=1.0, control_attempts=3),
         )
         await client.start()
         assert await client.hello() is None

@@ -44,7 +44,7 @@ from .board_info import (
     Trial,
     usable_version,
 )
-from .client import FileImage, OTAClient, ProgressCallback
+from .client import ClientOptions, FileImage, OTAClient, ProgressCallback
 from .errors import *  # noqa: F403 - exported below
 from .install import Connect, InstallOptions, InstallResult, install, probe
 from .lines import valid_token
@@ -62,6 +62,7 @@ __all__ = [
     "NUS_TX_UUID",
     "BleakTransport",
     "BoardInfo",
+    "ClientOptions",
     "Connect",
     "CrashReport",
     "Credentials",

@@ -104,6 +104,20 @@ type AppLineCallback = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """How a client talks to a board: its patience, and how file data goes."""
+
+    control_timeout: float = DEFAULT_CONTROL_TIMEOUT  # seconds per control line sent
+    control_attempts: int = DEFAULT_CONTROL_ATTEMPTS  # sends of one control line
+    max_retries: int = DEFAULT_MAX_RETRIES  # go-backs without progress before giving up
+    window: int | None = None  # v2 lines in flight, at most what the board allows
+    v1_window: int = DEFAULT_V1_WINDOW  # 1 = classic stop-and-wait
+    encoding: str | None = None  # v2 "bin", "b64" or "hex"; None: the best offered
+    max_chunk: int | None = None  # cap on data bytes per line
+    compress: bool = True  # deflated frames to a board that offers them, if it pays
+
+
+@dataclass(frozen=True, slots=True)
 class FileImage:
     """One file to install: name on the board, content and version."""
 
@@ -205,19 +219,15 @@ class OTAClient:
     def __init__(
         self,
         transport: Transport,
+        options: ClientOptions | None = None,
         *,
-        control_timeout: float = DEFAULT_CONTROL_TIMEOUT,
-        control_attempts: int = DEFAULT_CONTROL_ATTEMPTS,
-        max_retries: int = DEFAULT_MAX_RETRIES,
         max_line: int = DEFAULT_MAX_LINE,
         rtt: RttEstimator | None = None,
         on_app_line: AppLineCallback | None = None,
     ) -> None:
-        """Timeouts in seconds; one `rtt` may serve all connections of an install."""
+        """One `rtt` may serve all connections of an install."""
         self.transport = transport
-        self.control_timeout = control_timeout
-        self.control_attempts = control_attempts
-        self.max_retries = max_retries
+        self.options = options or ClientOptions()
         self.rtt = rtt or RttEstimator()
         self.stats = SessionStats()
         self.info: BoardInfo | None = None
@@ -240,7 +250,7 @@ class OTAClient:
     async def start(self) -> None:
         """Subscribe to the board's notifications (bounded by the control timeout)."""
         try:
-            async with asyncio.timeout(self.control_timeout):
+            async with asyncio.timeout(self.options.control_timeout):
                 await self.transport.start(self._on_data, self._on_disconnect)
         except TimeoutError as err:
             raise TransportError(
@@ -366,7 +376,7 @@ class OTAClient:
             raise LinkTooSmallError(len(line), limit)
         try:
             # A stack that never completes a write must not hang the install.
-            async with asyncio.timeout(self.control_timeout):
+            async with asyncio.timeout(self.options.control_timeout):
                 for piece in pieces:
                     await self.transport.write(piece, response=response)
         except TimeoutError as err:
@@ -385,7 +395,7 @@ class OTAClient:
         limit = self.transport.max_write
         stats = self.stats
         try:
-            async with asyncio.timeout(self.control_timeout):
+            async with asyncio.timeout(self.options.control_timeout):
                 for line in lines:
                     if len(line) > limit:
                         raise LinkTooSmallError(len(line), limit)
@@ -399,7 +409,9 @@ class OTAClient:
         self, build: Callable[[int], Awaitable[bytes]], name: str
     ) -> Reply:
         """Send a control line (rebuilt per attempt) and return the board's answer."""
-        for attempt in range(self.control_attempts):
+        timeout = self.options.control_timeout
+        attempts = self.options.control_attempts
+        for attempt in range(attempts):
             if attempt:
                 self.stats.control_retries += 1
             line = await build(attempt)  # may run a HELLO of its own
@@ -407,7 +419,7 @@ class OTAClient:
                 self._resent = True
             while self._take_nowait() is not None:
                 pass  # answers to earlier lines: stale now
-            deadline = self._now() + self.control_timeout
+            deadline = self._now() + timeout
             await self._write(line, response=True)
             # No RTT sample here: HELLO and FILE do flash work on the board
             # and would inflate the data path's estimate.
@@ -428,10 +440,10 @@ class OTAClient:
                 # changes nothing on the board, so ask again at once. A loss
                 # makes a line shorter, never too long.
                 damaged = name == "HELLO" and not isinstance(err, LineTooLongError)
-                if not damaged or attempt + 1 >= self.control_attempts:
+                if not damaged or attempt + 1 >= attempts:
                     raise
                 self.stats.damaged += 1
-        raise NoReplyError(name, self.control_timeout, self.control_attempts)
+        raise NoReplyError(name, timeout, attempts)
 
     def _stale(self, reply: Reply, name: str) -> bool:
         """Tell a late answer to an earlier line (a resent chunk or HELLO).
@@ -474,13 +486,14 @@ class OTAClient:
         if progress is not None:
             progress(reported)
         now = asyncio.get_running_loop().time
+        timeout = self.options.control_timeout
         try:
             while not sender.done:
                 lines = sender.poll(now())
                 if lines:
                     await self._write_data(lines)
                 deadline = sender.deadline
-                wait = self.control_timeout if deadline is None else deadline - now()
+                wait = timeout if deadline is None else deadline - now()
                 reply = await self._next_reply(wait)
                 while reply is not None:
                     sender.on_reply(reply, now())
@@ -530,7 +543,7 @@ class OTAClient:
         self._version_reply = waiter = loop.create_future()
         try:
             await self._write(_VERSION_QUERY, response=True)
-            async with asyncio.timeout(self.control_timeout):
+            async with asyncio.timeout(self.options.control_timeout):
                 text = await waiter
         except TimeoutError:
             return None
@@ -549,22 +562,20 @@ class OTAClient:
         *,
         credentials: Credentials | None = None,
         force: bool = False,
-        encoding: str | None = None,
-        window: int | None = None,
-        max_chunk: int | None = None,
-        compress: bool = True,
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """v2: stage one file (FILE, READY, D...); returns the offset it resumed from.
 
-        With binary frames and a board that offers `deflate`, a file that
-        compresses goes as deflated frames unless `compress` is False
-        (see `compress.deflate_frames`). Progress gets the bytes of this
-        file the board holds.
+        `force` passes the board's downgrade guard. With binary frames and a
+        board that offers `deflate`, a file that compresses goes as deflated
+        frames unless the options say `compress=False` (see
+        `compress.deflate_frames`). Progress gets the bytes of this file the
+        board holds.
         """
         info = self._board()
+        options = self.options
         creds = credentials or Credentials()
-        enc = choose_encoding(info, encoding)
+        enc = choose_encoding(info, options.encoding)
         flags = "f" if force else "-"
         sha256 = image.sha256 if signs_content(info) else None
 
@@ -602,10 +613,10 @@ class OTAClient:
         if enc == "bin" and info.frame_window and info.frame_max:
             limit = min(limit, info.frame_max)
             board_window = info.frame_window
-        chunk = v2_chunk(limit, image.size, enc, max_chunk)
-        window = min(board_window, window or board_window)
+        chunk = v2_chunk(limit, image.size, enc, options.max_chunk)
+        window = min(board_window, options.window or board_window)
         frames = None
-        if enc == "bin" and compress:
+        if enc == "bin" and options.compress:
             frames = deflate_frames(
                 image.data,
                 start=reply.offset,
@@ -622,7 +633,7 @@ class OTAClient:
                 window=window,
                 start=reply.offset,
                 rtt=self.rtt,
-                max_retries=self.max_retries,
+                max_retries=options.max_retries,
             )
         else:
             sender = DeflateSender(
@@ -631,7 +642,7 @@ class OTAClient:
                 window=window,
                 start=reply.offset,
                 rtt=self.rtt,
-                max_retries=self.max_retries,
+                max_retries=options.max_retries,
             )
         try:
             await self._pump(sender, progress)
@@ -676,18 +687,17 @@ class OTAClient:
         image: FileImage,
         *,
         token: str | None = None,
-        window: int = DEFAULT_V1_WINDOW,
-        max_chunk: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> bool:
         """v1: START, DATA..., COMMIT. True on `OK`, False on a disconnect instead.
 
         The board resets after every commit, so each file needs a new connection.
-        Window 1 is the classic stop-and-wait; a small window pipelines.
+        A `v1_window` of 1 is the classic stop-and-wait; a small one pipelines.
         """
         if image.size == 0:
             raise NotSupportedError("a v1 board cannot commit an empty file")
-        chunk = v1_chunk(self.transport.max_write, image.size, max_chunk)
+        options = self.options
+        chunk = v1_chunk(self.transport.max_write, image.size, options.max_chunk)
         fields = ["START", image.name, str(image.size), image.crc]
         if image.version or token:
             if not image.version:
@@ -704,9 +714,9 @@ class OTAClient:
             image.name,
             image.data,
             chunk=chunk,
-            window=window,
+            window=options.v1_window,
             rtt=self.rtt,
-            max_retries=self.max_retries,
+            max_retries=options.max_retries,
         )
         await self._pump(sender, progress)
         try:
@@ -727,7 +737,7 @@ class OTAClient:
         START follows, at most `control_attempts` times. A BUSY to a START
         sent once is another transfer's and is returned.
         """
-        for attempt in range(self.control_attempts):
+        for attempt in range(self.options.control_attempts):
             if attempt:
                 await self.abort()
             reply = await self._simple(*fields)

@@ -26,10 +26,8 @@ from bleak.exc import BleakError
 from .auth import Credentials
 from .board_info import usable_version
 from .client import (
-    DEFAULT_CONTROL_ATTEMPTS,
-    DEFAULT_CONTROL_TIMEOUT,
-    DEFAULT_V1_WINDOW,
     AppLineCallback,
+    ClientOptions,
     FileImage,
     OTAClient,
     ProgressCallback,
@@ -49,7 +47,7 @@ from .errors import (
     TransportError,
 )
 from .lines import is_field, valid_token
-from .transfer import DEFAULT_MAX_RETRIES, RttEstimator
+from .transfer import RttEstimator
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -69,8 +67,11 @@ _CONNECT_ERRORS: Final = (BleakError, OSError, TimeoutError, OTAError)
 
 
 @dataclass(frozen=True, slots=True)
-class InstallOptions:
-    """How to install; the defaults suit a board behind an ESPHome proxy."""
+class InstallOptions(ClientOptions):
+    """How to install, and how each connection's client talks (ClientOptions).
+
+    The defaults suit a board behind an ESPHome proxy.
+    """
 
     auth_key: str | None = field(default=None, repr=False)  # v2 HMAC key (AUTH_KEY)
     token: str | None = field(default=None, repr=False)  # clear-text AUTH_TOKEN
@@ -79,14 +80,6 @@ class InstallOptions:
     # known to speak v2). With a key a board must speak v2 too: a v1 answer
     # then raises AnsweredLikeV1Error and nothing (no token) is sent.
     protocol: int | None = None
-    window: int | None = None  # v2 lines in flight, at most what the board allows
-    v1_window: int = DEFAULT_V1_WINDOW  # 1 = classic stop-and-wait
-    encoding: str | None = None  # v2 "bin", "b64" or "hex"; None: the best offered
-    max_chunk: int | None = None  # cap on data bytes per line
-    compress: bool = True  # deflated frames to a board that offers them, if it pays
-    control_timeout: float = DEFAULT_CONTROL_TIMEOUT
-    control_attempts: int = DEFAULT_CONTROL_ATTEMPTS
-    max_retries: int = DEFAULT_MAX_RETRIES  # go-backs without progress before giving up
     session_attempts: int = 3  # connections tried for one transfer (v2 resumes)
     connect_attempts: int = 3  # calls of `connect` before ConnectFailedError
     connect_interval: float = 2.0  # seconds between those calls
@@ -165,12 +158,7 @@ class _Run:
                 last = err
                 continue
             client = OTAClient(
-                transport,
-                control_timeout=options.control_timeout,
-                control_attempts=options.control_attempts,
-                max_retries=options.max_retries,
-                rtt=self.rtt,
-                on_app_line=self.on_app_line,
+                transport, options, rtt=self.rtt, on_app_line=self.on_app_line
             )
             try:
                 await client.start()
@@ -366,10 +354,6 @@ async def _install_v2(
                         image,
                         credentials=creds,
                         force=options.force,
-                        encoding=options.encoding,
-                        window=options.window,
-                        max_chunk=options.max_chunk,
-                        compress=options.compress,
                         progress=run.file_progress(image.name),
                     )
                     staged.add(image.name)
@@ -458,8 +442,6 @@ async def _install_v1(
                     await client.send_file_v1(
                         image,
                         token=options.token,
-                        window=options.v1_window,
-                        max_chunk=options.max_chunk,
                         progress=run.file_progress(image.name),
                     )
                     run.transfer_ended = run.now()

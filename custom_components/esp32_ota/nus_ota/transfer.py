@@ -26,8 +26,8 @@ or below one it already gave) is a ProtocolError at once.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 from .errors import CrcMismatchError, DeviceError, ProtocolError, TooManyRetriesError
 from .lines import data_frame, data_line_v1, data_line_v2, encode_payload
@@ -49,19 +49,19 @@ DEFAULT_MAX_RETRIES: Final = 8
 MAX_BAD_DATA: Final = 3
 
 
+@dataclass(slots=True, eq=False)
 class RttEstimator:
-    """Round-trip estimate and retransmit timeout in the manner of RFC 6298."""
+    """Round-trip estimate and retransmit timeout in the manner of RFC 6298.
 
-    def __init__(
-        self, initial_rto: float = 0.5, min_rto: float = 0.04, max_rto: float = 1.0
-    ) -> None:
-        """Take times in seconds; max_rto bounds every wait, backoff included."""
-        self.min_rto = min_rto
-        self.max_rto = max_rto
-        self.srtt: float | None = None
-        self.rttvar = 0.0
-        self._initial = initial_rto
-        self._backoff = 1
+    Times in seconds; `max_rto` bounds every wait, backoff included.
+    """
+
+    initial_rto: float = 0.5
+    min_rto: float = 0.04
+    max_rto: float = 1.0
+    srtt: float | None = field(default=None, init=False)
+    rttvar: float = field(default=0.0, init=False)
+    _backoff: int = field(default=1, init=False)
 
     def sample(self, rtt: float) -> None:
         """Add one measured round trip (never of a retransmitted line)."""
@@ -82,7 +82,7 @@ class RttEstimator:
         would look like a loss: the margin is never less than one srtt.
         """
         base = (
-            self._initial
+            self.initial_rto
             if self.srtt is None
             else self.srtt + max(self.srtt, 4 * self.rttvar)
         )
@@ -115,25 +115,31 @@ class _Sender:
     the last position, `_step(pos)` the position after `pos`.
     """
 
+    _FIXED_WINDOW: ClassVar[bool] = False  # True: no sizing (`LinkWindow`'s fixed)
+
     def __init__(
         self,
         file: str,
         data: bytes,
         *,
         chunk: int,
-        window: LinkWindow,
-        start: int,
-        rtt: RttEstimator | None,
-        max_retries: int,
+        window: int = 1,
+        start: int = 0,
+        rtt: RttEstimator | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
-        """Chunk is the most file data one line carries, in bytes."""
+        """Chunk is the most file data one line carries, in bytes.
+
+        Window: lines in flight at most (1: stop-and-wait); start: the
+        position the board resumes from.
+        """
         if chunk < 1:
             raise ValueError("chunk must be at least 1 byte")
         self.file = file
         self.data = data
         self._view = memoryview(data)  # slices without copying
         self.chunk = chunk
-        self.window = window
+        self.window = LinkWindow(window, fixed=self._FIXED_WINDOW)
         self.rtt = rtt or RttEstimator()
         self.max_retries = max_retries
         self.stats = SenderStats()
@@ -325,7 +331,7 @@ class WindowSender(_Sender):
             file,
             data,
             chunk=chunk,
-            window=LinkWindow(window),
+            window=window,
             start=start,
             rtt=rtt,
             max_retries=max_retries,
@@ -397,29 +403,10 @@ class SeqSender(_Sender):
     never written; an error means "go back to the first unacknowledged chunk".
     `ERR:<s>` for an `s` at or below what we know is acknowledged tells that
     the board is at least at s+2 (some ACKs were lost): we move forward.
+    After a rewind, until progress, errors answer lines sent before it: stale.
     """
 
-    def __init__(
-        self,
-        file: str,
-        data: bytes,
-        *,
-        chunk: int,
-        window: int = 1,
-        rtt: RttEstimator | None = None,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-    ) -> None:
-        """Chunk in bytes of file data (the line carries twice as many hex digits)."""
-        super().__init__(
-            file,
-            data,
-            chunk=chunk,
-            window=LinkWindow(window, fixed=True),
-            start=0,
-            rtt=rtt,
-            max_retries=max_retries,
-        )
-        self._ignore_errors = False  # after a rewind, until progress
+    _FIXED_WINDOW = True  # a small pipeline within the v1 contract, never sized
 
     @property
     def acked_bytes(self) -> int:
@@ -435,14 +422,6 @@ class SeqSender(_Sender):
     def _line(self, pos: int) -> bytes:
         return data_line_v1(pos, self._view[pos * self.chunk : (pos + 1) * self.chunk])
 
-    def _on_progress(self) -> None:
-        self._ignore_errors = False
-
-    def _rewind(self, to: int, now: float) -> None:
-        super()._rewind(to, now)
-        # Lines sent before the rewind may still draw ERR replies: stale.
-        self._ignore_errors = True
-
     def on_reply(self, reply: Reply, now: float) -> None:
         """Account for one reply of the board."""
         if isinstance(reply, SeqAck):
@@ -454,7 +433,7 @@ class SeqSender(_Sender):
             # Our firmware refuses an undecodable chunk without writing it:
             # the same as a gap.
             self._count_bad_data(reply)
-            if not self._ignore_errors:
+            if not self._stalled:
                 self._rewind(self.acked, now)
         elif isinstance(reply, SeqError):
             self._check_sent(reply.seq + 1, reply)
@@ -462,7 +441,7 @@ class SeqSender(_Sender):
                 # The board expects neither s nor s+1 and is past s: it holds s+1.
                 self.stats.duplicates += 1
                 self._advance(min(reply.seq + 2, self._high), now)
-            elif not self._ignore_errors:
+            elif not self._stalled:
                 self._rewind(self.acked, now)
         else:
             self._fail(reply)

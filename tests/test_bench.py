@@ -32,6 +32,7 @@ from esp32_ota_sim.bench import (
 )
 from esp32_ota_sim.content import FROZEN_SOURCE, source_bytes
 from esp32_ota_sim.link import PROFILES
+from esp32_ota_sim.speed import ESP32
 
 ROOT = Path(__file__).resolve().parents[1]
 KIB = 1024
@@ -69,8 +70,9 @@ def test_profiles_are_the_ones_the_benchmark_describes() -> None:
     assert replace(lossy, latency_ms=10.0, write_loss=0.0, name="proxy") == proxy
     assert lossy.latency_ms == 15.0
     assert lossy.write_loss == 0.02
-    for profile in (proxy, local, lossy):
-        assert (profile.line_cost_ms, profile.byte_cost_us) == (1.5, 2.0)
+    for profile in (proxy, local, lossy):  # the board's own speed
+        assert profile.board_speed is None
+    assert (ESP32.line_cost_ms, ESP32.byte_cost_us) == (1.5, 2.0)
     # packets per event x (MTU - 3) per interval
     assert raw_capacity(proxy) == pytest.approx(4 * 244 / 0.030)
     assert raw_capacity(local) == pytest.approx(6 * 253 / 0.015)

@@ -59,22 +59,11 @@ from nus_ota import BleakTransport, FileImage, OTAClient
 from nus_ota.client import DEFAULT_V1_WINDOW, ClientOptions
 
 from .bleak_backend import SimBleakClient, register_board, reset_registry
-from .board import (
-    FLASH_COMMIT_MS,
-    FLASH_ERASE_MS,
-    FLASH_PROGRAM_US_PER_BYTE,
-    FRAME_BYTE,
-    FRAME_FIXED,
-    HEX_LINE_BYTE,
-    HEX_LINE_FIXED,
-    INFLATE_US_PER_BYTE,
-    ZFRAME_BYTE,
-    ZFRAME_FIXED,
-    VirtualBoard,
-)
+from .board import VirtualBoard
 from .clock import run_virtual
 from .content import CONTENTS, file_content
 from .link import PROFILES, LinkProfile, SimLink
+from .speed import ESP32, WRITE_COST_SHARES
 from .v1_board import V1OnlyBoard
 
 __all__ = [
@@ -126,7 +115,8 @@ DEFAULT_MODES = tuple(MODES)
 
 
 def describe_profile(p: LinkProfile) -> str:
-    """One line with what a profile models."""
+    """One line with what a profile models (on the benchmark's boards)."""
+    speed = p.board_speed or ESP32
     hop = f"+{p.latency_ms:g} ms one way"
     if p.jitter_ms:
         hop += f" +- {p.jitter_ms:g} ms"
@@ -139,8 +129,8 @@ def describe_profile(p: LinkProfile) -> str:
         f"MTU {p.mtu}, {p.interval_ms:g} ms interval, "
         f"{p.packets_per_event} packets/event, {hop}, "
         f"{100 * p.write_loss:g} % writes and {100 * p.notify_loss:g} % "
-        f"notifications lost, device {p.line_cost_ms:g} ms/line"
-        f" + {p.byte_cost_us:g} us/byte; raw capacity "
+        f"notifications lost, device {speed.line_cost_ms:g} ms/line"
+        f" + {speed.byte_cost_us:g} us/byte; raw capacity "
         f"{raw_capacity(p) / 1024:.1f} KB/s"
     )
 
@@ -870,18 +860,23 @@ def _notes(result: BenchResult) -> list[str]:
         f"{name}: {describe_profile(PROFILES[name])}."
         for name in dict.fromkeys(c.profile for c in result.cases)
     )
+    flash = ESP32.flash
     lines.append(
-        f"Board flash (LittleFS on ESP32): {FLASH_PROGRAM_US_PER_BYTE:g} us/byte + "
-        f"{FLASH_ERASE_MS:g} ms per 4096-byte erase (about 42 KB/s sustained), "
-        f"{FLASH_COMMIT_MS:g} ms per metadata commit (flush, close, rename)."
+        f"Board flash (LittleFS on ESP32): {flash.program_us_per_byte:g} us/byte + "
+        f"{flash.erase_ms_per_block:g} ms per 4096-byte erase (about 42 KB/s "
+        f"sustained), {flash.commit_ms:g} ms per metadata commit (flush, close, "
+        "rename)."
     )
+    shares = {
+        kind: f"{fixed:g} and {per_byte:g}"
+        for kind, (fixed, per_byte) in WRITE_COST_SHARES.items()
+    }
     lines.append(
         "Board CPU per write, as shares of a base64 line's ms/line and us/byte "
         "(measured on MicroPython WebAssembly, fw_write_cost.py): "
-        f"v1 hex line {HEX_LINE_FIXED:g} and {HEX_LINE_BYTE:g}, "
-        f"binary frame {FRAME_FIXED:g} and {FRAME_BYTE:g}, "
-        f"deflated frame {ZFRAME_FIXED:g} and {ZFRAME_BYTE:g} "
-        f"+ {INFLATE_US_PER_BYTE:g} us per file byte."
+        f"v1 hex line {shares['hex']}, binary frame {shares['frame']}, "
+        f"deflated frame {shares['zframe']} "
+        f"+ {ESP32.inflate_us_per_byte:g} us per file byte."
     )
     cpu = result.cpu_by_mode()
     if cpu:

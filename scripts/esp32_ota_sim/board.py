@@ -11,15 +11,15 @@ attribute or a file.
 Running: the link hands received writes to the `bluetooth` stand-in (the IRQ
 copies bytes), then the board calls `peripheral.poll()` once per queued line
 and `main.tick()` (the rest of main.run()'s loop: boot_guard.poll, app.loop)
-after it, and every `housekeeping_ms` during a trial. Each line costs
-`line_cost_ms + byte_cost_us * len(line)` of loop time, a v1 hex line or a
-binary frame the measured shares of these (HEX_LINE_*, FRAME_*, ZFRAME_*,
-see write_cost_ms), plus any `time.sleep_ms` the firmware does, plus the
-flash's time (about 42 KB/s of writes, see FLASH_* and memfs), plus, for a
-deflated frame, INFLATE_US_PER_BYTE per file byte; its notifications leave
-when the work is done.
+after it, and every `HOUSEKEEPING_MS` during a trial. Each write costs the
+board's `speed` (speed.BoardSpeed): `line_cost_ms + byte_cost_us * size`
+of loop time for a line, the measured shares of these for a v1 hex line or
+a binary frame, plus any `time.sleep_ms` the firmware does, plus the
+flash's time (about 42 KB/s of writes, see memfs), plus, for a deflated
+frame, `inflate_us_per_byte` per file byte; its notifications leave when
+the work is done.
 `machine.reset()`, a power cut and the watchdog reboot the board
-(the firmware's boot guard decides what runs next), up to `max_failed_boots`
+(the firmware's boot guard decides what runs next), up to `MAX_FAILED_BOOTS`
 boots in a row that end that way. An exception escaping boot.py or main.py
 ends at the REPL, as on MicroPython: no reset, Bluetooth stops (not
 advertising, not connectable) until `reboot()`. During a trial the sim does what
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .memfs import MemFS, PowerLoss
+from .speed import ESP32, BoardSpeed, backlog_bytes, next_write_kind
 from .ticks import tick_functions
 
 if TYPE_CHECKING:
@@ -64,38 +65,6 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE_DIR = ROOT / "device_firmware"
 STAND_INS_DIR = Path(__file__).resolve().parent / "stand_ins"
-
-# LittleFS on an ESP32's flash (see memfs): 16 us per byte programmed plus a
-# 30 ms erase per 4096-byte block is 95.5 ms per block, about 42 KB/s
-# sustained; every metadata commit (flush, close, rename, remove) 5 ms.
-FLASH_PROGRAM_US_PER_BYTE = 16.0
-FLASH_ERASE_MS = 30.0
-FLASH_COMMIT_MS = 5.0
-# The board's CPU per received write, by kind, relative to a base64 D line,
-# which costs `line_cost_ms` + `byte_cost_us` per byte of the write (round
-# 1's anchor, 1.5 ms + 2 us/B: there is no ESP32 to time). The ratios are
-# the firmware's own CPU time per write on MicroPython 1.27 WebAssembly, as
-# .mpy (tests/firmware/scenarios/fw_write_cost.py: the NUS IRQ copy, poll(),
-# the engine, the reply; the bluetooth stand-in's time subtracted, no flash:
-# the port's filesystem is RAM), fixed part and part per byte fitted by least
-# squares over write sizes. Five runs: a D line 48-50 us + 27-33 us per KB,
-# a v1 hex line 40-45 us + 16-38 us/KB, a plain frame 33-35 us + 4-14 us/KB,
-# a deflated frame 38-40 us + 34-74 us per KB of frame + 3-24 us per KB of
-# file it expands to. The per-byte parts are a few us a write, near the
-# port's millisecond clock, and vary from run to run by a factor of two and
-# more; the fixed ones by +-5 %. Each share is the ratio of the means of the
-# five runs. A kind's fixed cost is line_cost_ms x its *_FIXED, its cost
-# per byte of the write byte_cost_us x its *_BYTE.
-HEX_LINE_FIXED = 0.87
-HEX_LINE_BYTE = 0.81
-FRAME_FIXED = 0.70
-FRAME_BYTE = 0.25
-ZFRAME_FIXED = 0.81
-ZFRAME_BYTE = 1.8
-# A deflated frame's cost per byte of file it expands to (the decoder's
-# output, CRC-32, the file write): 0.44 of the D line's 2 us per byte, from
-# the same runs; the deflate stand-in charges it per decoded byte.
-INFLATE_US_PER_BYTE = 0.87
 
 # Host modules the firmware may import as they are (MicroPython has them too),
 # with MicroPython's "u" aliases.
@@ -252,9 +221,11 @@ class _Runtime:
         if name == "bluetooth":
             return self.exec_stand_in(name)
         if name == "deflate" and self.board.has_deflate:
+            board = self.board
             module = self.exec_stand_in(name, host_imports=True)
-            module.cost_sink = self.board.spend_ms
-            module.us_per_byte = self.board.inflate_us_per_byte
+            module.decoded_sink = lambda nbytes: board.spend_ms(
+                nbytes * board.speed.inflate_us_per_byte / 1000
+            )
             return module
         if name in _HOST_MODULES:
             module = builtins.__import__(_HOST_MODULES[name])
@@ -282,9 +253,9 @@ class _Runtime:
     def exec_stand_in(
         self, name: str, *, host_imports: bool = False
     ) -> types.ModuleType:
-        """A stand-in from stand_ins_dir; `host_imports`: it imports the host's
+        """A stand-in from STAND_INS_DIR; `host_imports`: it imports the host's
         modules (deflate's zlib), not the board's."""
-        source = (self.board.stand_ins_dir / f"{name}.py").read_bytes()
+        source = (STAND_INS_DIR / f"{name}.py").read_bytes()
         return self.exec_module(
             name, source, f"<stand-in>/{name}.py", host_imports=host_imports
         )
@@ -357,9 +328,9 @@ class _Runtime:
         gc_mod.__dict__["enable"] = lambda: None
         gc_mod.__dict__["disable"] = lambda: None
         gc_mod.__dict__["isenabled"] = lambda: True
-        gc_mod.__dict__["mem_free"] = lambda: self.board.heap_free
+        gc_mod.__dict__["mem_free"] = lambda: self.board.HEAP_FREE
         gc_mod.__dict__["mem_alloc"] = lambda: (
-            self.board.heap_size - self.board.heap_free
+            self.board.HEAP_SIZE - self.board.HEAP_FREE
         )
         gc_mod.__dict__["threshold"] = lambda *_a: -1
         return gc_mod
@@ -408,53 +379,38 @@ class _Runtime:
 class VirtualBoard:
     """A virtual ESP32 running the firmware from its own in-memory flash."""
 
+    # Boots in a row that reset (or lose power) before the board is "dead".
+    MAX_FAILED_BOOTS = 10
+    # What gc.mem_free() and gc.mem_alloc() report.
+    HEAP_SIZE = 160_000
+    HEAP_FREE = HEAP_SIZE * 3 // 4
+    # The firmware's housekeeping: the first of these functions it has.
+    HOUSEKEEPING = (("main", "tick"), ("boot_guard", "poll"))
+    HOUSEKEEPING_MS = 1000.0
+
     def __init__(
         self,
         address: str = "24:0A:C4:00:00:01",
         *,
         files: Mapping[str, bytes | str] | None = None,
         firmware_dir: Path | None = FIRMWARE_DIR,
-        stand_ins_dir: Path = STAND_INS_DIR,
         fs: MemFS | None = None,
         seed: int | None = None,
-        line_cost_ms: float = 1.5,
-        byte_cost_us: float = 2.0,
-        flash_program_us_per_byte: float = FLASH_PROGRAM_US_PER_BYTE,
-        flash_erase_ms: float = FLASH_ERASE_MS,
-        flash_commit_ms: float = FLASH_COMMIT_MS,
-        max_failed_boots: int = 10,
-        heap_size: int = 160_000,
-        housekeeping: tuple[tuple[str, str], ...] = (
-            ("main", "tick"),
-            ("boot_guard", "poll"),
-        ),
-        housekeeping_ms: float = 1000.0,
+        speed: BoardSpeed = ESP32,
         boot: bool = True,
         loop: asyncio.AbstractEventLoop | None = None,
         has_deflate: bool = True,
-        inflate_us_per_byte: float = INFLATE_US_PER_BYTE,
     ) -> None:
         self.address = address.upper()
         if seed is None:  # deterministic, but different for every address
             seed = int(self.address.replace(":", ""), 16)
         self.fs = fs if fs is not None else MemFS(seed=seed)
-        self.fs.program_us_per_byte = flash_program_us_per_byte
-        self.fs.erase_ms_per_block = flash_erase_ms
-        self.fs.commit_ms = flash_commit_ms
         self.fs.cost_sink = self.spend_ms
-        self.stand_ins_dir = stand_ins_dir
+        self.run_at(speed)
         # MicroPython 1.21 and later have `deflate` (the firmware then offers
         # compressed frames); False: an older MicroPython without it.
         self.has_deflate = has_deflate
-        self.inflate_us_per_byte = inflate_us_per_byte
-        self.line_cost_ms = line_cost_ms
-        self.byte_cost_us = byte_cost_us
-        self.max_failed_boots = max_failed_boots
-        self.housekeeping = housekeeping
-        self.housekeeping_ms = housekeeping_ms
         self._housekeeping_handle: asyncio.TimerHandle | None = None
-        self.heap_size = heap_size
-        self.heap_free = heap_size * 3 // 4
         self.epoch = 1_700_000_000.0
         self.console: list[str] = []
         self.boots: list[BootRecord] = []
@@ -515,13 +471,18 @@ class VirtualBoard:
             if watchdog is not None and watchdog.overdue():
                 raise WatchdogTimeout(f"not fed for {watchdog.timeout} ms")
 
+    def run_at(self, speed: BoardSpeed) -> None:
+        """From now on the board's work takes the time `speed` says."""
+        self.speed = speed
+        self.fs.flash = speed.flash
+
     # -- stand-ins -----------------------------------------------------------
 
     def _load_machine(self) -> types.ModuleType:
         """The machine stand-in, once per board (its reset count survives boots)."""
         module = types.ModuleType("machine")
         module.__file__ = "<stand-in>/machine.py"
-        source = (self.stand_ins_dir / "machine.py").read_bytes()
+        source = (STAND_INS_DIR / "machine.py").read_bytes()
         host_import = builtins.__import__
         time_module = self.time_module
 
@@ -581,7 +542,7 @@ class VirtualBoard:
         """Boot until the firmware runs or crashes to the REPL.
 
         A boot that resets (or loses power) boots again; after
-        `max_failed_boots` of them in a row the board is "dead".
+        `MAX_FAILED_BOOTS` of them in a row the board is "dead".
         """
         failures = 0
         while True:
@@ -589,7 +550,7 @@ class VirtualBoard:
             if outcome in ("ok", "crash"):
                 return
             failures += 1
-            if failures >= self.max_failed_boots:
+            if failures >= self.MAX_FAILED_BOOTS:
                 self.state = "dead"
                 return
 
@@ -758,9 +719,8 @@ class VirtualBoard:
         self.connections += 1
         self._links[conn] = link
         profile = getattr(link, "profile", None)
-        if profile is not None:  # the connection's profile sets the device cost
-            self.line_cost_ms = profile.line_cost_ms
-            self.byte_cost_us = profile.byte_cost_us
+        if profile is not None and profile.board_speed is not None:
+            self.run_at(profile.board_speed)  # this connection's board speed
         self._irq(lambda: self.ble.central_connect(conn_handle=conn, mtu=link.mtu))
         return conn
 
@@ -832,8 +792,8 @@ class VirtualBoard:
         self._capture = outbox
         failure: BaseException | None = None
         did = False
-        backlog = _backlog_bytes(self.peripheral)
-        kind = _next_write_kind(self.peripheral)
+        backlog = backlog_bytes(self.peripheral)
+        kind = next_write_kind(self.peripheral)
         try:
             did = bool(self.peripheral.poll())
             if self.runtime is not None:
@@ -844,8 +804,8 @@ class VirtualBoard:
             self._capture = None
         spent = self._spent_ms
         self._spent_ms = 0.0
-        size = max(0, backlog - _backlog_bytes(self.peripheral)) if did else 0
-        base_ms = self.write_cost_ms(kind, size) if did else 0.0
+        size = max(0, backlog - backlog_bytes(self.peripheral)) if did else 0
+        base_ms = self.speed.write_cost_ms(kind, size) if did else 0.0
         start = loop.time()
         when = start
         for spent_at, conn, data in outbox:
@@ -857,14 +817,6 @@ class VirtualBoard:
             return
         self._busy = True
         loop.call_at(start + (base_ms + spent) / 1000, self._finish, failure)
-
-    def write_cost_ms(self, kind: str, size: int) -> float:
-        """The CPU time poll() takes for `size` received bytes of `kind`:
-        "line" (a v2 D line or any other line), "hex" (a v1 DATA line),
-        "frame" or "zframe" (deflated; its file bytes cost on top, see
-        INFLATE_US_PER_BYTE)."""
-        fixed, per_byte = _WRITE_COST_SHARES[kind]
-        return fixed * self.line_cost_ms + per_byte * self.byte_cost_us * size / 1000
 
     def _release_due(self) -> None:
         """Hand notifications whose time has come to their links, in order."""
@@ -891,16 +843,16 @@ class VirtualBoard:
     def _run_housekeeping(self) -> None:
         """What main.run() does between lines besides poll(): `main.tick()`.
 
-        The first of `housekeeping` the firmware has (a main.py without tick:
+        The first of `HOUSEKEEPING` the firmware has (a main.py without tick:
         `boot_guard.poll()`). Called after boot and after every line; while it
-        returns True (a trial is running) also every `housekeeping_ms`.
+        returns True (a trial is running) also every `HOUSEKEEPING_MS`.
         """
         if self.runtime is None or self.state != "running":
             return
         modules = self.runtime.modules
         found = (
             getattr(modules[module], name, None)
-            for module, name in self.housekeeping
+            for module, name in self.HOUSEKEEPING
             if module in modules
         )
         function = next((f for f in found if f is not None), None)
@@ -914,7 +866,7 @@ class VirtualBoard:
         loop = self.loop
         if again and loop is not None and self._housekeeping_handle is None:
             self._housekeeping_handle = loop.call_at(
-                loop.time() + self.housekeeping_ms / 1000, self._housekeeping_timer
+                loop.time() + self.HOUSEKEEPING_MS / 1000, self._housekeeping_timer
             )
 
     def _housekeeping_timer(self) -> None:
@@ -923,7 +875,7 @@ class VirtualBoard:
             self._run_housekeeping()
         elif self.loop is not None:
             self._housekeeping_handle = self.loop.call_at(
-                self.loop.time() + self.housekeeping_ms / 1000, self._housekeeping_timer
+                self.loop.time() + self.HOUSEKEEPING_MS / 1000, self._housekeeping_timer
             )
 
     def _on_trial(self, exc: BaseException) -> BaseException:
@@ -995,53 +947,6 @@ def _make_time_module(board: VirtualBoard) -> types.ModuleType:
     t.__dict__["gmtime"] = t.localtime
     t.__dict__["mktime"] = lambda tup: int(_host_time.mktime((*tup[:8], 0)))
     return t
-
-
-def _backlog_bytes(peripheral: Any) -> int:
-    """Received bytes the peripheral has not consumed yet.
-
-    NUSPeripheral.pending_bytes(); a peripheral without it costs per line only.
-    """
-    pending_bytes = getattr(peripheral, "pending_bytes", None)
-    return int(pending_bytes()) if callable(pending_bytes) else 0
-
-
-# kind of write: (share of line_cost_ms, share of byte_cost_us), see above
-_WRITE_COST_SHARES = {
-    "line": (1.0, 1.0),
-    "hex": (HEX_LINE_FIXED, HEX_LINE_BYTE),
-    "frame": (FRAME_FIXED, FRAME_BYTE),
-    "zframe": (ZFRAME_FIXED, ZFRAME_BYTE),
-}
-_FRAME_MARK = 0xFF
-_ZFRAME_MARK = 0xFE
-_V1_DATA = b"OTA:DATA:"
-
-
-def _next_write_kind(peripheral: Any) -> str:
-    """What the peripheral's next poll() takes: "frame", "zframe", "hex" (a v1
-    DATA line) or "line", read from NUSPeripheral's RX ring (nus_rx) where it
-    starts (a line begun in an earlier write: its kept part); "line" for any
-    other peripheral or nothing queued."""
-    try:
-        rxq = peripheral.rxq
-        slot = rxq.first()
-        if slot < 0:
-            return "line"
-        at = rxq.at[slot] + peripheral._pos
-        ring = rxq.buf
-        if peripheral._plen:
-            start = bytes(peripheral._part[: len(_V1_DATA)])
-        else:
-            mark = ring[at]
-            if mark == _FRAME_MARK:
-                return "frame"
-            if mark == _ZFRAME_MARK:
-                return "zframe"
-            start = bytes(ring[at : at + len(_V1_DATA)])
-    except (AttributeError, IndexError, TypeError):
-        return "line"
-    return "hex" if start == _V1_DATA else "line"
 
 
 def _describe(exc: BaseException) -> str:

@@ -34,8 +34,9 @@ Profiles (`PROFILES`): `proxy` (a fixed 10 ms hop, the reference of the
 benchmark's figures), `wifi-proxy` (a real house: 10 ms ± 5 ms, spikes of
 100-200 ms on 0.3 % of packets, 1 % of writes and 0.5 % of notifications
 lost), `lossy-proxy` (15 ms, 2 % of writes lost), `local` (an adapter in the
-Home Assistant host) and `fast` (for tests that are not about timing). Every
-proxy profile connects in 1-3 s and bounds both queues.
+Home Assistant host) and `fast` (for tests that are not about timing: the
+board it connects to runs fast too). Every proxy profile connects in 1-3 s
+and bounds both queues.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
+
+from .speed import BoardSpeed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,7 +80,7 @@ class LinkClosedError(LinkError):
 
 @dataclass(frozen=True)
 class LinkProfile:
-    """Radio, proxy and device-cost parameters of one kind of connection."""
+    """Radio, proxy and board-speed parameters of one kind of connection."""
 
     mtu: int
     interval_ms: float
@@ -86,8 +89,8 @@ class LinkProfile:
     write_loss: float = 0.0
     notify_loss: float = 0.0
     notify_dup: float = 0.0
-    line_cost_ms: float = 1.5
-    byte_cost_us: float = 2.0
+    # The board's speed while connected this way (None: the board's own).
+    board_speed: BoardSpeed | None = None
     seed: int = 0
     queue_limit: int | None = None
     notify_queue_limit: int | None = None
@@ -146,8 +149,7 @@ PROFILES: dict[str, LinkProfile] = {
         interval_ms=1.0,
         packets_per_event=64,
         latency_ms=0.0,
-        line_cost_ms=0.05,
-        byte_cost_us=0.0,
+        board_speed=BoardSpeed(line_cost_ms=0.05, byte_cost_us=0.0),
         supervision_ms=5.0,
         name="fast",
     ),

@@ -12,13 +12,12 @@ It behaves like LittleFS on an ESP32 where that matters for OTA safety:
   Rewriting a file ("w") is copy-on-write: the new blocks are needed while
   the old ones are still held, until the flush.
 - Writing costs time, reported to `cost_sink(ms)` (the board adds it to the
-  line being processed): `program_us_per_byte` for every byte,
-  `erase_ms_per_block` each time a file grows into a new block, and
-  `commit_ms` for every metadata commit (flush or close of written data,
-  creating or truncating, rename, remove). `VirtualBoard` sets the ESP32
-  figures: 16 us per byte + 30 ms per 4096-byte erase = 95.5 ms per block,
-  about 42 KB/s sustained (the published esp_littlefs benchmark: five 88 KB
-  files in 10.3 s), and 5 ms per commit. A bare `MemFS` costs nothing.
+  line being processed), at the rates of its `FlashSpeed`:
+  `program_us_per_byte` for every byte, `erase_ms_per_block` each time a
+  file grows into a new block, and `commit_ms` for every metadata commit
+  (flush or close of written data, creating or truncating, rename, remove).
+  `VirtualBoard` sets the ESP32's (`speed.ESP32_FLASH`); a bare `MemFS`
+  costs nothing.
 
 Power loss: `cut_power_at(n)` makes the n-th mutating operation (open for
 writing, write, flush, close of a written file, rename, remove, mkdir, rmdir)
@@ -30,12 +29,13 @@ from __future__ import annotations
 
 import errno
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-__all__ = ["MemFS", "MemFile", "PowerLoss"]
+__all__ = ["FlashSpeed", "MemFS", "MemFile", "PowerLoss"]
 
 _S_IFDIR = 0x4000
 _S_IFREG = 0x8000
@@ -59,6 +59,15 @@ def _blocks(size: int, block_size: int) -> int:
     return -(-size // block_size)
 
 
+@dataclass(frozen=True)
+class FlashSpeed:
+    """How long writing to the flash takes (all 0: no time at all)."""
+
+    program_us_per_byte: float = 0.0
+    erase_ms_per_block: float = 0.0
+    commit_ms: float = 0.0
+
+
 class MemFS:
     """The board's flash: a dict of durable files plus a set of directories."""
 
@@ -69,14 +78,10 @@ class MemFS:
         block_size: int = 4096,
         reserved_blocks: int = 2,
         seed: int = 0,
-        program_us_per_byte: float = 0.0,
-        erase_ms_per_block: float = 0.0,
-        commit_ms: float = 0.0,
+        flash: FlashSpeed = FlashSpeed(),
     ) -> None:
         self.block_size = block_size
-        self.program_us_per_byte = program_us_per_byte
-        self.erase_ms_per_block = erase_ms_per_block
-        self.commit_ms = commit_ms
+        self.flash = flash
         self.cost_sink: Callable[[float], None] | None = None
         self.total_blocks = total_blocks
         self.reserved_blocks = reserved_blocks
@@ -186,16 +191,16 @@ class MemFS:
             return
         size = self.block_size
         erases = max(0, _blocks(new_size, size) - _blocks(old_size, size))
-        cost = (
-            nbytes * self.program_us_per_byte / 1000 + erases * self.erase_ms_per_block
-        )
+        flash = self.flash
+        cost = nbytes * flash.program_us_per_byte / 1000
+        cost += erases * flash.erase_ms_per_block
         if cost:
             sink(cost)
 
     def _commit(self) -> None:
         """A metadata commit (LittleFS programs its metadata pair)."""
-        if self.cost_sink is not None and self.commit_ms:
-            self.cost_sink(self.commit_ms)
+        if self.cost_sink is not None and self.flash.commit_ms:
+            self.cost_sink(self.flash.commit_ms)
 
     def _check_space(self, inode: _Inode, new_size: int, *, rewrite: bool) -> None:
         held = 0 if rewrite else _blocks(len(inode.data), self.block_size)

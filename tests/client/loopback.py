@@ -69,8 +69,6 @@ class Link:
             interval_ms=LOOPBACK_INTERVAL_MS,
             packets_per_event=64,
             latency_ms=self.latency * 1000,
-            line_cost_ms=0.0,
-            byte_cost_us=0.0,
             supervision_ms=self.latency * 500,
             connect_ms=0.0,
             name="loopback",

@@ -7,11 +7,13 @@ import base64
 import binascii
 import json
 import sys
+from dataclasses import replace
 
 import pytest
-from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard, _next_write_kind
+from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.link import SimLink
+from esp32_ota_sim.speed import ESP32_FLASH, BoardSpeed, next_write_kind
 
 NUS_UUID = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 
@@ -86,7 +88,7 @@ def test_boards_are_isolated() -> None:
 
 def test_lines_are_processed_one_at_a_time_with_their_cost() -> None:
     async def scenario() -> tuple[Central, float]:
-        board = VirtualBoard(line_cost_ms=2.0, byte_cost_us=1000.0)
+        board = VirtualBoard(speed=BoardSpeed(line_cost_ms=2.0, byte_cost_us=1000.0))
         central = Central()
         connect(board, central)
         start = asyncio.get_running_loop().time()
@@ -307,9 +309,9 @@ def test_firmware_dir_none_boots_only_given_files() -> None:
 
 def test_flash_writes_make_a_line_slower() -> None:
     async def scenario(erase_ms: float) -> float:
-        board = VirtualBoard(
-            line_cost_ms=1.0, byte_cost_us=0.0, flash_erase_ms=erase_ms
-        )
+        flash = replace(ESP32_FLASH, erase_ms_per_block=erase_ms)
+        speed = BoardSpeed(line_cost_ms=1.0, byte_cost_us=0.0, flash=flash)
+        board = VirtualBoard(speed=speed)
         central = Central()
         connect(board, central)
         data = b"x" * 100
@@ -460,7 +462,7 @@ def test_decoding_a_deflated_frame_costs_board_time() -> None:
     new_app = (FIRMWARE_DIR / "ota_data.py").read_bytes()[:300]  # real source
 
     async def ack_after(us_per_byte: float) -> float:
-        board = VirtualBoard(inflate_us_per_byte=us_per_byte)
+        board = VirtualBoard(speed=BoardSpeed(inflate_us_per_byte=us_per_byte))
         got: list[bytes] = []
         acked = asyncio.Event()
 
@@ -506,4 +508,4 @@ def test_the_write_cost_kind_is_read_from_the_firmware_rx_ring(
     connect(board, central)
     board.receive(central, write)  # type: ignore[arg-type]
     assert board.peripheral.pending() == 1
-    assert _next_write_kind(board.peripheral) == kind
+    assert next_write_kind(board.peripheral) == kind

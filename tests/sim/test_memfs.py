@@ -6,7 +6,7 @@ import errno
 from typing import TYPE_CHECKING
 
 import pytest
-from esp32_ota_sim.memfs import MemFS, PowerLoss
+from esp32_ota_sim.memfs import FlashSpeed, MemFS, PowerLoss
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -225,7 +225,10 @@ def test_urandom_is_seeded_per_filesystem() -> None:
 
 
 def test_writes_report_their_flash_time() -> None:
-    fs = MemFS(block_size=100, program_us_per_byte=10.0, erase_ms_per_block=30.0)
+    fs = MemFS(
+        block_size=100,
+        flash=FlashSpeed(program_us_per_byte=10.0, erase_ms_per_block=30.0),
+    )
     spent: list[float] = []
     fs.cost_sink = spent.append
     with fs.open("f", "wb") as f:
@@ -236,7 +239,7 @@ def test_writes_report_their_flash_time() -> None:
 
 
 def test_flush_close_rename_and_remove_cost_a_metadata_commit() -> None:
-    fs = MemFS(commit_ms=5.0)
+    fs = MemFS(flash=FlashSpeed(commit_ms=5.0))
     spent: list[float] = []
     fs.cost_sink = spent.append
     f = fs.open("f", "wb")  # creating the entry
@@ -269,17 +272,9 @@ def test_a_full_flash_refuses_state_and_journal_writes_with_enospc() -> None:
 
 
 def test_esp32_flash_figures_give_about_42_kb_per_second() -> None:
-    from esp32_ota_sim.board import (
-        FLASH_COMMIT_MS,
-        FLASH_ERASE_MS,
-        FLASH_PROGRAM_US_PER_BYTE,
-    )
+    from esp32_ota_sim.speed import ESP32_FLASH
 
-    fs = MemFS(
-        program_us_per_byte=FLASH_PROGRAM_US_PER_BYTE,
-        erase_ms_per_block=FLASH_ERASE_MS,
-        commit_ms=FLASH_COMMIT_MS,
-    )
+    fs = MemFS(flash=ESP32_FLASH)
     spent: list[float] = []
     fs.cost_sink = spent.append
     size = 88_000
@@ -290,4 +285,4 @@ def test_esp32_flash_figures_give_about_42_kb_per_second() -> None:
     rate = size / 1000 / (sum(spent) / 1000)
     assert 38 <= rate <= 43  # KB/s: esp_littlefs wrote 5 x 88 KB in 10.3 s
     assert fs.block_size == 4096
-    assert 10 <= FLASH_ERASE_MS <= 100  # an erase takes tens of ms
+    assert 10 <= ESP32_FLASH.erase_ms_per_block <= 100  # an erase takes tens of ms

@@ -1,10 +1,10 @@
 """A virtual board charges each kind of write its measured share of a D line.
 
-board.py: a base64 D line costs line_cost_ms + byte_cost_us per byte; a v1
-hex line, a plain and a deflated frame the shares HEX_LINE_*, FRAME_* and
-ZFRAME_* of these, which tests/firmware/scenarios/fw_write_cost.py measured
-on MicroPython. Flash and decoder costs are off here, so the time from a
-write to its reply is the write's CPU cost alone.
+speed.py: a base64 D line costs line_cost_ms + byte_cost_us per byte; a v1
+hex line, a plain and a deflated frame their WRITE_COST_SHARES of these,
+which tests/firmware/scenarios/fw_write_cost.py measured on MicroPython.
+Flash and decoder costs are off here, so the time from a write to its reply
+is the write's CPU cost alone.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import zlib
 from typing import TYPE_CHECKING
 
 import pytest
-from esp32_ota_sim import board as board_module
-from esp32_ota_sim.board import VirtualBoard
+from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.clock import run_virtual
+from esp32_ota_sim.memfs import FlashSpeed
+from esp32_ota_sim.speed import WRITE_COST_SHARES, BoardSpeed
 
 from .test_board import Central, connect, send
 
@@ -27,21 +28,20 @@ if TYPE_CHECKING:
 
 LINE_MS = 1.0
 BYTE_US = 10.0  # large, so that the fixed and the per-byte part both show
-SOURCE = (board_module.FIRMWARE_DIR / "ota_data.py").read_bytes()
+SOURCE = (FIRMWARE_DIR / "ota_data.py").read_bytes()
 
 
 def _reply_after(setup: str, write: bytes) -> tuple[float, bytes]:
     """(ms from `write` to its reply, the reply) on a board in a transfer."""
 
     async def scenario() -> tuple[float, bytes]:
-        board = VirtualBoard(
+        speed = BoardSpeed(
             line_cost_ms=LINE_MS,
             byte_cost_us=BYTE_US,
-            flash_program_us_per_byte=0.0,
-            flash_erase_ms=0.0,
-            flash_commit_ms=0.0,
             inflate_us_per_byte=0.0,
+            flash=FlashSpeed(),
         )
+        board = VirtualBoard(speed=speed)
         central = Central()
         connect(board, central)
         send(board, central, setup.encode() + b"\n")
@@ -98,8 +98,8 @@ def test_a_d_line_costs_the_anchor() -> None:
 @pytest.mark.parametrize(
     ("make", "fixed", "per_byte"),
     [
-        (_hex_line, board_module.HEX_LINE_FIXED, board_module.HEX_LINE_BYTE),
-        (_frame, board_module.FRAME_FIXED, board_module.FRAME_BYTE),
+        (_hex_line, *WRITE_COST_SHARES["hex"]),
+        (_frame, *WRITE_COST_SHARES["frame"]),
     ],
     ids=["v1 hex line", "plain frame"],
 )
@@ -118,6 +118,4 @@ def test_a_deflated_frame_costs_its_share_by_its_own_length() -> None:
     setup, write, reply = _zframe()
     ms, got = _reply_after(setup, write)
     assert got == reply
-    assert ms == pytest.approx(
-        _expected_ms(board_module.ZFRAME_FIXED, board_module.ZFRAME_BYTE, len(write))
-    )
+    assert ms == pytest.approx(_expected_ms(*WRITE_COST_SHARES["zframe"], len(write)))

@@ -17,8 +17,8 @@ file. It behaves as MicroPython 1.27's does, checked on the WebAssembly port:
 - `write()` compresses (AUTO means RAW; zlib's streams, not MicroPython's
   byte for byte), `close()` ends the stream.
 
-A virtual board charges the decoder's time: it sets `cost_sink(ms)` and
-`us_per_byte` (board.INFLATE_US_PER_BYTE), and every decoded byte costs that.
+A virtual board charges the decoder's time: it sets `decoded_sink(n)`, which
+hears of every `n` bytes decoded (BoardSpeed.inflate_us_per_byte each).
 
 zlib is stricter than MicroPython's decoder (uzlib): some invalid streams
 (bad Huffman code lengths, say) that uzlib decodes into something, or reads
@@ -35,8 +35,7 @@ GZIP = 3
 
 _DEFAULT_WBITS = 8
 
-cost_sink = None  # a virtual board's: called with the ms the decoding took
-us_per_byte = 0.0
+decoded_sink = None  # a virtual board's: called with the bytes decoded
 
 
 class DeflateIO:
@@ -85,8 +84,8 @@ class DeflateIO:
                 if not self._stream.readinto(self._byte):
                     raise EOFError
                 pending = bytes(self._byte)
-        if cost_sink is not None and n:
-            cost_sink(n * us_per_byte / 1000)
+        if decoded_sink is not None and n:
+            decoded_sink(n)
         return n
 
     def read(self, size=-1):

@@ -59,22 +59,18 @@ from .lines import (
 )
 from .replies import (
     Aborted,
-    Ack,
-    BadData,
     CrcError,
     Error,
     Hello,
-    Nak,
     Ok,
     Ready,
     Reject,
     Reply,
-    SeqAck,
-    SeqError,
     SizeError,
     parse_reply,
 )
 from .transfer import (
+    DATA_REPLIES,
     DEFAULT_MAX_RETRIES,
     RttEstimator,
     SenderStats,
@@ -89,9 +85,6 @@ if TYPE_CHECKING:
 DEFAULT_CONTROL_TIMEOUT: Final = 5.0
 DEFAULT_CONTROL_ATTEMPTS: Final = 3
 DEFAULT_V1_WINDOW: Final = 4
-# Replies to data lines; one arriving while a control reply is awaited is a
-# late answer to a resent chunk and is skipped.
-_DATA_REPLIES: Final = (Ack, Nak, SeqAck, SeqError, BadData)
 
 # The v1 application's version query and the start of its answer.
 _VERSION_QUERY: Final = b"VERSION\n"
@@ -454,7 +447,7 @@ class OTAClient:
         command waits. From a v2 board that is a Hello, from a v1 board the
         `ERR:UNKNOWN_CMD` that no other v1 command draws.
         """
-        if isinstance(reply, _DATA_REPLIES):
+        if isinstance(reply, DATA_REPLIES):
             return True
         if name == "HELLO":
             return False

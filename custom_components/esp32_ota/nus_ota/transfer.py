@@ -47,6 +47,9 @@ from .window import LinkWindow, Stamp
 
 DEFAULT_MAX_RETRIES: Final = 8
 MAX_BAD_DATA: Final = 3
+# The replies to data lines, v2 and v1. One that arrives while the client
+# awaits a control reply is a late answer to a resent line and is skipped.
+DATA_REPLIES: Final = (Ack, Nak, SeqAck, SeqError, BadData)
 
 
 @dataclass(slots=True, eq=False)

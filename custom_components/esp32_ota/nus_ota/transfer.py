@@ -406,7 +406,9 @@ class SeqSender(_Sender):
     never written; an error means "go back to the first unacknowledged chunk".
     `ERR:<s>` for an `s` at or below what we know is acknowledged tells that
     the board is at least at s+2 (some ACKs were lost): we move forward.
-    After a rewind, until progress, errors answer lines sent before it: stale.
+    After a rewind, until progress (`_stalled`), errors answer lines sent
+    before it: stale. A chunk counts file bytes; its line carries twice as
+    many hex digits.
     """
 
     _FIXED_WINDOW = True  # a small pipeline within the v1 contract, never sized

@@ -51,7 +51,7 @@ from .framing import (
 from .gatt import CCCD_HANDLE, RX_HANDLE, TX_HANDLE, services_message
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterable
+    from collections.abc import Callable, Coroutine, Iterable, Mapping
 
     from esp32_ota_sim.board import VirtualBoard
 
@@ -566,6 +566,22 @@ class _ApiConnection(asyncio.Protocol):
             self.send_gatt_error(address, handle, NOT_CONNECTED)
         return connection
 
+    def _connected_at(
+        self, message: Any, target: int, refusals: Mapping[int, int] | None = None
+    ) -> _BleConnection | None:
+        """The connection of a request that only attribute `target` serves.
+
+        None once the error is sent: NOT_CONNECTED, or for another handle the
+        error `refusals` names for it (else GATT_INVALID_HANDLE).
+        """
+        address, handle = int(message.address), int(message.handle)
+        connection = self._connected(address, handle)
+        if connection is None or handle == target:
+            return connection
+        code = (refusals or {}).get(handle, GATT_INVALID_HANDLE)
+        self.send_gatt_error(address, handle, code)
+        return None
+
     async def _after_round_trip(
         self, address: int, handle: int
     ) -> _BleConnection | None:
@@ -601,25 +617,21 @@ class _ApiConnection(asyncio.Protocol):
         )
 
     def _gatt_write(self, message: Any) -> None:
-        address = int(message.address)
-        handle = int(message.handle)
-        data = bytes(message.data)
-        connection = self._connected(address, handle)
+        connection = self._connected_at(
+            message, RX_HANDLE, {TX_HANDLE: GATT_WRITE_NOT_PERMIT}
+        )
         if connection is None:
             return
-        if handle != RX_HANDLE:
-            code = GATT_WRITE_NOT_PERMIT if handle == TX_HANDLE else GATT_INVALID_HANDLE
-            self.send_gatt_error(address, handle, code)
-            return
+        data = bytes(message.data)
         if message.response:
             self.spawn(self._write_with_response(connection, data))
             return
         try:
             connection.link.write_without_response(data)
         except LinkClosedError:
-            self.send_gatt_error(address, handle, NOT_CONNECTED)
+            self.send_gatt_error(connection.address, RX_HANDLE, NOT_CONNECTED)
         except LinkError:
-            self.send_gatt_error(address, handle, GATT_INVALID_ATTR_LEN)
+            self.send_gatt_error(connection.address, RX_HANDLE, GATT_INVALID_ATTR_LEN)
 
     async def _write_with_response(
         self, connection: _BleConnection, data: bytes
@@ -653,19 +665,16 @@ class _ApiConnection(asyncio.Protocol):
         self.send(pb.BluetoothGATTWriteResponse(address=address, handle=handle))
 
     def _gatt_notify(self, message: Any) -> None:
-        address = int(message.address)
-        handle = int(message.handle)
-        connection = self._connected(address, handle)
+        connection = self._connected_at(message, TX_HANDLE)
         if connection is None:
             return
-        if handle != TX_HANDLE:
-            self.send_gatt_error(address, handle, GATT_INVALID_HANDLE)
-            return
         if message.enable:
-            connection.notifying.add(handle)
+            connection.notifying.add(TX_HANDLE)
         else:
-            connection.notifying.discard(handle)
-        self.send(pb.BluetoothGATTNotifyResponse(address=address, handle=handle))
+            connection.notifying.discard(TX_HANDLE)
+        self.send(
+            pb.BluetoothGATTNotifyResponse(address=connection.address, handle=TX_HANDLE)
+        )
 
 
 async def _round_trip(link: SimLink) -> None:

@@ -17,7 +17,7 @@ from custom_components.esp32_ota.nus_ota.compress import (
     deflate_frames,
 )
 from custom_components.esp32_ota.nus_ota.errors import ProtocolError
-from custom_components.esp32_ota.nus_ota.replies import Ack, Nak
+from custom_components.esp32_ota.nus_ota.replies import Ack, BadData, Nak
 
 LIMIT = 244  # fmax 256 through an MTU of 247: 244-byte writes
 OFFER = DeflateOffer(wbits=9, max_bytes=1024)
@@ -271,6 +271,28 @@ def test_acknowledgements_follow_the_frames_boundaries() -> None:
     s.poll(0.0)
     s.on_reply(Ack(end), 0.05)
     assert s.acked_bytes == end
+
+
+def test_a_refused_deflated_frame_turns_the_rest_of_the_file_plain() -> None:
+    s = deflate_sender()
+    first = s.poll(0.0)
+    ends = [unpack(f)[0] + len(unpack(f)[1]) for f in first]
+    assert {f[0] for f in first} == {0xFE}
+    s.on_reply(Ack(ends[0]), 0.05)
+    s.on_reply(BadData(ends[1] + 1), 0.05)  # not where a frame starts: the link
+    assert not s.frames.refused
+    s.on_reply(BadData(ends[0]), 0.06)  # the board's decoder refused frame 2
+    assert s.frames.refused
+    s.on_reply(Nak(ends[0]), 0.07)  # ... and it NAKs the frames after it
+    pos = ends[0]
+    while not s.done:
+        for frame in s.poll(0.1):
+            offset, body = unpack(frame)
+            assert frame[0] == 0xFF
+            assert (offset, body) == (pos, SOURCE[pos : pos + len(body)])
+            pos += len(body)
+        s.on_reply(Ack(pos), 0.1)
+    assert pos == len(SOURCE)
 
 
 def test_the_sender_keeps_at_most_a_window_of_frames() -> None:

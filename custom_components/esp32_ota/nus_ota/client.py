@@ -238,6 +238,7 @@ class OTAClient:
         self._late_hellos = 0  # answers to resent HELLOs that may still come
         self._copies = 0  # copies of the last control line sent before its answer
         self._version_reply: asyncio.Future[str] | None = None
+        self._deflate_refused = False  # the board could not decode our streams
 
     # -- link plumbing
     async def start(self) -> None:
@@ -562,7 +563,8 @@ class OTAClient:
         `force` passes the board's downgrade guard. With binary frames and a
         board that offers `deflate`, a file that compresses goes as deflated
         frames unless the options say `compress=False` (see
-        `compress.deflate_frames`). Progress gets the bytes of this file the
+        `compress.deflate_frames`) or the board could not decode a deflated
+        frame earlier in this session. Progress gets the bytes of this file the
         board holds.
         """
         info = self._board()
@@ -609,7 +611,7 @@ class OTAClient:
         chunk = v2_chunk(limit, image.size, enc, options.max_chunk)
         window = min(board_window, options.window or board_window)
         frames = None
-        if enc == "bin" and options.compress:
+        if enc == "bin" and options.compress and not self._deflate_refused:
             frames = deflate_frames(
                 image.data,
                 start=reply.offset,
@@ -643,6 +645,9 @@ class OTAClient:
             if err.code == "HASH":
                 raise ContentRefusedError(image.name) from err
             raise
+        finally:
+            if frames is not None and frames.refused:
+                self._deflate_refused = True
         return reply.offset
 
     async def apply(

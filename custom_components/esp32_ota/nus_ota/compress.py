@@ -16,6 +16,12 @@ overflowed the write, bigger when it left much room). A frame that would
 carry no more file bytes than a plain frame goes plain, which also costs
 the board less. Frames are kept by offset until acknowledged, so a resend
 after a NAK or a timeout repeats the same bytes at the same offsets.
+
+A board that answers BAD_DATA to a deflated frame cannot decode our streams
+(a `deflate` module that differs from the one we tested against): from that
+frame on, the file goes as plain frames, which the board takes in the same
+transfer, and `refused` tells the client to send the session's other files
+plain too. An install then costs one refused frame, never the board.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from .lines import DEFLATE_HEAD, FRAME_HEAD, data_frame, deflate_frame
+from .lines import DEFLATE_HEAD, DEFLATE_MARK, FRAME_HEAD, data_frame, deflate_frame
+from .replies import BadData
 from .transfer import DEFAULT_MAX_RETRIES, RttEstimator, WindowSender
 
 if TYPE_CHECKING:
     from .board_info import DeflateOffer
+    from .replies import Reply
 
 # A frame's input is at most the board's `max` (1 KB by default): a window
 # of 2**10 bytes already reaches every byte of it.
@@ -115,6 +123,7 @@ class DeflateFrames:
         self._built: dict[int, tuple[bytes, int]] = {}
         self._order: deque[int] = deque()  # offsets of `_built`, as built
         self._last_end = -1  # where the frame built last ends
+        self.refused = False  # the board could not decode a stream: plain from then
 
     def end(self, pos: int) -> int:
         """Offset after the frame that starts at `pos`."""
@@ -127,6 +136,19 @@ class DeflateFrames:
     def starts_frame(self, pos: int) -> bool:
         """Tell whether a kept frame starts at `pos`, or the newest one ends there."""
         return pos == self._last_end or pos in self._built
+
+    def deflated_at(self, pos: int) -> bool:
+        """Tell whether the kept frame at `pos` is a deflated one."""
+        built = self._built.get(pos)
+        return built is not None and built[0][0] == DEFLATE_MARK
+
+    def go_plain(self, pos: int) -> None:
+        """Build only plain frames from now on; forget those built from `pos` on."""
+        self.refused = True
+        order = self._order
+        while order and order[-1] >= pos:
+            del self._built[order.pop()]
+        self._last_end = pos
 
     def release(self, below: int) -> None:
         """Forget the frames before `below`: the board holds them."""
@@ -150,7 +172,7 @@ class DeflateFrames:
     def _build(self, pos: int) -> tuple[bytes, int]:
         plain = self.plain_chunk
         cap = min(self._end - pos, self._most)
-        fit = self._fit(pos, cap) if cap > plain else None
+        fit = self._fit(pos, cap) if cap > plain and not self.refused else None
         if fit is None:
             count = min(self._end - pos, plain)
             self.stats.plain += 1
@@ -270,3 +292,13 @@ class DeflateSender(WindowSender):
     def _on_progress(self) -> None:
         super()._on_progress()
         self.frames.release(self.acked)
+
+    def on_reply(self, reply: Reply, now: float) -> None:
+        """As WindowSender's; a deflated frame the board cannot decode ends deflating.
+
+        The board dropped it and NAKs what follows, so the resend from there
+        is plain frames.
+        """
+        if isinstance(reply, BadData) and self.frames.deflated_at(reply.offset):
+            self.frames.go_plain(reply.offset)
+        super().on_reply(reply, now)

@@ -126,7 +126,6 @@ class _BLE:
         # What the radio shows; test hooks read these.
         self.advertising = None
         self.scan_response = None
-        self.adv_interval_us = None
         self.connectable = True
         self.notified = []
         self.on_notify = None
@@ -138,8 +137,7 @@ class _BLE:
         if state:
             self._active = bool(state[0])
             if not self._active:
-                self.advertising = None
-                self.scan_response = None
+                self._stop_advertising()
                 self._conns = {}
         return self._active
 
@@ -183,9 +181,7 @@ class _BLE:
     ):
         self._check_active()
         if interval_us is None:
-            self.advertising = None
-            self.scan_response = None
-            self.adv_interval_us = None
+            self._stop_advertising()
             return
         adv = self._last_adv if adv_data is None else _as_bytes(adv_data)
         resp = self._last_resp if resp_data is None else _as_bytes(resp_data)
@@ -195,12 +191,15 @@ class _BLE:
         self._last_resp = resp
         self.advertising = adv
         self.scan_response = resp
-        self.adv_interval_us = interval_us
         self.connectable = connectable
         self.adv_count += 1
 
     _last_adv = b""
     _last_resp = b""
+
+    def _stop_advertising(self):
+        self.advertising = None
+        self.scan_response = None
 
     def gap_disconnect(self, conn_handle):
         if conn_handle not in self._conns:
@@ -273,8 +272,7 @@ class _BLE:
         self._check_active()
         if self.advertising is None or not self.connectable:
             raise OSError(111)  # ECONNREFUSED: not advertising
-        self.advertising = None
-        self.scan_response = None
+        self._stop_advertising()
         self._conns[conn_handle] = _Connection(conn_handle, addr, _MIN_MTU)
         self._fire(_IRQ_CENTRAL_CONNECT, (conn_handle, 0, addr))
         if conn_handle in self._conns:

@@ -46,7 +46,7 @@ import math
 import random
 import weakref
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .speed import BoardSpeed
@@ -128,31 +128,32 @@ _PROXY = LinkProfile(
 )
 
 PROFILES: dict[str, LinkProfile] = {
-    "proxy": _PROXY,
-    "wifi-proxy": replace(
+    profile.name: profile
+    for profile in (
         _PROXY,
-        jitter_ms=5.0,
-        spike_rate=0.003,
-        spike_ms=100.0,
-        write_loss=0.01,
-        notify_loss=0.005,
-        name="wifi-proxy",
-    ),
-    "local": LinkProfile(
-        mtu=256, interval_ms=15.0, packets_per_event=6, latency_ms=0.0, name="local"
-    ),
-    "lossy-proxy": replace(
-        _PROXY, latency_ms=15.0, write_loss=0.02, name="lossy-proxy"
-    ),
-    "fast": LinkProfile(
-        mtu=256,
-        interval_ms=1.0,
-        packets_per_event=64,
-        latency_ms=0.0,
-        board_speed=BoardSpeed(line_cost_ms=0.05, byte_cost_us=0.0),
-        supervision_ms=5.0,
-        name="fast",
-    ),
+        replace(
+            _PROXY,
+            jitter_ms=5.0,
+            spike_rate=0.003,
+            spike_ms=100.0,
+            write_loss=0.01,
+            notify_loss=0.005,
+            name="wifi-proxy",
+        ),
+        LinkProfile(
+            mtu=256, interval_ms=15.0, packets_per_event=6, latency_ms=0.0, name="local"
+        ),
+        replace(_PROXY, latency_ms=15.0, write_loss=0.02, name="lossy-proxy"),
+        LinkProfile(
+            mtu=256,
+            interval_ms=1.0,
+            packets_per_event=64,
+            latency_ms=0.0,
+            board_speed=BoardSpeed(line_cost_ms=0.05, byte_cost_us=0.0),
+            supervision_ms=5.0,
+            name="fast",
+        ),
+    )
 }
 
 
@@ -188,7 +189,6 @@ class LinkStats:
     max_queue: int = 0
     spikes: int = 0
     max_hop_ms: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 # Connections made to each peer so far (peers are forgotten with their board).

@@ -14,7 +14,10 @@ Modules:
 - `memfs`: in-memory LittleFS-like flash with MicroPython's `os` subset and
   power-loss simulation.
 - `board`: `VirtualBoard`, the real `device_firmware/*.py` booted from its own
-  flash in an isolated namespace (boot.py, then `main.start()`).
+  flash in an isolated namespace (boot.py, then `main.start()`);
+  `runtime`: that namespace, the MicroPython world one boot runs in.
+- `speed`: `BoardSpeed`, how long a board's work takes (CPU per write,
+  flash, deflate decoder), with the ESP32's figures.
 - `v1_board`: `V1OnlyBoard`, the one model of a board in the field that only
   speaks protocol v1 (its engine is `v1_firmware/ota_manager.py`).
 - `link`: `SimLink` and `LinkProfile`/`PROFILES`, the BLE connection model
@@ -35,10 +38,12 @@ from .board import Advertisement, BootRecord, VirtualBoard
 from .clock import VirtualTimeLoop, run_virtual
 from .link import PROFILES, LinkClosedError, LinkError, LinkProfile, LinkStats, SimLink
 from .memfs import MemFS, PowerLoss
+from .speed import BoardSpeed
 
 __all__ = [
     "PROFILES",
     "Advertisement",
+    "BoardSpeed",
     "BootRecord",
     "LinkClosedError",
     "LinkError",

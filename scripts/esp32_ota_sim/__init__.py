@@ -30,6 +30,8 @@ Modules:
   `ticks`: MicroPython's tick arithmetic on any clock.
 - `stand_ins`: MicroPython's `machine`, `bluetooth`, `micropython` and
   `deflate` for CPython, the one set used by virtual boards and the firmware tests.
+- `content`: what the benchmark and the tests send: random bytes, or real
+  Python from `frozen_source.txt`, a snapshot that does not move with the code.
 
 `bleak_backend` is not imported here so that the rest works without bleak.
 """

@@ -16,7 +16,9 @@ import pytest
 from esp32_ota_sim.clock import run_virtual
 
 from custom_components.esp32_ota.nus_ota import InstallResult, probe
+from custom_components.esp32_ota.nus_ota.lines import DEFLATE_HEAD
 from tests.faults.rig import (
+    DATA_FRAME,
     DEFLATED_FRAME,
     Recorder,
     bundle,
@@ -119,3 +121,41 @@ def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
     assert not isinstance(first, InstallResult), first  # the drop ended it
     assert held > 0
     assert second.bytes_resumed == held  # READY's offset: what the board kept
+
+
+def test_a_board_that_cannot_decode_our_streams_gets_plain_after_a_reconnect(
+    faults: FaultLedger,
+) -> None:
+    """The refusal holds for the whole install, not just its first connection.
+
+    The board's decoder refuses every deflated stream (a reserved block type);
+    the link drops once the transfer goes on in plain frames. The next
+    connection resumes in plain frames too: deflating again would cost a
+    window of refused frames at every reconnect of a long install.
+    """
+    board = _board("proxy")
+    old = bundle(board)
+    new = release(board, 20_000, source=True)
+    receive = board.receive
+    marks: list[bytes] = []  # the mark of every data frame, in order
+
+    def undecodable(link: object, data: bytes, _deliver: object) -> None:
+        if data.startswith(DEFLATED_FRAME):
+            data = data[:DEFLATE_HEAD] + b"\x07" + data[DEFLATE_HEAD + 1 :]
+        frame = data[:1] in (DATA_FRAME, DEFLATED_FRAME)
+        if frame:
+            marks.append(data[:1])
+        receive(link, data)  # type: ignore[arg-type]
+        if frame and marks.count(DATA_FRAME) == 20 and marks[-1] == DATA_FRAME:
+            faults.add("disconnect")
+            drop_link(board)
+
+    tap(board, undecodable)
+    result = run_virtual(run_install(Recorder(board), new))
+
+    assert isinstance(result, InstallResult), result
+    assert faults.check_board(board, old, new) == "new"
+    deflated = marks.count(DEFLATED_FRAME)
+    assert deflated > 0
+    assert marks[:deflated] == [DEFLATED_FRAME] * deflated  # none after a plain one
+    assert result.connections == 3  # the dropped one, its resumption, the check

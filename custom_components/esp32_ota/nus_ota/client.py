@@ -238,7 +238,8 @@ class OTAClient:
         self._late_hellos = 0  # answers to resent HELLOs that may still come
         self._copies = 0  # copies of the last control line sent before its answer
         self._version_reply: asyncio.Future[str] | None = None
-        self._deflate_refused = False  # the board could not decode our streams
+        # The board could not decode a deflated frame: the rest goes plain.
+        self.deflate_refused = False
 
     # -- link plumbing
     async def start(self) -> None:
@@ -611,7 +612,7 @@ class OTAClient:
         chunk = v2_chunk(limit, image.size, enc, options.max_chunk)
         window = min(board_window, options.window or board_window)
         frames = None
-        if enc == "bin" and options.compress and not self._deflate_refused:
+        if enc == "bin" and options.compress and not self.deflate_refused:
             frames = deflate_frames(
                 image.data,
                 start=reply.offset,
@@ -647,7 +648,7 @@ class OTAClient:
             raise
         finally:
             if frames is not None and frames.refused:
-                self._deflate_refused = True
+                self.deflate_refused = True
         return reply.offset
 
     async def apply(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final
 
 from bleak.exc import BleakError
@@ -201,6 +201,9 @@ class _Run:
         await client.close()
         self.totals.add_session(client.stats)
         client.stats = SessionStats()
+        if client.deflate_refused and self.options.compress:
+            # Its decoder refused our streams: the next connections send plain.
+            self.options = replace(self.options, compress=False)
 
     def file_progress(self, name: str) -> Callable[[int], None]:
         """Progress of one send of a file, folded into that of the whole install.

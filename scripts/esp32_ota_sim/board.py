@@ -152,6 +152,7 @@ class VirtualBoard:
             seed = int(self.address.replace(":", ""), 16)
         self.fs = fs if fs is not None else MemFS(seed=seed)
         self.fs.cost_sink = self.spend_ms
+        self.own_speed = speed  # what the board costs on a link that says nothing
         self.run_at(speed)
         # MicroPython 1.21 and later have `deflate` (the firmware then offers
         # compressed frames); False: an older MicroPython without it.
@@ -446,8 +447,9 @@ class VirtualBoard:
         self.connections += 1
         self._links[conn] = link
         profile = getattr(link, "profile", None)
-        if profile is not None and profile.board_speed is not None:
-            self.run_at(profile.board_speed)  # this connection's board speed
+        # `fast` sets the board's speed for its own connection only.
+        speed = profile.board_speed if profile is not None else None
+        self.run_at(speed or self.own_speed)
         self._irq(lambda: self.ble.central_connect(conn_handle=conn, mtu=link.mtu))
         return conn
 

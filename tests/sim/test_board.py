@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.clock import run_virtual
-from esp32_ota_sim.link import SimLink
+from esp32_ota_sim.link import PROFILES, SimLink
 from esp32_ota_sim.speed import ESP32_FLASH, BoardSpeed, next_write_kind
 
 NUS_UUID = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
@@ -101,6 +101,29 @@ def test_lines_are_processed_one_at_a_time_with_their_cost() -> None:
     offsets = [round((t - start) * 1000, 6) for t, _ in central.notified]
     # 2 ms per line + 1 ms per byte: 5-byte, 5-byte, 8-byte lines.
     assert offsets == [7.0, 14.0, 24.0]
+
+
+def test_a_fast_connection_does_not_make_the_board_fast_for_good() -> None:
+    """Only the `fast` profile sets a board speed of its own, for its connection.
+
+    A board reached over `fast` once (a test's quick setup) and then over a
+    proxy must cost what it costs again, not the `fast` profile's 0.05 ms.
+    """
+    own = BoardSpeed(line_cost_ms=2.0, byte_cost_us=3.0)
+
+    async def scenario() -> list[BoardSpeed]:
+        board = VirtualBoard(speed=own)
+        seen = []
+        for profile in ("fast", "proxy", "fast", "wifi-proxy"):
+            link = SimLink(board, profile)
+            await link.open()
+            seen.append(board.speed)
+            await link.close()
+        return seen
+
+    fast = PROFILES["fast"].board_speed
+    assert fast is not None
+    assert run_virtual(scenario()) == [fast, own, fast, own]
 
 
 def test_ticks_follow_the_loop_clock() -> None:

@@ -294,6 +294,10 @@ async def test_options_set_folder_key_and_token(
     await hass.async_block_till_done()
     # The entry reloaded with the new folder.
     assert entry.runtime_data.folder.folder == Path(hass.config.path("shared/boards"))
+    settings = entry.runtime_data.settings
+    assert (settings.auth_key, settings.token) == ("s3cret key", "tok")
+    assert "s3cret" not in repr(settings)  # no secret in any log of the settings
+    assert "tok'" not in repr(settings)
 
     # Clearing the secrets removes them; an absolute folder is kept as is.
     absolute = str(Path(hass.config.path("elsewhere")))

@@ -13,7 +13,7 @@ damaged parts are dropped on load, never fatal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -64,13 +64,13 @@ class BoardSettings:
     """The options of a board's entry (a change reloads the entry)."""
 
     source_dir: Path
-    auth_key: str | None = None
-    token: str | None = None
-    window: int | None = None
-    encoding: str | None = None
-    confirm_trial: bool = DEFAULT_CONFIRM_TRIAL
+    auth_key: str | None = field(repr=False)  # secrets stay out of any log
+    token: str | None = field(repr=False)
+    window: int | None
+    encoding: str | None
+    confirm_trial: bool
     # How often a board that advertises no OTA state (v1 firmware) is read.
-    probe_interval: timedelta = timedelta(minutes=DEFAULT_PROBE_MINUTES)
+    probe_interval: timedelta
 
     @classmethod
     def from_entry(cls, hass: HomeAssistant, entry: ConfigEntry) -> BoardSettings:

@@ -97,8 +97,10 @@ def frame(m, f):
     if f[0] == FRAME:
         n = len(f) - FRAME_HEAD
         chunk = f[FRAME_HEAD:] if n == f[1] | f[2] << 8 else None
+    elif t.z is None:  # not a `bin` transfer, or a board that cannot inflate
+        chunk = None
     else:
-        import ota_inflate
+        import ota_inflate  # loaded by FILE already
 
         chunk = ota_inflate.inflate(m, t, f)
     _store(m, t, off, chunk, -1 if chunk is None else len(chunk))

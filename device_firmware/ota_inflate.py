@@ -41,18 +41,13 @@ def prepare(m, t):
 
 def inflate(m, t, f):
     """The file bytes of deflated frame `f` (a memoryview of the transfer's
-    buffer), or None when they are not exactly the <count> its header says
-    or the transfer cannot inflate."""
+    buffer), or None when they are not exactly the <count> its header says.
+    The transfer has its buffers (t.z, from prepare())."""
     count = f[7] | f[8] << 8
     n = len(f)
-    z = t.z
-    if (
-        z is None
-        or not 0 < count <= m.DEFLATE_MAX
-        or f[1] | f[2] << 8 != n - ZFRAME_HEAD
-    ):
+    if not 0 < count <= m.DEFLATE_MAX or f[1] | f[2] << 8 != n - ZFRAME_HEAD:
         return None
-    out, src, decoder, raw = z
+    out, src, decoder, raw = t.z
     src.seek(0)
     src.write(f)
     src.seek(ZFRAME_HEAD)
@@ -60,6 +55,8 @@ def inflate(m, t, f):
         # one byte more than count: a stream that holds more fills it
         got = decoder(src, raw, m.DEFLATE_WBITS).readinto(out[: count + 1])
     except (OSError, EOFError, ValueError):  # corrupt, cut short, bad window
+        return None
+    except MemoryError:  # no heap for the window: BAD_DATA, the client goes plain
         return None
     # The stream must fill the frame to its end, and not beyond: read on, it
     # would have read what an earlier frame left in `src`.

@@ -307,9 +307,12 @@ def file(m, line):
     m.t.sha = h
     m.t.want = sha
     if p[6] == "bin":
-        import ota_inflate  # loaded now: streaming allocates only the decoder
+        try:
+            import ota_inflate  # loaded now: streaming allocates only the decoder
 
-        ota_inflate.prepare(m, m.t)
+            ota_inflate.prepare(m, m.t)
+        except Exception:  # missing, or no heap to load it: no deflated frames
+            m.t.z = None
 
 
 def _resume(old, new, size, crc_s, sha):

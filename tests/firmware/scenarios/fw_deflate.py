@@ -281,14 +281,9 @@ def test_the_engine_refuses_a_frame_whose_length_field_disagrees():
     assert c.take() == [f"OTA:A:{CHUNK}"]
 
 
-def test_board_without_deflate():
-    sys.modules["deflate"] = None  # an import fails (CPython) or finds nothing
-    p = board()
-    c = ready(p)
-    caps = nus_central.hello(c)
-    assert "bin" in caps["enc"]
-    assert "deflate" not in caps
-    c.write(zframe(0, DATA[:CHUNK], b"\x0b\x00"))  # any stream
+def refused_then_plain(c, stream=None):
+    """A deflated frame at 0 is BAD_DATA; plain frames then stage the file."""
+    c.write(zframe(0, DATA[:CHUNK], stream))
     c.pump()
     assert c.take() == ["OTA:ERR:BAD_DATA:0"]
     off = 0
@@ -298,6 +293,45 @@ def test_board_without_deflate():
     c.pump()
     assert c.take()[-1] == f"OTA:A:{len(DATA)}"
     assert staged() == DATA
+
+
+def test_board_without_deflate():
+    sys.modules["deflate"] = None  # an import fails (CPython) or finds nothing
+    p = board()
+    c = ready(p)
+    caps = nus_central.hello(c)
+    assert "bin" in caps["enc"]
+    assert "deflate" not in caps
+    refused_then_plain(c, b"\x0b\x00")  # any stream
+
+
+class _DeflateWithoutMemory:
+    """A deflate module whose decoder finds no heap for its window."""
+
+    RAW = -1
+
+    @staticmethod
+    def DeflateIO(*_args):  # noqa: N802 (the module's name)
+        raise MemoryError
+
+
+def test_a_decoder_out_of_memory_is_bad_data_and_plain_frames_go_on():
+    # The client answers BAD_DATA to a deflated frame with plain frames;
+    # ERR:INTERNAL would end the install instead.
+    stream = deflated(DATA[:CHUNK])  # a good stream, made with the real module
+    sys.modules["deflate"] = _DeflateWithoutMemory
+    c = ready(board())
+    refused_then_plain(c, stream)
+
+
+def test_a_board_without_ota_inflate_still_takes_files():
+    # A board updated file by file, or without the heap to load the module
+    # at FILE: READY as ever, deflated frames BAD_DATA, plain frames go on.
+    p = board()
+    sys.modules["ota_inflate"] = None  # its import fails or finds nothing
+    c = ready(p)
+    assert p.ota.t.z is None
+    refused_then_plain(c)
 
 
 def test_deflated_frames_outside_a_transfer():

@@ -253,7 +253,7 @@ def test_deflated_frames_deliver_source_faster() -> None:
 
     Sooner only where the link is the ceiling: through the proxy a board
     stores about as many file bytes a second either way (its flash, plus a
-    deflated frame's CPU, esp32_ota_sim.board ZFRAME_*), so the time is
+    deflated frame's CPU, esp32_ota_sim.speed WRITE_COST_SHARES), so the time is
     compared on a proxy that gets half the packets per connection event."""
     plain = run_case("proxy", 16 * KIB, "v2-bin", content="source")
     zipped = run_case("proxy", 16 * KIB, "v2-zip", content="source")

@@ -22,9 +22,10 @@ it unless the run's own allocations fill the heap. The same writes through
 the stand-in alone (`stand_in`) are what the radio's C code does on a board:
 subtracted from every kind. A least-squares fit over the sizes splits each
 kind into microseconds per write (fixed) and per byte of the write (zframe:
-also per byte of file it expands to). scripts/esp32_ota_sim/board.py
-derives the virtual board's per-kind costs from the ratios to the base64
-line.
+also per byte of file it expands to). The virtual board's per-kind costs
+(scripts/esp32_ota_sim/speed.py, WRITE_COST_SHARES) were taken from the
+ratios to the base64 line; this scenario reports the figures again, it
+does not check them (they vary with the machine's load).
 """
 
 import os
@@ -289,11 +290,6 @@ def _figures(measured):
         "zframe_per_wire_byte": round(z[1] / d[1], 3),
         "zframe_per_file_byte": round(z[2] / d[1], 3),
     }
-    # Sane bounds: the firmware's work per write costs something, and less
-    # than 20 ms on this port; a byte at most 100 us; the model meets every
-    # size within 25 %.
-    for kind, x in fits.items():
-        assert 0 < x[0] < 20000, (kind, x)
-        assert all(-1 < v < 100 for v in x[1:]), (kind, x)
-        assert figures[kind]["worst_miss"] < 0.25, (kind, figures[kind])
+    # No bound on these figures: they are times on a shared machine, and a
+    # test never fails on the clock. What they are used for is in speed.py.
     return figures

@@ -23,7 +23,7 @@ from custom_components.esp32_ota.const import (
     SOURCE_SCAN_INTERVAL,
 )
 from custom_components.esp32_ota.source import SourceFolder, SourceState
-from custom_components.esp32_ota.source_watch import DATA_WATCHERS
+from custom_components.esp32_ota.source_watch import DATA_WATCHERS, SCAN_TIMEOUT
 from tests.common import (
     SOURCE_DIR,
     app_source,
@@ -191,6 +191,41 @@ async def test_a_rescan_never_answers_what_the_folder_held_before(
     states = await asyncio.gather(*rescans)
     assert [state.latest.version for state in states if state.latest] == ["1.2.0"] * 3
     assert offered(hass, 1, 2, 3) == ["1.2.0"] * 3
+
+
+async def test_a_folder_that_stops_answering_is_a_problem_not_a_hang(
+    hass: HomeAssistant, proxy: SimProxyScanner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network share that hangs: the scan ends for its callers after a bound.
+
+    Its thread goes on; the next scan waits for it, and once the share
+    answers again everything is as before.
+    """
+    offer(hass, SOURCE_DIR, "1.1.0")
+    (entry,) = await boards_on(hass, proxy, [SOURCE_DIR])
+    offer(hass, SOURCE_DIR, "1.2.0")
+    reading = hold_reads(monkeypatch)
+    loop = cast("VirtualTimeLoop", hass.loop)
+    coordinator = entry.runtime_data
+    rescans = [
+        hass.async_create_task(coordinator.async_rescan_source()) for _ in range(2)
+    ]
+    await asyncio.sleep(0)
+    loop.advance(SCAN_TIMEOUT.total_seconds())  # virtual time stands while it waits
+    states = await asyncio.gather(*rescans)
+    for state in states:
+        assert state.latest is None
+        assert state.problem is not None
+        assert state.problem.key == "unreadable"
+        assert "no answer" in str(state.problem)
+    issue_id = f"source_problem_{entry.entry_id}"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    reading.set()  # the share answers again
+    state = await coordinator.async_rescan_source()
+    assert state.problem is None
+    assert state.latest is not None
+    assert state.latest.version == "1.2.0"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
 
 
 async def test_each_board_has_its_own_source_issue(

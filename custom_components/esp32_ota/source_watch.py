@@ -10,27 +10,35 @@ Scans of one folder never overlap: `SourceFolder` keeps the last signature
 and state between scans, and a scan that started later must not return the
 state from before another scan's change. A rescan asked for waits for the
 scan under way; a timer tick during one is skipped.
+
+A folder that does not answer within SCAN_TIMEOUT (a network share that
+hangs) is reported as unreadable, which raises the boards' repair issue and
+offers nothing to install; its scan goes on in its thread and the next one
+waits for it, so scans still never overlap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.util.hass_dict import HassKey
 
 from .const import DOMAIN, SOURCE_SCAN_INTERVAL
-from .source import SourceFolder, SourceState
+from .source import SourceError, SourceFolder, SourceState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
 type SourceListener = Callable[[SourceState], None]
+
+SCAN_TIMEOUT: Final = timedelta(seconds=60)
 
 # The watchers of this Home Assistant instance, by normalized folder path.
 DATA_WATCHERS: HassKey[dict[Path, FolderWatcher]] = HassKey(f"{DOMAIN}_folders")
@@ -80,13 +88,35 @@ class FolderWatcher:
     async def async_scan(self) -> SourceState:
         """Re-read the folder if it changed (a stat walk in the executor).
 
-        Every subscriber gets the state, changed or not.
+        Every subscriber gets the state, changed or not; an unreadable one
+        when the folder does not answer within SCAN_TIMEOUT.
         """
+        scan = self.hass.async_create_background_task(
+            self._async_scan_in_turn(), f"{DOMAIN} scan {self.folder.folder}"
+        )
+        seconds = SCAN_TIMEOUT.total_seconds()
+        try:
+            async with asyncio.timeout(seconds):
+                return await asyncio.shield(scan)
+        except TimeoutError:
+            problem = SourceError(
+                "unreadable",
+                path=str(self.folder.folder),
+                error=f"no answer within {seconds:.0f} s",
+            )
+            state = SourceState(problem=problem)
+            self._tell(state)
+            return state
+
+    async def _async_scan_in_turn(self) -> SourceState:
         async with self._scanning:
             state = await self.hass.async_add_executor_job(self.folder.scan)
-            for listener in list(self._listeners):
-                listener(state)
+            self._tell(state)
         return state
+
+    def _tell(self, state: SourceState) -> None:
+        for listener in list(self._listeners):
+            listener(state)
 
 
 @callback

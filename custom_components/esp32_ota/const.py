@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
+from .nus_ota.window import PROXY_QUEUE
+
 DOMAIN: Final = "esp32_ota"
 
 # Config entry data.
@@ -22,8 +24,9 @@ CONF_PROBE_MINUTES: Final = "probe_minutes"
 # Encoding choices of the options flow ("auto": what the board prefers).
 ENCODING_AUTO: Final = "auto"
 ENCODINGS: Final = (ENCODING_AUTO, "b64", "hex")
-# Lines in flight the options flow accepts (the board caps it with its own).
-MAX_WINDOW: Final = 32
+# Lines in flight the options flow accepts: the client never keeps more in
+# flight (nus_ota.window), and the board caps it with its own window.
+MAX_WINDOW: Final = PROXY_QUEUE
 DEFAULT_CONFIRM_TRIAL: Final = True
 
 # Where board folders live by default, relative to the HA config directory.

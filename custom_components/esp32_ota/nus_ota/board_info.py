@@ -26,7 +26,7 @@ AUTH_SCHEMES: Final = frozenset({"none", "token", "hmac"})
 KNOWN_ENCODINGS: Final = frozenset({"hex", "b64", "bin"})
 
 # Bounds a real board stays well inside.
-MAX_WINDOW: Final = 256
+MAX_BOARD_WINDOW: Final = 256
 MIN_LINE: Final = 32
 MAX_LINE: Final = 4096
 MAX_FILE_SIZE: Final = 16 * 1024 * 1024
@@ -164,7 +164,7 @@ def parse_board_info(text: str) -> BoardInfo:
         raise InvalidBoardInfoError("HELLO is not valid JSON", text) from err
     obj = _object(raw, "HELLO")
     proto = _int(obj, "proto", 2, 255)
-    window = _int(obj, "win", 1, MAX_WINDOW)
+    window = _int(obj, "win", 1, MAX_BOARD_WINDOW)
     max_line = _int(obj, "line", MIN_LINE, MAX_LINE)
     free = None if obj.get("free") is None else _int(obj, "free", 0, MAX_FREE)
     auth = obj.get("auth")
@@ -226,7 +226,7 @@ def parse_board_info(text: str) -> BoardInfo:
         )
     frame_window = frame_max = None
     if "fwin" in obj or "fmax" in obj:  # both, or neither
-        frame_window = _int(obj, "fwin", 1, MAX_WINDOW)
+        frame_window = _int(obj, "fwin", 1, MAX_BOARD_WINDOW)
         frame_max = _int(obj, "fmax", MIN_LINE, MAX_LINE)
     return BoardInfo(
         proto=proto,

@@ -480,7 +480,7 @@ class OTAClient:
         reported = sender.acked_bytes
         if progress is not None:
             progress(reported)
-        now = asyncio.get_running_loop().time
+        now = self._now
         timeout = self.options.control_timeout
         try:
             while not sender.done:

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from .board_info import DeflateOffer
     from .replies import Reply
 
-# A frame's input is at most the board's `max` (1 KB by default): a window
-# of 2**10 bytes already reaches every byte of it.
+# The most window bits the client deflates with, whatever the board offers:
+# a frame's input is a few hundred bytes to the board's `max` (1 KB by
+# default), and zlib reaches back at most 2**wbits - 262 bytes (762 at 10),
+# which finds nearly every match such a short input has.
 CLIENT_WBITS: Final = 10
 # zlib refuses an 8-bit window for raw deflate, but never matches further
 # back than 2**wbits - 262 bytes (MAX_DIST in deflate.c): with 9 bits every

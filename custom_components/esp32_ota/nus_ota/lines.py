@@ -23,14 +23,14 @@ PREFIX: Final = "OTA:"
 DEFAULT_MAX_LINE: Final = 8192
 # A binary data frame: 0xFF, payload length (u16 LE), offset (u32 LE), payload.
 FRAME_MARK: Final = 0xFF
-FRAME_HEAD: Final = 7
+_FRAME_HEAD: Final = struct.Struct("<BHI")
+FRAME_HEAD: Final = _FRAME_HEAD.size  # 7
 FRAME_MAX_PAYLOAD: Final = 0xFFFF
 # A deflated data frame: 0xFE, payload length (u16 LE), offset (u32 LE), the
 # count of file bytes it expands to (u16 LE), one raw deflate stream.
 DEFLATE_MARK: Final = 0xFE
-DEFLATE_HEAD: Final = 9
 _DEFLATE_HEAD: Final = struct.Struct("<BHIH")
-_FRAME_HEAD: Final = struct.Struct("<BHI")
+DEFLATE_HEAD: Final = _DEFLATE_HEAD.size  # 9
 
 
 class LineAssembler:

@@ -15,12 +15,11 @@ from .board_info import BoardInfo, parse_board_info
 from .errors import ProtocolError
 from .lines import PREFIX, is_ota_line, split_fields
 
-_NUMBER_RE: Final = re.compile(r"[0-9]{1,10}")
 _WORD_RE: Final = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 _CRC_RE: Final = re.compile(r"[0-9a-fA-F]{1,8}")
 _NONCE_RE: Final = re.compile(r"[0-9a-f]{16}")
 _MAX_DETAIL: Final = 200
-_MAX_DIGITS: Final = 10  # as _NUMBER_RE
+_MAX_DIGITS: Final = 10
 _PREFIX_LEN: Final = len(PREFIX)
 
 
@@ -147,12 +146,7 @@ def parse_reply(line: str) -> Reply | None:
         return None
     kind, _, value = line[_PREFIX_LEN:].partition(":")
     progress = _PROGRESS.get(kind)
-    if (
-        progress is not None
-        and value.isdigit()
-        and value.isascii()
-        and len(value) <= _MAX_DIGITS
-    ):
+    if progress is not None and _is_number(value):
         # The reply to nearly every data line: one number, no regex.
         return progress(int(value))
     if line.startswith("OTA:HELLO:"):
@@ -181,7 +175,7 @@ def parse_reply(line: str) -> Reply | None:
 
 def _parse_error(args: list[str], line: str) -> Reply:
     code, rest = args[0], args[1:]
-    if _NUMBER_RE.fullmatch(code) and not rest:
+    if _is_number(code) and not rest:
         return SeqError(int(code))
     if not _WORD_RE.fullmatch(code):
         raise ProtocolError("unexpected error reply", line)
@@ -211,6 +205,11 @@ def _pair(rest: list[str], line: str) -> tuple[str, str]:
 
 
 def _number(text: str, line: str) -> int:
-    if not _NUMBER_RE.fullmatch(text):
+    if not _is_number(text):
         raise ProtocolError("bad number in reply", line)
     return int(text)
+
+
+def _is_number(text: str) -> bool:
+    """1 to 10 ASCII digits: a number every reply may carry."""
+    return text.isdigit() and text.isascii() and len(text) <= _MAX_DIGITS

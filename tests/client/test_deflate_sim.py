@@ -22,11 +22,7 @@ from esp32_ota_sim.content import source_comments
 from esp32_ota_sim.link import PROFILES
 
 from custom_components.esp32_ota.nus_ota import InstallOptions, probe
-from custom_components.esp32_ota.nus_ota.lines import (
-    DEFLATE_HEAD,
-    DEFLATE_MARK,
-    FRAME_MARK,
-)
+from custom_components.esp32_ota.nus_ota.lines import DEFLATE_MARK, FRAME_MARK
 
 from .test_sim import connector, run_install
 
@@ -126,38 +122,3 @@ def test_compression_off_or_lines_send_what_they_did(
     assert board.read("app.py") == files["app.py"]
     assert firsts[DEFLATE_MARK] == 0
     assert firsts[mark] > len(files["app.py"]) / 244
-
-
-def test_a_board_whose_decoder_refuses_our_streams_still_gets_the_file() -> None:
-    """A MicroPython whose `deflate` rejects every stream we make.
-
-    The board answers BAD_DATA to a deflated frame and keeps the transfer;
-    the client sends the rest of the session as plain frames, which every
-    board with binary frames takes. Without that, no install could succeed
-    and the only way out would be a USB cable.
-    """
-    board, _ = board_on("proxy")
-    receive = board.receive
-    marks: list[int] = []  # the first byte of every data write, in order
-
-    def undecodable(link: SimLink, data: bytes) -> None:
-        if data[0] == DEFLATE_MARK:
-            # A reserved block type (BTYPE 11): no decoder takes the stream.
-            data = data[:DEFLATE_HEAD] + b"\x07" + data[DEFLATE_HEAD + 1 :]
-        if data[0] in (DEFLATE_MARK, FRAME_MARK):
-            marks.append(data[0])
-        receive(link, data)
-
-    board.receive = undecodable  # type: ignore[method-assign]
-    files = with_source(board, 30_000)
-    files["main.py"] = board.read("main.py") + b"# 1.1.0\n" + source_comments(8_000)
-    result = run_install(board, files)
-    assert board.read("app.py") == files["app.py"]
-    assert board.read("main.py") == files["main.py"]
-    # Deflated frames only until the refusal came back (one window in
-    # flight), then plain frames for the rest of both files.
-    deflated = marks.count(DEFLATE_MARK)
-    assert 0 < deflated <= 48
-    assert marks[:deflated] == [DEFLATE_MARK] * deflated
-    assert len(marks) - deflated > sum(map(len, files.values())) / 237 - 1
-    assert result.connections == 2  # no session was lost over it

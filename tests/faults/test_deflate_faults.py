@@ -123,21 +123,15 @@ def test_link_drops_at_a_deflated_frame_then_the_next_install_resumes(
     assert second.bytes_resumed == held  # READY's offset: what the board kept
 
 
-def test_a_board_that_cannot_decode_our_streams_gets_plain_after_a_reconnect(
-    faults: FaultLedger,
-) -> None:
-    """The refusal holds for the whole install, not just its first connection.
-
-    The board's decoder refuses every deflated stream (a reserved block type);
-    the link drops once the transfer goes on in plain frames. The next
-    connection resumes in plain frames too: deflating again would cost a
-    window of refused frames at every reconnect of a long install.
-    """
-    board = _board("proxy")
-    old = bundle(board)
-    new = release(board, 20_000, source=True)
+def _refuse_deflated(
+    board: VirtualBoard, faults: FaultLedger, *, drop_at_plain: int | None = None
+) -> list[bytes]:
+    """Make every deflated stream the board gets undecodable (a reserved block
+    type, as a `deflate` that differs from ours would see it); the link
+    drops once after the `drop_at_plain`-th plain frame. Return the marks of
+    the data frames, in the order they arrive."""
     receive = board.receive
-    marks: list[bytes] = []  # the mark of every data frame, in order
+    marks: list[bytes] = []
 
     def undecodable(link: object, data: bytes, _deliver: object) -> None:
         if data.startswith(DEFLATED_FRAME):
@@ -146,16 +140,45 @@ def test_a_board_that_cannot_decode_our_streams_gets_plain_after_a_reconnect(
         if frame:
             marks.append(data[:1])
         receive(link, data)  # type: ignore[arg-type]
-        if frame and marks.count(DATA_FRAME) == 20 and marks[-1] == DATA_FRAME:
+        if (
+            frame
+            and data[:1] == DATA_FRAME
+            and marks.count(DATA_FRAME) == drop_at_plain
+        ):
             faults.add("disconnect")
             drop_link(board)
 
     tap(board, undecodable)
+    return marks
+
+
+@pytest.mark.parametrize(
+    ("drop_at_plain", "connections"),
+    [(None, 2), (20, 3)],
+    ids=["one connection", "a dropped link"],
+)
+def test_a_board_that_cannot_decode_our_streams_gets_the_files_plain(
+    faults: FaultLedger, drop_at_plain: int | None, connections: int
+) -> None:
+    """The board answers BAD_DATA to a deflated frame and keeps the transfer.
+
+    The client sends the rest of both files as plain frames, which every board
+    with binary frames takes; without that no install could end, and the way
+    out would be a USB cable. The refusal holds for the whole install: after
+    a dropped link the next connection resumes plain too (deflating again
+    would cost a window of refused frames at every reconnect).
+    """
+    board = _board("proxy")
+    old = bundle(board)
+    new = release(board, 20_000, source=True)
+    marks = _refuse_deflated(board, faults, drop_at_plain=drop_at_plain)
+
     result = run_virtual(run_install(Recorder(board), new))
 
     assert isinstance(result, InstallResult), result
     assert faults.check_board(board, old, new) == "new"
     deflated = marks.count(DEFLATED_FRAME)
-    assert deflated > 0
+    assert deflated > 0  # the first file went deflated until the refusal came
     assert marks[:deflated] == [DEFLATED_FRAME] * deflated  # none after a plain one
-    assert result.connections == 3  # the dropped one, its resumption, the check
+    # The session(s) that sent the files, then the check after the reset.
+    assert result.connections == connections

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import sys
+import zlib
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,8 @@ from esp32_ota_sim.board import FIRMWARE_DIR, VirtualBoard
 from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.link import PROFILES, SimLink
 from esp32_ota_sim.speed import ESP32_FLASH, BoardSpeed, next_write_kind
+
+from custom_components.esp32_ota.nus_ota.lines import deflate_frame
 
 NUS_UUID = "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
 
@@ -440,14 +443,10 @@ def test_a_reset_loses_what_the_firmware_wrote_but_did_not_flush() -> None:
     assert board.state == "running"
 
 
-def _deflated_frame(off: int, data: bytes) -> bytes:
+def deflated_frame(off: int, data: bytes) -> bytes:
     """A deflated frame (0xFE, docs/protocol.md) of `data` at file offset `off`."""
-    import struct
-    import zlib
-
     c = zlib.compressobj(9, zlib.DEFLATED, -9)
-    stream = c.compress(data) + c.flush()
-    return struct.pack("<BHIH", 0xFE, len(stream), off, len(data)) + stream
+    return deflate_frame(off, len(data), c.compress(data) + c.flush())
 
 
 @pytest.mark.parametrize("has_deflate", [True, False])
@@ -465,7 +464,7 @@ def test_deflated_frames_on_a_board_with_and_without_deflate(has_deflate: bool) 
         line = f"OTA:FILE:app.py:{len(new_app)}:{crc}:1.1.0:bin:-:\n"
         await link.write_with_response(line.encode())
         await asyncio.sleep(0.1)
-        await link.write_with_response(_deflated_frame(0, new_app))
+        await link.write_with_response(deflated_frame(0, new_app))
         await asyncio.sleep(0.5)
         return board, info, b"".join(got).splitlines()
 
@@ -503,7 +502,7 @@ def test_decoding_a_deflated_frame_costs_board_time() -> None:
         assert got[-1].startswith(b"OTA:READY:0:"), got
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await link.write_with_response(_deflated_frame(0, new_app))
+        await link.write_with_response(deflated_frame(0, new_app))
         await asyncio.wait_for(acked.wait(), 5)
         return loop.time() - start
 
@@ -516,7 +515,7 @@ def test_decoding_a_deflated_frame_costs_board_time() -> None:
     ("write", "kind"),
     [
         (b"\xff\x03\x00\x00\x00\x00\x00abc", "frame"),
-        (_deflated_frame(0, b"abc"), "zframe"),
+        (deflated_frame(0, b"abc"), "zframe"),
         (b"OTA:DATA:0:616263\n", "hex"),
         (b"PING\n", "line"),
     ],

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import struct
-import zlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,7 +19,9 @@ from esp32_ota_sim.clock import run_virtual
 from esp32_ota_sim.memfs import FlashSpeed
 from esp32_ota_sim.speed import WRITE_COST_SHARES, BoardSpeed
 
-from .test_board import Central, connect, send
+from custom_components.esp32_ota.nus_ota.lines import data_frame
+
+from .test_board import Central, connect, deflated_frame, send
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,16 +72,12 @@ def _hex_line() -> tuple[str, bytes, bytes]:
 
 def _frame() -> tuple[str, bytes, bytes]:
     payload = SOURCE[:162]
-    head = struct.pack("<BHI", 0xFF, len(payload), 0)
-    return _file("bin"), head + payload, b"OTA:A:%d" % len(payload)
+    return _file("bin"), data_frame(0, payload), b"OTA:A:%d" % len(payload)
 
 
 def _zframe() -> tuple[str, bytes, bytes]:
     """A deflated frame of 300 bytes of real source."""
-    c = zlib.compressobj(9, zlib.DEFLATED, -9)
-    stream = c.compress(SOURCE[:300]) + c.flush()
-    head = struct.pack("<BHIH", 0xFE, len(stream), 0, 300)
-    return _file("bin"), head + stream, b"OTA:A:300"
+    return _file("bin"), deflated_frame(0, SOURCE[:300]), b"OTA:A:300"
 
 
 def _expected_ms(fixed: float, per_byte: float, size: int) -> float:
